@@ -1,0 +1,95 @@
+"""Typed events read off an XTuner run: what the log and vis_data say happened."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every event; `type` names it in JSON lines."""
+
+    type = "event"
+
+    def to_json(self) -> dict:
+        """Plain dict for `xtui events`: the fields plus `type`."""
+        return {"type": self.type, **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class TrainStep(Event):
+    """One logged training iteration with every numeric field the log line had."""
+
+    type = "train_step"
+    iter: int
+    max_iters: int | None = None
+    lr: float | None = None
+    loss: float | None = None
+    grad_norm: float | None = None
+    time: float | None = None
+    data_time: float | None = None
+    memory: float | None = None
+    eta: float | None = None  # seconds
+    tokens_per_sec: float | None = None
+    tflops: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+    at: str | None = None  # log timestamp as written
+
+
+@dataclass(frozen=True, slots=True)
+class Sample(Event):
+    """An EvaluateChatHook answer: the prompt and what the model said at `iter`."""
+
+    type = "sample"
+    iter: int
+    prompt: str
+    answer: str
+    at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSaved(Event):
+    """mmengine's 'Saving checkpoint at N iterations'."""
+
+    type = "checkpoint_saved"
+    iter: int
+    at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Started(Event):
+    """A new log folder: a start or a resume of the run."""
+
+    type = "started"
+    log: str
+    at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed(Event):
+    """mmengine resumed from a checkpoint at `iter`."""
+
+    type = "resumed"
+    iter: int
+    checkpoint: str | None = None
+    at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DataloaderAdvance(Event):
+    """A resume replaying the dataloader `steps` steps before training goes on."""
+
+    type = "dataloader_advance"
+    steps: int
+    at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunError(Event):
+    """Why a run failed: `cause` is a short kind, `message` the line to show."""
+
+    type = "error"
+    cause: str  # "traceback", "cuda_oom", "weights_only", "error"
+    message: str
+    detail: str = ""
+    at: str | None = None

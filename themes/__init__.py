@@ -1,0 +1,1 @@
+"""xtui themes (see issue #3)."""

@@ -1,0 +1,1 @@
+"""xtui Textual app (see issue #3)."""
