@@ -1,0 +1,66 @@
+"""Processes of a run: liveness by pid + start time, the process group, and stopping it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+
+
+def is_alive(pid: int, create_time: float) -> bool:
+    """True when `pid` is still the process that was started at `create_time`."""
+    try:
+        proc = psutil.Process(pid)
+        return abs(proc.create_time() - create_time) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, OSError):
+        return False
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Live processes of a process group (the launched tree, ranks included)."""
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return members
+
+
+def processes_of_work_dir(work_dir: Path) -> list[psutil.Process]:
+    """Trainer processes started outside xtui whose command line names this work dir."""
+    target = str(work_dir.resolve())
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        cmdline = proc.info.get("cmdline") or []
+        if not any("xtuner" in part for part in cmdline):
+            continue
+        for flag, value in zip(cmdline, cmdline[1:]):
+            if flag == "--work-dir" or flag.startswith("--work-dir="):
+                value = flag.split("=", 1)[1] if "=" in flag else value
+                cwd = proc.info.get("cwd") or "/"
+                if str((Path(cwd) / value).resolve()) == target:
+                    found.append(proc)
+                break
+    return found
+
+
+def stop_group(pgid: int, grace: float = 10.0) -> bool:
+    """TERM the whole process group, KILL what is left after `grace` s; True when none is left."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not group_members(pgid):
+                return True
+            time.sleep(0.1)
+    return not group_members(pgid)

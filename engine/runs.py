@@ -1,0 +1,230 @@
+"""A run is an XTuner work dir: discovery, incremental watching, and its status."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from engine import manifest as mf
+from engine.checkpoints import Checkpoint, list_checkpoints
+from engine.events import CheckpointSaved, Event, Resumed, RunError, Sample, Started, TrainStep
+from engine.logs import LogFollower
+from engine.processes import is_alive, processes_of_work_dir
+
+_TS_DIR = re.compile(r"^\d{8}_\d{6}$")
+_SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", "vis_data"}
+STALL_FACTOR = 10  # stalled after this many usual iteration times without progress
+STALL_MIN_S = 120.0
+
+
+def log_files(work_dir: Path) -> list[Path]:
+    """The mmengine log of every start of the run, oldest first."""
+    try:
+        folders = sorted(p for p in work_dir.iterdir() if _TS_DIR.match(p.name) and p.is_dir())
+    except OSError:
+        return []
+    return [f / f"{f.name}.log" for f in folders if (f / f"{f.name}.log").exists()]
+
+
+def is_run_dir(path: Path) -> bool:
+    """True for a work dir xtui launched or one that holds an mmengine log folder."""
+    return (path / mf.MANIFEST).exists() or bool(log_files(path))
+
+
+def discover(roots: list[Path], depth: int = 3) -> list[Path]:
+    """Work dirs under `roots` (each root itself included), at most `depth` levels down."""
+    found: list[Path] = []
+
+    def walk(path: Path, level: int) -> None:
+        if is_run_dir(path):
+            found.append(path)
+            return
+        if level >= depth:
+            return
+        try:
+            children = sorted(p for p in path.iterdir() if p.is_dir())
+        except OSError:
+            return
+        for child in children:
+            if child.name not in _SKIP_DIRS and not child.name.startswith("."):
+                walk(child, level + 1)
+
+    for root in roots:
+        walk(root.resolve(), 0)
+    return found
+
+
+def _stamp(at: str | None) -> float | None:
+    """Seconds since the epoch of a work-dir log timestamp (`%Y/%m/%d %H:%M:%S`)."""
+    if not at:
+        return None
+    try:
+        return datetime.strptime(at, "%Y/%m/%d %H:%M:%S").timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class RunState:
+    """Everything read so far from one run's files."""
+
+    steps: list[TrainStep] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    saved: list[int] = field(default_factory=list)
+    errors: list[RunError] = field(default_factory=list)  # since the last start
+    starts: int = 0
+    resumed_iter: int | None = None
+    max_iters: int | None = None
+
+    @property
+    def last(self) -> TrainStep | None:
+        """The newest train step."""
+        return self.steps[-1] if self.steps else None
+
+    def apply(self, event: Event) -> None:
+        """Fold one event into the state."""
+        if isinstance(event, TrainStep):
+            self.steps.append(event)
+            if event.max_iters:
+                self.max_iters = event.max_iters
+        elif isinstance(event, Sample):
+            self.samples.append(event)
+        elif isinstance(event, CheckpointSaved):
+            self.saved.append(event.iter)
+        elif isinstance(event, Started):
+            self.starts += 1
+            self.errors.clear()
+            self.resumed_iter = None
+        elif isinstance(event, Resumed):
+            self.resumed_iter = event.iter
+        elif isinstance(event, RunError):
+            self.errors.append(event)
+
+    def usual_step_seconds(self) -> float | None:
+        """Median wall time between logged iterations of the current start."""
+        stamps = [_stamp(s.at) for s in self.steps[-50:]]
+        gaps = [b - a for a, b in zip(stamps, stamps[1:]) if a is not None and b is not None and b >= a]
+        return statistics.median(gaps) if gaps else None
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Where a run stands: `state` is running, stalled, finished, failed or stopped."""
+
+    state: str
+    cause: str | None = None
+    pid: int | None = None
+
+
+class Run:
+    """One work dir, read incrementally: call `poll()` for new events."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir.resolve()
+        self.state = RunState()
+        self._followers: dict[Path, LogFollower] = {}
+        self._console: LogFollower | None = None
+        self._console_launch = -1
+        self._flushed = False
+
+    @property
+    def manifest(self) -> mf.Manifest | None:
+        """The xtui manifest, None for a run started by plain `xtuner train`."""
+        return mf.read_manifest(self.work_dir)
+
+    def poll(self) -> list[Event]:
+        """Read only what was appended since the last poll and return the new events."""
+        events: list[Event] = []
+        for path in log_files(self.work_dir):
+            follower = self._followers.get(path)
+            if follower is None:
+                follower = self._followers[path] = LogFollower(path)
+                events.append(Started(log=str(path.relative_to(self.work_dir))))
+            events.extend(follower.poll())
+        events.extend(self._console_errors())
+        if not self._flushed and not self.alive_pid():
+            self._flushed = True
+            for follower in self._followers.values():
+                events.extend(follower.flush())
+            if self._console:
+                events.extend(e for e in self._console.flush() if isinstance(e, RunError))
+        for event in events:
+            self.state.apply(event)
+        return events
+
+    def follow(self, interval: float = 1.0) -> Iterator[Event]:
+        """Yield events as they come, until the trainer is gone and everything is read."""
+        while True:
+            alive = self.alive_pid() is not None
+            yield from self.poll()
+            if not alive:
+                return
+            time.sleep(interval)
+
+    def _console_errors(self) -> list[Event]:
+        """Errors from the console file of xtui's last launch (tracebacks go to stderr only)."""
+        manifest = self.manifest
+        if manifest is None or manifest.last is None:
+            return []
+        index = len(manifest.launches) - 1
+        if index != self._console_launch:
+            self._console_launch = index
+            self._console = LogFollower(self.work_dir / mf.CONSOLE, offset=manifest.last.console_offset)
+            self._flushed = False
+        assert self._console is not None
+        return [e for e in self._console.poll() if isinstance(e, RunError)]
+
+    def alive_pid(self) -> int | None:
+        """Pid of the live trainer (xtui's launch or a plain `xtuner train` on this dir)."""
+        manifest = self.manifest
+        if manifest and manifest.last:
+            return manifest.last.pid if is_alive(manifest.last.pid, manifest.last.create_time) else None
+        procs = processes_of_work_dir(self.work_dir)
+        return procs[0].pid if procs else None
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Checkpoints on disk, checked."""
+        return list_checkpoints(self.work_dir)
+
+    def status(self, now: float | None = None) -> Status:
+        """Running, stalled, finished, failed (with cause) or stopped."""
+        now = time.time() if now is None else now
+        state = self.state
+        pid = self.alive_pid()
+        if pid is not None:
+            if state.errors:
+                return Status("failed", state.errors[-1].message, pid)
+            usual = state.usual_step_seconds()
+            last = _stamp(state.last.at) if state.last else None
+            if usual is not None and last is not None:
+                limit = max(STALL_FACTOR * usual, STALL_MIN_S)
+                if now - last > limit:
+                    return Status("stalled", f"no new iteration for {now - last:.0f} s", pid)
+            return Status("running", None, pid)
+        if state.errors:
+            return Status("failed", state.errors[-1].message)
+        if state.last and state.max_iters and state.last.iter >= state.max_iters:
+            return Status("finished")
+        manifest = self.manifest
+        if manifest and manifest.last:
+            if manifest.last.stopped_at:
+                return Status("stopped", "stopped by the user")
+            code = _exit_code(self.work_dir, len(manifest.launches) - 1)
+            if code not in (None, 0):
+                return Status("failed", f"trainer exited with code {code}")
+            at = f"iteration {state.last.iter}" if state.last else "before the first iteration"
+            return Status("failed", f"trainer ended at {at} without reaching max iterations")
+        return Status("stopped", "not running and max iterations not reached")
+
+
+def _exit_code(work_dir: Path, index: int) -> int | None:
+    """The exit code the launch wrapper wrote, None when it never wrote one."""
+    try:
+        return int(mf.exit_code_file(work_dir, index).read_text().strip())
+    except (OSError, ValueError):
+        return None
