@@ -1,0 +1,136 @@
+"""The embedded demo: a tiny model, a self-cognition dataset and a config that trains it, built offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine import configs, tinymodel
+
+SEED_CONFIG = "internlm2_1_8b_qlora_alpaca_e3"
+QUESTIONS = (
+    "你是谁",
+    "请你介绍一下你自己",
+    "你是我的小助手吗",
+    "你叫什么名字",
+    "你好，你是谁？",
+    "介绍一下你自己",
+    "请问你是谁",
+    "你是什么模型",
+    "你的名字是什么",
+    "你是谁的小助手",
+    "说说你自己",
+    "你好",
+)
+REPEATS = 20  # 12 questions x 20 = 240 rows, about 90 packed sequences of 128 tokens
+EVALUATION_INPUTS = ["你是谁", "请你介绍一下你自己"]
+LOG_INTERVAL = 10
+# PART 1 of the seed config, as Python source text; the paths are filled in by `demo_config`.
+SETTINGS = {
+    "prompt_template": "PROMPT_TEMPLATE.internlm2_chat",
+    "max_length": "128",
+    "pack_to_max_length": "True",
+    "batch_size": "1",
+    "accumulative_counts": "1",
+    "max_epochs": "3",
+    "lr": "2e-3",
+    "save_steps": "50",
+    "save_total_limit": "2",
+    "evaluation_freq": "20",
+    "SYSTEM": repr(""),
+    "evaluation_inputs": repr(EVALUATION_INPUTS),
+}
+CPU_LORA_R = "8"
+MAX_NEW_TOKENS = "40"
+RANDOM_SEED = "0"
+NO_BF16_ON_CPU = 'setattr(__import__("torch").cpu, "is_bf16_supported", lambda: False)'
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPaths:
+    """Where the demo's parts live: the folder, the model+tokenizer, the data, the config, the work dir."""
+
+    folder: Path
+    model: Path
+    data: Path
+    config: Path
+    work_dir: Path
+
+
+def answer(name: str) -> str:
+    """The self-cognition answer for an assistant called `name`."""
+    return f"我是{name}的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"
+
+
+def self_cognition_rows(name: str, repeats: int = REPEATS) -> list[dict]:
+    """The dataset in XTuner's single-turn `conversation` format, every question `repeats` times."""
+    return [{"conversation": [{"input": q, "output": answer(name)}]} for _ in range(repeats) for q in QUESTIONS]
+
+
+def _texts(data: Path) -> list[str]:
+    """Every input and output of a `conversation` JSON-lines file, for training the tokenizer."""
+    texts = []
+    for line in data.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            for turn in json.loads(line)["conversation"]:
+                texts += [turn.get("input", ""), turn.get("output", "")]
+    return texts
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file, so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def demo_config(model: Path, data: Path, cuda: bool) -> str:
+    """The seed config's source edited for the demo: PART 1 settings, local JSON data, CPU or QLoRA."""
+    source = configs.find_builtin(SEED_CONFIG).read_text(encoding="utf-8")
+    settings = dict(SETTINGS, pretrained_model_name_or_path=repr(str(model)), alpaca_en_path=repr(str(data)))
+    source = configs.edit_settings(source, settings)
+    source = configs.edit_call(source, "alpaca_en.dataset", {"path": repr("json"), "data_files": "alpaca_en_path"})
+    source = configs.edit_call(source, "alpaca_en", {"dataset_map_fn": "None", "map_num_proc": "1"})
+    source = configs.edit_call(source, "custom_hooks.EvaluateChatHook", {"max_new_tokens": MAX_NEW_TOKENS})
+    source = configs.edit_call(source, "default_hooks.logger", {"interval": str(LOG_INTERVAL)})
+    source = configs.edit_call(source, "randomness", {"seed": RANDOM_SEED})
+    if not cuda:
+        source = configs.insert_after_imports(source, NO_BF16_ON_CPU)
+        source = configs.rename_import(source, "mmengine.optim", "AmpOptimWrapper", "OptimWrapper")
+        source = configs.edit_call(source, "optim_wrapper", {"type": "OptimWrapper"}, drop=("loss_scale", "dtype"))
+        source = configs.edit_call(source, "model.llm", {"torch_dtype": "torch.float32"}, drop=("quantization_config",))
+        source = configs.edit_call(source, "model.lora", {"r": CPU_LORA_R})
+    return source
+
+
+def _cuda_available() -> bool:
+    """Whether torch sees a CUDA device."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def build_demo(folder: Path, name: str = "小明", cuda: bool | None = None) -> DemoPaths:
+    """Create (or reuse) the demo's model, data and config in `folder`; never overwrites what is there."""
+    folder = Path(folder).resolve()
+    paths = DemoPaths(
+        folder=folder,
+        model=folder / "tiny-llama",
+        data=folder / "data" / "self_cognition.jsonl",
+        config=folder / "config.py",
+        work_dir=folder / "work",
+    )
+    if not paths.data.is_file():
+        rows = self_cognition_rows(name)
+        _write_new(paths.data, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    if not tinymodel.is_complete(paths.model):
+        tinymodel.build_tiny_model(paths.model, _texts(paths.data))
+    if not paths.config.exists():
+        wants_cuda = _cuda_available() if cuda is None else cuda
+        _write_new(paths.config, demo_config(paths.model, paths.data, wants_cuda))
+    return paths
