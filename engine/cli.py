@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -91,12 +92,12 @@ def resolve_config(name: str) -> Path:
         return path
     if path.suffix == ".py" or "/" in name:
         raise CliError(f"config not found: {name}")
-    from engine.configs import find_builtin
+    from engine.configs import ConfigError, find_builtin
 
-    found = find_builtin(name)
-    if found is None:
-        raise CliError(f"unknown config {name!r}: not a file and not an XTuner built-in config")
-    return found
+    try:
+        return find_builtin(name)
+    except ConfigError:
+        raise CliError(f"unknown config {name!r}: not a file and not an XTuner built-in config") from None
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -192,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `xtui events DIR | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
