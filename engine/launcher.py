@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from engine import manifest as mf
+from engine.config_check import config_problems
 from engine.checkpoints import Checkpoint, check, list_checkpoints
 from engine.processes import is_alive, stop_group
 from engine.runs import Run
@@ -94,6 +95,9 @@ def validate(spec: LaunchSpec) -> None:
         ast.parse(spec.config.read_text(encoding="utf-8"), filename=str(spec.config))
     except (SyntaxError, UnicodeDecodeError) as exc:
         raise LaunchError(f"config {spec.config} is not valid Python: {exc}") from None
+    problems = config_problems(spec.config, spec.cwd or Path.cwd())
+    if problems:
+        raise LaunchError("; ".join(problems))
     if spec.gpus < 1:
         raise LaunchError("--gpus must be at least 1")
     if spec.deepspeed and spec.deepspeed not in DEEPSPEED_PRESETS and not Path(spec.deepspeed).is_file():
