@@ -13,6 +13,8 @@ IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [UNK, BOS, EOS, PAD, IM_START, IM_END]  # ids 0..5, in this order
 # One pre-token per CJK ideograph, kana, CJK or full-width punctuation character.
 CJK_CHAR = r"[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"
+# Control bytes other than tab and newline get no token: an untrained model would print them into the log.
+CONTROL_BYTES = [b for b in range(32) if chr(b) not in "\t\n"] + [127]
 # The words of the internlm2_chat template around each turn, so they become whole tokens.
 TEMPLATE_TEXT = "system\nuser\nassistant\n"
 FILES = (
@@ -34,12 +36,19 @@ def is_complete(folder: Path) -> bool:
     return all((folder / name).is_file() for name in FILES)
 
 
+def _byte_alphabet(pre_tokenizers) -> list[str]:
+    """The byte-level alphabet without the characters that stand for CONTROL_BYTES."""
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    control = {byte_level.pre_tokenize_str(chr(b))[0][0] for b in CONTROL_BYTES}
+    return sorted(set(pre_tokenizers.ByteLevel.alphabet()) - control)
+
+
 def train_tokenizer(texts: Iterable[str]):
     """A byte-level BPE `PreTrainedTokenizerFast` trained on `texts`, each CJK character its own pre-token."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer(models.BPE())
+    backend = Tokenizer(models.BPE(unk_token=UNK))
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(CJK_CHAR), behavior="isolated"),
@@ -51,7 +60,7 @@ def train_tokenizer(texts: Iterable[str]):
         vocab_size=4096,
         min_frequency=1,
         special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        initial_alphabet=_byte_alphabet(pre_tokenizers),
         show_progress=False,
     )
     backend.train_from_iterator([TEMPLATE_TEXT, *texts], trainer)

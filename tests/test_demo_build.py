@@ -81,6 +81,9 @@ def test_tokenizer_splits_cjk_per_character_and_round_trips(built) -> None:
     assert tok.decode(tok.encode(answer, add_special_tokens=False)) == answer
     unseen = "没见过的字 and English!"
     assert tok.decode(tok.encode(unseen, add_special_tokens=False)) == unseen
+    printable = [tok.decode([i]) for i in range(len(tok))]
+    assert not [t for t in printable if any(ord(c) < 32 and c not in "\t\n" or ord(c) == 127 for c in t)]
+    assert tok.decode(tok.encode("a\x00b", add_special_tokens=False)) == "a<unk>b"
     prompt = "<|im_start|>user\n你是谁<|im_end|>\n<|im_start|>assistant\n"
     encoded = tok.encode(prompt)
     assert encoded[0] == tok.bos_token_id and tok.convert_tokens_to_ids("<|im_end|>") in encoded
