@@ -177,7 +177,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="build a tiny model and dataset offline and fine-tune it")
     s.add_argument("--dir", default="xtui-demo", help="folder for the demo (default: ./xtui-demo)")
     s.add_argument("--name", default="小明", help="the assistant's name the model learns")
-    s.add_argument("--headless", action="store_true", help="print progress lines (no TUI yet: the default)")
+    s.add_argument("--headless", action="store_true", help="print progress lines instead of opening the TUI")
     s.add_argument("--no-follow", action="store_true", help="launch and return at once")
     s.set_defaults(func=cmd_demo)
     return p

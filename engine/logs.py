@@ -293,7 +293,7 @@ class ScalarsParser:
 class _Follower:
     """Feeds the bytes appended to a file since the last poll to a parser; starts over on a shrunk or new file."""
 
-    _parser_type: type[LogParser] | type[ScalarsParser]
+    _parser_type: type[LogParser] | type[ScalarsParser] | type[_RawText]
 
     def __init__(self, path: str | os.PathLike[str], offset: int = 0) -> None:
         self.path = Path(path)
@@ -331,6 +331,24 @@ class _Follower:
     def flush(self) -> list[Event]:
         """Events still open once the writer is gone (the last sample, an unfinished traceback)."""
         return self.parser.flush()
+
+
+class _RawText:
+    """A pass-through 'parser': the decoded text itself, for showing a log as it is."""
+
+    def feed(self, text: str) -> list[str]:
+        """The chunk, when there is one."""
+        return [text] if text else []
+
+    def flush(self) -> list[str]:
+        """Nothing is held back."""
+        return []
+
+
+class TextFollower(_Follower):
+    """Tails any file as decoded text chunks (a log view), with the same offset and restart rules."""
+
+    _parser_type = _RawText
 
 
 class LogFollower(_Follower):

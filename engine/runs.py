@@ -86,6 +86,14 @@ class RunState:
         """The newest train step."""
         return self.steps[-1] if self.steps else None
 
+    @property
+    def reached_max(self) -> bool:
+        """True once the last iteration ran: logged, or saved (the final iteration is often not logged)."""
+        if not self.max_iters:
+            return False
+        done = max([self.last.iter if self.last else 0, *self.saved])
+        return done >= self.max_iters
+
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
         if isinstance(event, TrainStep):
@@ -208,7 +216,7 @@ class Run:
             return Status("running", None, pid)
         if state.errors:
             return Status("failed", state.errors[-1].message)
-        if state.last and state.max_iters and state.last.iter >= state.max_iters:
+        if state.reached_max:
             return Status("finished")
         manifest = self.manifest
         if manifest and manifest.last:
