@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine import configs, tinymodel
+from engine.files import write_atomic
 
 SEED_CONFIG = "internlm2_1_8b_qlora_alpaca_e3"
 QUESTIONS = (
@@ -80,13 +79,6 @@ def _texts(data: Path) -> list[str]:
     return texts
 
 
-def _write_new(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file, so a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def demo_config(model: Path, data: Path, cuda: bool) -> str:
@@ -127,10 +119,10 @@ def build_demo(folder: Path, name: str = "小明", cuda: bool | None = None) -> 
     )
     if not paths.data.is_file():
         rows = self_cognition_rows(name)
-        _write_new(paths.data, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        write_atomic(paths.data, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     if not tinymodel.is_complete(paths.model):
         tinymodel.build_tiny_model(paths.model, _texts(paths.data))
     if not paths.config.exists():
         wants_cuda = _cuda_available() if cuda is None else cuda
-        _write_new(paths.config, demo_config(paths.model, paths.data, wants_cuda))
+        write_atomic(paths.config, demo_config(paths.model, paths.data, wants_cuda))
     return paths

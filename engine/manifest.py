@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+from engine.files import write_atomic
 
 MANIFEST = "xtui-run.json"
 CONSOLE = "xtui-console.log"
@@ -56,11 +56,7 @@ def read_manifest(work_dir: Path) -> Manifest | None:
 
 def write_manifest(work_dir: Path, manifest: Manifest) -> None:
     """Write the manifest atomically (temp file + rename) so a reader never sees half."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".xtui-run.", dir=work_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(asdict(manifest), fh, indent=2, ensure_ascii=False)
-    os.replace(tmp, work_dir / MANIFEST)
+    write_atomic(work_dir / MANIFEST, json.dumps(asdict(manifest), indent=2, ensure_ascii=False))
 
 
 def mark_stopped(work_dir: Path, at: float) -> None:
