@@ -133,9 +133,13 @@ def _print_preflight(result) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build the tiny demo and train it, printing progress."""
+    from engine.demo import DemoError
     from engine.demo_run import run_demo
 
-    return run_demo(Path(args.dir), name=args.name, follow=not args.no_follow)
+    try:
+        return run_demo(Path(args.dir), name=args.name, follow=not args.no_follow)
+    except DemoError as exc:
+        raise CliError(str(exc)) from None
 
 
 def parser() -> argparse.ArgumentParser:

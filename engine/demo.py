@@ -48,6 +48,10 @@ RANDOM_SEED = "0"
 NO_BF16_ON_CPU = 'setattr(__import__("torch").cpu, "is_bf16_supported", lambda: False)'
 
 
+class DemoError(Exception):
+    """A demo folder that cannot be used as asked."""
+
+
 @dataclass(frozen=True, slots=True)
 class DemoPaths:
     """Where the demo's parts live: the folder, the model+tokenizer, the data, the config, the work dir."""
@@ -117,6 +121,8 @@ def build_demo(folder: Path, name: str = "小明", cuda: bool | None = None) -> 
         config=folder / "config.py",
         work_dir=folder / "work",
     )
+    if paths.data.is_file() and answer(name) not in paths.data.read_text(encoding="utf-8"):
+        raise DemoError(f"the demo in {folder} was built for another name: pick another --dir for {name!r}")
     if not paths.data.is_file():
         rows = self_cognition_rows(name)
         write_atomic(paths.data, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

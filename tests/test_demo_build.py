@@ -99,7 +99,7 @@ def test_build_is_idempotent_and_never_overwrites(built) -> None:
     edited = built.config.read_text(encoding="utf-8").replace("lr = 2e-3", "lr = 5e-4") + "# mine\n"
     built.config.write_text(edited, encoding="utf-8")
     stamps[built.config] = built.config.stat().st_mtime_ns
-    again = demo.build_demo(built.folder, name="别的名字", cuda=False)
+    again = demo.build_demo(built.folder, name=NAME, cuda=False)
     assert again == built
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert built.config.read_text(encoding="utf-8") == edited
@@ -123,3 +123,10 @@ def test_a_foreign_folder_is_not_clobbered(tmp_path) -> None:
     with pytest.raises(FileExistsError):
         tinymodel.build_tiny_model(tmp_path / "tiny-llama", ["你好"])
     assert (tmp_path / "tiny-llama" / "notes.txt").read_text() == "mine"
+
+
+def test_other_name_on_an_existing_demo_is_refused(built) -> None:
+    before = built.data.read_text(encoding="utf-8")
+    with pytest.raises(demo.DemoError, match="another name"):
+        demo.build_demo(built.folder, name="别的名字", cuda=False)
+    assert built.data.read_text(encoding="utf-8") == before
