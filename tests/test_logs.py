@@ -14,9 +14,7 @@ from hypothesis import strategies as st
 from engine.events import CheckpointSaved, DataloaderAdvance, Resumed, RunError, Sample, TrainStep
 from engine.logs import LogFollower, LogParser, ScalarsFollower, read_events, split_sample
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared/fixtures/xtuner-0.2.0-h200-lora-console.log"
-if not FIXTURE.exists():
-    FIXTURE = Path("/work/shared/fixtures/xtuner-0.2.0-h200-lora-console.log")
+FIXTURE = Path(__file__).resolve().parent / "fixtures/xtuner-0.2.0-h200-lora-console.log"
 LOSSES = [11.6057, 11.5813, 11.5855, 11.3563, 11.0345, 10.9708, 10.9074, 10.8431]
 PROMPTS = ["请你介绍一下你自己", "你是谁"]
 TS = "2026/11/28 14:10:03 - mmengine - INFO - "
