@@ -99,7 +99,8 @@ def test_stop_leaves_no_process_and_resume_continues_after_the_checkpoint(demo) 
     work_dir = demo.folder / "work-stop"
     launch = start(LaunchSpec(config=demo.config, work_dir=work_dir, cwd=demo.folder))
     run = Run(work_dir)
-    _follow(run, until=lambda ev: any(isinstance(e, CheckpointSaved) for e in ev))
+    # mmengine logs "Saving checkpoint" before the file is written: wait for a complete one
+    _follow(run, until=lambda ev: any(isinstance(e, TrainStep) for e in ev) and any(c.ok for c in run.checkpoints()))
     assert stop(work_dir, grace=10)
     assert not group_members(launch.pid)
     run.poll()
@@ -134,7 +135,8 @@ def test_weights_only_resume_trap_shows_failed_with_its_cause(demo) -> None:
 def test_crashing_config_is_failed_with_its_cause(demo) -> None:
     broken = demo.folder / "broken.py"
     source = demo.config.read_text()
-    broken.write_text(source.replace(str(demo.model), str(demo.folder / "no-such-model")))
+    (demo.folder / "empty-model").mkdir()  # exists, so the pre-launch check passes; loading it fails
+    broken.write_text(source.replace(str(demo.model), str(demo.folder / "empty-model")))
     assert broken.read_text() != source
     work_dir = demo.folder / "work-broken"
     start(LaunchSpec(config=broken, work_dir=work_dir, cwd=demo.folder))
@@ -142,4 +144,4 @@ def test_crashing_config_is_failed_with_its_cause(demo) -> None:
     _follow(run)
     status = run.status()
     assert status.state == "failed" and status.cause, _console(work_dir)
-    assert "no-such-model" in (run.state.errors[-1].message + run.state.errors[-1].detail)
+    assert "empty-model" in (run.state.errors[-1].message + run.state.errors[-1].detail)

@@ -1,0 +1,98 @@
+"""Run status from the files alone: finished, failed (exit code 0 notwithstanding), stopped, stalled."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import psutil
+
+from engine import manifest as mf
+from engine.runs import Run, discover
+
+LINE = "{ts} - mmengine - INFO - Iter(train) [{i:>3}/{n}]  lr: 1.0000e-03  eta: 0:00:10  time: {t:.4f}  data_time: 0.0050  loss: {loss:.4f}\n"
+
+
+def _log(work_dir: Path, iters: list[int], n: int, start: float, gap: float = 1.0, extra: str = "") -> Path:
+    stamp = work_dir / "20261128_140000"
+    stamp.mkdir(parents=True, exist_ok=True)
+    lines = [
+        LINE.format(ts=time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(start + k * gap)), i=i, n=n, t=gap, loss=5 - k * 0.1)
+        for k, i in enumerate(iters)
+    ]
+    path = stamp / "20261128_140000.log"
+    path.write_text("".join(lines) + extra)
+    return path
+
+
+def _launch(pid: int, create_time: float, stopped: bool = False) -> mf.Launch:
+    return mf.Launch(
+        argv=["python"], env={}, pid=pid, create_time=create_time, started_at=time.time(), console_offset=0,
+        config="cfg.py", cwd=".", stopped_at=time.time() if stopped else None,
+    )  # fmt: skip
+
+
+def _dead(work_dir: Path, exit_code: int | None, stopped: bool = False) -> None:
+    mf.write_manifest(work_dir, mf.Manifest(str(work_dir), "here", [_launch(999_999, 1.0, stopped)]))
+    if exit_code is not None:
+        mf.exit_code_file(work_dir, 0).write_text(f"{exit_code}\n")
+
+
+def test_finished_when_the_final_iteration_was_saved_but_not_logged(tmp_path) -> None:
+    _log(tmp_path, [10, 20, 270], 273, time.time(), extra="2026/11/28 14:00:09 - mmengine - INFO - Saving checkpoint at 273 iterations\n")
+    run = Run(tmp_path)
+    run.poll()
+    assert run.status().state == "finished"
+
+
+def test_traceback_means_failed_even_with_exit_code_zero(tmp_path) -> None:
+    _log(tmp_path, [10, 20], 100, time.time())
+    _dead(tmp_path, exit_code=0)
+    (tmp_path / mf.CONSOLE).write_text(
+        "Traceback (most recent call last):\n  File \"train.py\", line 3, in <module>\n"
+        "_pickle.UnpicklingError: Weights only load failed. Re-running `torch.load` with `weights_only` set to `False`\n"
+    )
+    run = Run(tmp_path)
+    run.poll()
+    status = run.status()
+    assert status.state == "failed" and "Weights only load failed" in status.cause
+    assert run.state.errors[-1].cause == "weights_only"
+
+
+def test_exit_code_and_early_end(tmp_path) -> None:
+    _log(tmp_path, [10, 20], 100, time.time())
+    _dead(tmp_path, exit_code=137)
+    run = Run(tmp_path)
+    run.poll()
+    assert run.status().state == "failed" and "137" in run.status().cause
+    mf.exit_code_file(tmp_path, 0).write_text("0\n")
+    assert "iteration 20" in run.status().cause
+
+
+def test_stopped_by_user(tmp_path) -> None:
+    _log(tmp_path, [10, 20], 100, time.time())
+    _dead(tmp_path, exit_code=None, stopped=True)
+    run = Run(tmp_path)
+    run.poll()
+    assert run.status().state == "stopped"
+
+
+def test_stalled_after_many_usual_iteration_times(tmp_path) -> None:
+    start = time.time() - 1000
+    _log(tmp_path, [10, 20, 30, 40], 100, start, gap=2.0)
+    me = psutil.Process(os.getpid())
+    mf.write_manifest(tmp_path, mf.Manifest(str(tmp_path), "here", [_launch(me.pid, me.create_time())]))
+    run = Run(tmp_path)
+    run.poll()
+    assert run.status(now=start + 6 + 30).state == "running"
+    stalled = run.status(now=start + 6 + 500)
+    assert stalled.state == "stalled" and stalled.pid == me.pid
+
+
+def test_discover_finds_plain_and_xtui_runs_and_skips_noise(tmp_path) -> None:
+    _log(tmp_path / "a" / "work", [10], 10, time.time())
+    mf.write_manifest(tmp_path / "b", mf.Manifest(str(tmp_path / "b"), "here", []))
+    (tmp_path / ".venv" / "x" / "20261128_140000").mkdir(parents=True)
+    (tmp_path / "c" / "20261128_1400").mkdir(parents=True)
+    assert discover([tmp_path]) == [(tmp_path / "a" / "work").resolve(), (tmp_path / "b").resolve()]
