@@ -234,8 +234,10 @@ class LogParser:
             self._traceback = None
             self._sample = [rest] if (rest := line[found.end() :].strip()) else []
             self._sample_at = at
-        elif kind == 2:
-            out.append(CheckpointSaved(int(found.group(2)), at))
+        elif kind == 2:  # the final iteration is often saved but not logged: later samples belong to it
+            saved = int(found.group(2))
+            self._iter = max(self._iter, saved)
+            out.append(CheckpointSaved(saved, at))
         elif kind == 3:
             self._iter = self._resume_iter = int(found.group(3))
             out.append(Resumed(self._iter, self._checkpoint, at))

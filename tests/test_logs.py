@@ -358,3 +358,16 @@ def test_fuzz_bytes_through_the_followers_never_raise(tmp_path: Path, data: byte
         events += follower.poll() + follower.flush()
         if kind is LogFollower:
             assert events == read_events(path)
+
+
+def test_samples_after_the_final_save_belong_to_the_final_iteration() -> None:
+    text = (
+        "2026/11/28 15:10:10 - mmengine - INFO - Iter(train) [270/273]  lr: 1.0000e-05  loss: 0.0312\n"
+        "2026/11/28 15:10:11 - mmengine - INFO - Saving checkpoint at 273 iterations\n"
+        "2026/11/28 15:10:11 - mmengine - INFO - after_train in EvaluateChatHook.\n"
+        "2026/11/28 15:10:12 - mmengine - INFO - Sample output:\n"
+        "<s><|im_start|>user\n你是谁<|im_end|>\n<|im_start|>assistant\n我是小明<|im_end|>\n\n"
+        "2026/11/28 15:10:13 - mmengine - INFO - done\n"
+    )
+    samples = [e for e in LogParser().feed(text) if isinstance(e, Sample)]
+    assert [(s.iter, s.prompt, s.answer) for s in samples] == [(273, "你是谁", "我是小明")]
