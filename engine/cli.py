@@ -160,7 +160,10 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="launch a detached training run")
     s.add_argument("config", help="config file or XTuner built-in config name")
     s.add_argument("--work-dir", required=True, help="where the run writes its logs and checkpoints")
-    s.add_argument("--gpus", type=int, default=1, help="processes (GPUs); above 1 uses torchrun")
+    s.add_argument(
+        "--gpus", type=int, default=int(os.environ.get("NPROC_PER_NODE") or 1),
+        help="processes (GPUs), default $NPROC_PER_NODE or 1; above 1 uses torchrun",
+    )  # fmt: skip
     s.add_argument("--devices", help="CUDA_VISIBLE_DEVICES for the run, e.g. 0,1")
     s.add_argument("--deepspeed", help=f"one of {', '.join(DEEPSPEED_PRESETS)} or a .json file")
     s.set_defaults(func=cmd_train)
