@@ -1,0 +1,140 @@
+"""Curves: present metrics only, `m` cycles them, `l` toggles a log y axis, summary line, redraws only on data, snapshots."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.widgets import Footer, Static
+from textual_plotext import PlotextPlot
+
+from engine.events import TrainStep
+from engine.logs import read_events
+from themes import THEMES
+from tui.widgets.curves import Curves
+
+pytestmark = pytest.mark.anyio
+
+FIXTURE_LOG = Path(__file__).resolve().parent / "fixtures" / "xtuner-0.2.0-h200-lora-console.log"
+
+
+def steps(last: int = 300) -> list[TrainStep]:
+    """A smooth fixed run: warm-up then cosine lr reaching 0, decaying loss, no grad norm."""
+    return [
+        TrainStep(
+            i,
+            last,
+            lr=2e-4 * min(1.0, i / 30) * (0.5 + 0.5 * math.cos(math.pi * i / last)),
+            loss=2.5 * math.exp(-i / 80) + 0.3,
+            memory=9000.0 + i,
+            tokens_per_sec=4000 + 300 * math.sin(i / 20),
+        )
+        for i in range(10, last + 1, 10)
+    ]
+
+
+class CurvesApp(App[None]):
+    """The curves alone with a footer, in xtui's dark theme."""
+
+    def __init__(self, data: list[TrainStep]) -> None:
+        super().__init__()
+        self.data = data
+
+    def compose(self) -> ComposeResult:
+        yield Curves()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for theme in THEMES:
+            self.register_theme(theme)
+        self.theme = "xtui-dark"
+        curves = self.query_one(Curves)
+        curves.add_steps(self.data)
+        curves.focus()
+
+
+def summary(app: App) -> str:
+    return str(app.query_one("#curves-summary", Static).render())
+
+
+async def test_metric_cycles_over_present_metrics_only() -> None:
+    app = CurvesApp(steps())
+    async with app.run_test(size=(80, 24)) as pilot:
+        curves, plt = app.query_one(Curves), app.query_one(PlotextPlot).plt
+        assert curves.metrics == ["loss", "lr", "tokens_per_sec"]
+        assert curves.metric == "loss" and summary(app).startswith("loss 1/3")
+        assert plt.monitor.y[0][0] == pytest.approx(steps()[0].loss)
+        seen = []
+        for _ in range(3):
+            await pilot.press("m")
+            seen.append(curves.metric)
+        assert seen == ["lr", "tokens_per_sec", "loss"]
+        await pilot.press("m")
+        assert summary(app).startswith("lr 2/3") and plt.monitor.y[0][-1] == 0.0
+
+
+async def test_log_scale_toggle() -> None:
+    app = CurvesApp(steps())
+    async with app.run_test(size=(80, 24)) as pilot:
+        curves, plt = app.query_one(Curves), app.query_one(PlotextPlot).plt
+        await pilot.press("m", "l")
+        assert curves.log_scale and plt.monitor.yscale[0] == "log"
+        assert "log scale (1 ≤ 0 not shown)" in summary(app)  # lr reaches 0 at the end
+        assert len(plt.monitor.y[0]) == len(steps()) - 1
+        await pilot.press("l")
+        assert not curves.log_scale and plt.monitor.yscale[0] == "linear"
+        assert "log scale" not in summary(app)
+
+
+async def test_bindings_have_footer_descriptions() -> None:
+    app = CurvesApp(steps())
+    async with app.run_test(size=(80, 24)):
+        shown = {b.binding.key: b.binding.description for b in app.active_bindings.values() if b.binding.show}
+        assert shown["m"] == "Metric" and shown["l"] == "Log scale"
+
+
+async def test_summary_and_resumed_iterations_replace_earlier_ones() -> None:
+    app = CurvesApp(steps(100))
+    async with app.run_test(size=(80, 24)) as pilot:
+        curves, plt = app.query_one(Curves), app.query_one(PlotextPlot).plt
+        curves.add_steps([TrainStep(50, 100, loss=0.05, memory=12000.0), TrainStep(110, 200, loss=0.2)])
+        await pilot.pause()
+        assert plt.monitor.x[0] == list(range(10, 101, 10)) + [110]
+        text = summary(app)
+        assert "last 0.2000" in text and "min 0.0500 @ 50" in text and "peak memory 12000 MiB" in text
+
+
+async def test_redraws_only_when_data_arrives() -> None:
+    app = CurvesApp(steps())
+    async with app.run_test(size=(80, 24)) as pilot:
+        plot = app.query_one(PlotextPlot)
+        await pilot.pause()
+        renders = []
+        original = plot.render
+        plot.render = lambda: renders.append(1) or original()
+        await pilot.pause(0.5)
+        assert renders == []
+        app.query_one(Curves).add_steps([TrainStep(310, 400, loss=0.1)])
+        await pilot.pause()
+        assert renders
+
+
+async def test_real_log_and_clear() -> None:
+    data = [e for e in read_events(FIXTURE_LOG) if isinstance(e, TrainStep)]
+    app = CurvesApp(data)
+    async with app.run_test(size=(80, 24)) as pilot:
+        curves = app.query_one(Curves)
+        assert curves.metrics == ["loss", "lr", "grad_norm", "tokens_per_sec"]
+        assert "last 10.8431" in summary(app) and "peak memory 9977 MiB" in summary(app)
+        assert "10.8" in str(app.query_one(PlotextPlot).render())
+        curves.clear()
+        await pilot.pause()
+        assert summary(app) == "No training steps yet." and curves.metric is None
+        await pilot.press("m", "l")  # nothing to show: no error
+
+
+@pytest.mark.parametrize("size, press", [((80, 24), ()), ((120, 40), ("m", "l"))], ids=["80x24", "120x40-lr-log"])
+def test_snapshot(snap_compare, size, press) -> None:
+    assert snap_compare(CurvesApp(steps()), terminal_size=size, press=press)

@@ -1,0 +1,1 @@
+"""xtui's widgets, one per module."""

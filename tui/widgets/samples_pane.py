@@ -1,0 +1,271 @@
+"""EvaluateChatHook answers grouped by iteration, newest first, each diffed against its prompt's previous answer."""
+
+from __future__ import annotations
+
+import bisect
+import re
+import time
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.geometry import Size
+from textual.widget import Widget
+from textual.widgets import Static
+
+from engine.events import Sample
+
+TOKEN = re.compile(r"\s*(?:\w+|[^\w\s])|\s+", re.ASCII)  # an ASCII word or any other character, with the space before it
+REWRITTEN_BELOW = 0.3  # similarity under which a diff is noise: show the new answer as rewritten
+RENDER_SLICE_S = 0.05  # render groups for at most this long before letting the screen paint
+SHORTER_MIN_CHARS = 6
+HEADER_BAR = -1  # the indent that marks a block as the group's full-width header  # "much shorter" needs the previous answer to be at least this long
+INSERTED = "bold $text-success"
+MUTED = "$foreground-muted"  # $text-muted does not resolve inside Content (it comes out white)
+REMOVED = f"strike {MUTED}"
+ESCAPED = "italic $text-warning"
+MARK_STYLE = {"empty": "$text-error", "identical": "$text-error", "shorter": "$text-warning", "note": MUTED}
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One answer in a group, with the prompt's answer at its previous evaluation (None for the first)."""
+
+    sample: Sample
+    previous: str | None
+
+
+def _escaped(char: str) -> str | None:
+    """A visible stand-in for a character that would garble the terminal, else None."""
+    if char == "\n":
+        return None
+    if char == "\ufffd":
+        return "<?>"
+    if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+        code = ord(char)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return None
+
+
+def safe_text(text: str, style: str = "") -> Content:
+    """`text` as Content with control, format and replacement characters shown as escapes."""
+    text = text.replace("\t", "    ")
+    parts: list[tuple[str, str]] = []
+    start = 0
+    for index, char in enumerate(text):
+        stand_in = _escaped(char)
+        if stand_in is not None:
+            parts.append((text[start:index], style))
+            parts.append((stand_in, f"{style} {ESCAPED}".strip()))
+            start = index + 1
+    parts.append((text[start:], style))
+    return Content.assemble(*parts)
+
+
+def answer_diff(previous: str, answer: str) -> tuple[Content, float]:
+    """The answer with text inserted since `previous` highlighted and removed text struck, and their similarity."""
+    old, new = TOKEN.findall(previous), TOKEN.findall(answer)
+    matcher = SequenceMatcher(None, old, new, autojunk=False)
+    ratio = matcher.ratio()
+    if ratio < REWRITTEN_BELOW:
+        return safe_text(answer), ratio
+    parts: list[Content] = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op in ("delete", "replace"):
+            parts.append(safe_text("".join(old[i1:i2]), REMOVED))
+        if op == "equal":
+            parts.append(safe_text("".join(new[j1:j2])))
+        elif op in ("insert", "replace"):
+            parts.append(safe_text("".join(new[j1:j2]), INSERTED))
+    return Content.assemble(*parts), ratio
+
+
+def _markers(entry: _Entry, twins: int) -> list[tuple[str, str]]:
+    """Short (kind, text) notes on how the answer changed; `twins` counts other prompts with the same answer."""
+    answer, previous = entry.sample.answer.strip(), entry.previous
+    marks: list[tuple[str, str]] = []
+    if not answer:
+        marks.append(("empty", "empty"))
+    elif previous is not None:
+        before = len(previous.strip())
+        if before >= SHORTER_MIN_CHARS and len(answer) * 2 <= before:
+            marks.append(("shorter", f"shorter: {before} → {len(answer)} chars"))
+    if twins:
+        marks.append(("identical", f"identical to {twins} other prompt{'s' if twins > 1 else ''}"))
+    return marks
+
+
+def _prompt_line(entry: _Entry, marks: list[tuple[str, str]], again: bool) -> Content:
+    """The prompt in bold, then the markers."""
+    prompt = entry.sample.prompt.strip().replace("\n", " ⏎ ")
+    parts: list[Content | tuple[str, str]] = [("❯ ", "$text-accent"), safe_text(prompt, "bold")]
+    if again:
+        parts.append(("  (again)", MARK_STYLE["note"]))
+    for kind, text in marks:
+        parts.append(("  ", ""))
+        parts.append((f" {text} ", f"reverse {MARK_STYLE[kind]}" if kind != "note" else MARK_STYLE[kind]))
+    return Content.assemble(*parts)
+
+
+def _answer_body(entry: _Entry) -> tuple[Content, list[tuple[str, str]]]:
+    """The answer (diffed when there is a previous one) and any note on the kind of change."""
+    answer, previous = entry.sample.answer.rstrip(), entry.previous
+    if not answer.strip():
+        return Content.styled("(empty)", f"italic {MUTED}"), []
+    if previous is None or not previous.strip():
+        return safe_text(answer), []
+    previous = previous.rstrip()
+    if previous == answer:
+        return safe_text(answer), [("note", "unchanged")]
+    body, ratio = answer_diff(previous, answer)
+    return body, ([("note", "rewritten")] if ratio < REWRITTEN_BELOW else [])
+
+
+class IterationGroup(Widget):
+    """The answers of one iteration as one widget (a widget per answer makes long runs slow): header, prompts, answers."""
+
+    DEFAULT_CSS = """
+    IterationGroup {
+        height: auto;
+        margin-bottom: 1;
+        padding: 0 1;
+        text-wrap: nowrap;
+    }
+    """
+
+    def __init__(self, iteration: int) -> None:
+        super().__init__()
+        self.iteration = iteration
+        self._blocks: list[tuple[Content, int]] = []  # (text, indent)
+        self._wrapped: tuple[int, list[Content]] | None = None  # (width, lines)
+
+    def show(self, entries: list[_Entry]) -> None:
+        """Rebuild the text from the iteration's entries."""
+        times = [e.sample.at for e in entries if e.sample.at]
+        header = Content.assemble((f"iter {self.iteration}", "bold $text-primary"), (f"  {times[-1]}" if times else "", MUTED))
+        latest = {e.sample.prompt: e.sample.answer.strip() for e in entries}
+        seen: set[str] = set()
+        self._blocks = [(header, HEADER_BAR)]
+        for entry in entries:
+            answer = entry.sample.answer.strip()
+            twins = sum(1 for p, a in latest.items() if a and a == answer and p != entry.sample.prompt)
+            body, notes = _answer_body(entry)
+            again = entry.sample.prompt in seen
+            seen.add(entry.sample.prompt)
+            self._blocks.append((_prompt_line(entry, _markers(entry, twins) + notes, again), 0))
+            self._blocks.append((body, 2))
+        self._wrapped = None
+        self.refresh(layout=True)
+
+    def _lines(self, width: int) -> list[Content]:
+        """The text wrapped to `width`, answers indented under their prompt, the header as a full-width bar."""
+        if self._wrapped is None or self._wrapped[0] != width:
+            lines: list[Content] = []
+            for text, indent in self._blocks:
+                if indent == HEADER_BAR:
+                    lines.extend(line.pad_right(width - line.cell_length).stylize_before("on $panel") for line in text.wrap(width))
+                    continue
+                pad = Content(" " * indent)
+                lines.extend(pad + line for line in text.wrap(max(1, width - indent)))
+            self._wrapped = (width, lines)
+        return self._wrapped[1]
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        """As many lines as the wrapped text."""
+        return len(self._lines(width))
+
+    def render(self) -> Content:
+        """The wrapped text."""
+        return Content("\n").join(self._lines(self.content_size.width))
+
+
+class SamplesPane(VerticalScroll):
+    """A scrollable, focusable list of the samples: newest iteration first, changes since the last evaluation marked."""
+
+    DEFAULT_CSS = """
+    SamplesPane {
+        height: 1fr;
+    }
+    SamplesPane > #samples-empty {
+        color: $text-muted;
+        padding: 1 2;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._entries: dict[int, list[_Entry]] = {}
+        self._groups: dict[int, IterationGroup] = {}
+        self._iterations: list[int] = []  # ascending
+        self._last_answer: dict[str, str] = {}
+        self._pending: set[int] = set()  # iterations whose group needs rendering
+        self._count = 0
+
+    @property
+    def sample_count(self) -> int:
+        """How many samples the pane holds."""
+        return self._count
+
+    def compose(self) -> ComposeResult:
+        """The placeholder shown until the first sample arrives."""
+        yield Static(
+            "No samples yet: EvaluateChatHook answers the evaluation prompts every evaluation_freq iterations.",
+            id="samples-empty",
+        )
+
+    def add_samples(self, samples: Sequence[Sample]) -> None:
+        """Add samples in log order; only the iteration groups they touch are re-rendered, newest first."""
+        for sample in samples:
+            previous = self._last_answer.get(sample.prompt)
+            self._last_answer[sample.prompt] = sample.answer
+            self._entries.setdefault(sample.iter, []).append(_Entry(sample, previous))
+        self._count += len(samples)
+        waiting = bool(self._pending)
+        self._pending.update(sample.iter for sample in samples)
+        if self._pending and not waiting and self.is_mounted:
+            self._render_pending()
+
+    def on_mount(self) -> None:
+        """Render what arrived before the pane was mounted."""
+        if self._pending:
+            self._render_pending()
+
+    def _render_pending(self) -> None:
+        """Render waiting groups newest first; past the time slice, let the screen paint and go on after."""
+        deadline = time.perf_counter() + RENDER_SLICE_S
+        self.query_one("#samples-empty").display = False
+        while self._pending:
+            iteration = max(self._pending)
+            self._pending.discard(iteration)
+            self._group(iteration).show(self._entries[iteration])
+            if self._pending and time.perf_counter() > deadline:
+                self.call_after_refresh(self._render_pending)
+                return
+
+    def _group(self, iteration: int) -> IterationGroup:
+        """The iteration's group widget, mounted in newest-first order when new."""
+        group = self._groups.get(iteration)
+        if group is None:
+            group = self._groups[iteration] = IterationGroup(iteration)
+            position = bisect.bisect_left(self._iterations, iteration)
+            self._iterations.insert(position, iteration)
+            if position:
+                self.mount(group, before=self._groups[self._iterations[position - 1]])
+            else:
+                self.mount(group)
+        return group
+
+    def clear(self) -> None:
+        """Remove every sample."""
+        self.remove_children(IterationGroup)
+        self._entries.clear()
+        self._groups.clear()
+        self._iterations.clear()
+        self._last_answer.clear()
+        self._pending.clear()
+        self._count = 0
+        self.query_one("#samples-empty").display = True
