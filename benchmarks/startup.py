@@ -1,0 +1,100 @@
+"""Cold start to the first painted frame: `xtui DIR` next to a hello-world Textual app, in a real pty.
+
+Each run spawns the program in a pseudo-terminal (80x24), reads its output until a text that only the
+painted screen holds appears, and takes the time and the resident memory (VmRSS) at that moment.
+Rounds alternate the two programs; prints medians and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import pty
+import select
+import signal
+import statistics
+import struct
+import sys
+import tempfile
+import termios
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HELLO = """
+from textual.app import App
+from textual.widgets import Footer, Header, Static
+
+class Hello(App):
+    def compose(self):
+        yield Header()
+        yield Static("Hello, world")
+        yield Footer()
+
+Hello().run()
+"""
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def first_frame(argv: list[str], marker: bytes, timeout: float = 30.0) -> tuple[float, int]:
+    """Seconds until `marker` is on screen, and the RSS then."""
+    t0 = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(TERM="xterm-256color", COLUMNS="80", LINES="24")
+        os.chdir(ROOT)
+        os.execv(argv[0], argv)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    seen = b""
+    try:
+        while time.perf_counter() - t0 < timeout:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready:
+                try:
+                    seen += os.read(fd, 65536)
+                except OSError:
+                    break
+                if marker in seen:
+                    return time.perf_counter() - t0, rss_kb(pid)
+        raise RuntimeError(f"{marker!r} never appeared; output: {seen[-500:]!r}")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def main() -> None:
+    """Alternate rounds of both programs, print the table."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--dir", default=str(ROOT / "tests" / "fixtures"), help="folder xtui watches")
+    args = parser.parse_args()
+    hello = Path(tempfile.mkdtemp()) / "hello.py"
+    hello.write_text(HELLO)
+    programs = {
+        "hello-world Textual app": ([sys.executable, str(hello)], b"Hello, world"),
+        "xtui": ([sys.executable, "-m", "tui.cli", args.dir], b"Status"),
+    }
+    results: dict[str, list[tuple[float, int]]] = {name: [] for name in programs}
+    for i in range(args.rounds):
+        for name in programs if i % 2 == 0 else reversed(programs):
+            results[name].append(first_frame(*programs[name]))
+    print("| program | median s to first frame | median RSS MiB | all s |\n|---|---|---|---|")
+    med = {}
+    for name, runs in results.items():
+        med[name] = statistics.median(t for t, _ in runs)
+        rss = statistics.median(r for _, r in runs) / 1024
+        print(f"| {name} | {med[name]:.3f} | {rss:.1f} | {', '.join(f'{t:.2f}' for t, _ in runs)} |")
+    print(f"\nxtui / hello-world: {med['xtui'] / med['hello-world Textual app']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

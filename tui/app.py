@@ -1,0 +1,203 @@
+"""The xtui Textual app: watcher workers post engine data, handlers keep it and feed the screens."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import get_current_worker
+
+from engine.checkpoints import Checkpoint
+from engine.gpu import GpuBackend, GpuMonitor
+from engine.runs import Run, RunState, Status, discover
+from themes import DEFAULT_THEME, THEMES
+from tui import settings
+from tui.messages import GpuUpdate, RunUpdate
+from tui.notify import desktop_notification
+
+DISCOVER_EVERY_S = 10.0
+CHECKPOINTS_EVERY_S = 10.0
+ALERT_STATES = {"finished", "failed", "stalled"}
+
+
+@dataclass
+class RunRecord:
+    """What the UI knows of one run: the folded events, status and checkpoints."""
+
+    work_dir: Path
+    state: RunState = field(default_factory=RunState)
+    status: Status = field(default_factory=lambda: Status("unknown"))
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """Short name: parent/work-dir."""
+        return f"{self.work_dir.parent.name}/{self.work_dir.name}"
+
+
+class XtuiApp(App[None]):
+    """Keyboard cockpit for XTuner runs: runs, GPUs, live training, launch / stop / resume."""
+
+    CSS_PATH = "xtui.tcss"
+    TITLE = "xtui"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("ctrl+t", "change_theme", "Theme", show=False),
+    ]
+
+    def __init__(
+        self,
+        roots: list[Path],
+        open_run: Path | None = None,
+        gpu_backend: GpuBackend | None = None,
+        poll_s: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.roots = [r.resolve() for r in roots]
+        self.open_run = open_run.resolve() if open_run else None
+        self.poll_s = poll_s
+        self.monitor = GpuMonitor(backend=gpu_backend) if gpu_backend else GpuMonitor(disk_path=self.roots[0])
+        self.runs: dict[Path, RunRecord] = {}
+        self.extra_dirs: set[Path] = {self.open_run} if self.open_run else set()
+        self._pgid_labels: dict[int, str] = {}
+
+    def on_mount(self) -> None:
+        """Register themes, restore the saved one, show the dashboard, start the watchers."""
+        from tui.screens.dashboard import DashboardScreen
+
+        for theme in THEMES:
+            self.register_theme(theme)
+        saved = settings.load().get("theme")
+        self.theme = saved if saved in self.available_themes else DEFAULT_THEME
+        self.push_screen(DashboardScreen())
+        if self.open_run:
+            self.open_run_screen(self.open_run)
+        self.watch_runs()
+        self.watch_gpus()
+
+    def watch_theme(self, name: str) -> None:
+        """Remember the theme the user picked."""
+        if self.is_mounted:
+            settings.save(theme=name)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Palette entries: the app's actions plus the screen's own."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help", "All key bindings", self.action_help)
+        yield SystemCommand("Launch a run", "Pick a config, work dir, GPUs, DeepSpeed", self.action_launch)
+        yield from getattr(screen, "commands", lambda: ())()
+
+    def action_help(self) -> None:
+        """Show every binding of the current screen and the app."""
+        from tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(self.screen))
+
+    def action_launch(self) -> None:
+        """Open the launch form."""
+        from tui.screens.launch import LaunchScreen
+
+        self.push_screen(LaunchScreen(self.roots[0]))
+
+    def open_run_screen(self, work_dir: Path) -> None:
+        """Show one run's live view."""
+        from tui.screens.run import RunScreen
+
+        self.extra_dirs.add(work_dir)
+        self.push_screen(RunScreen(work_dir))
+
+    def record(self, work_dir: Path) -> RunRecord:
+        """The UI record of a run, made on first use."""
+        return self.runs.setdefault(work_dir, RunRecord(work_dir))
+
+    @work(thread=True, exclusive=True, group="runs", name="watch runs")
+    def watch_runs(self) -> None:
+        """Poll every known run; post only what changed."""
+        worker = get_current_worker()
+        runs: dict[Path, Run] = {}
+        last: dict[Path, tuple] = {}
+        next_discover = next_ckpt = 0.0
+        while not worker.is_cancelled:
+            now = time.monotonic()
+            if now >= next_discover:
+                for work_dir in discover(self.roots):
+                    runs.setdefault(work_dir, Run(work_dir))
+                next_discover = now + DISCOVER_EVERY_S
+            for work_dir in list(self.extra_dirs):
+                runs.setdefault(work_dir, Run(work_dir))
+            relist = now >= next_ckpt
+            if relist:
+                next_ckpt = now + CHECKPOINTS_EVERY_S
+            labels = {}
+            for work_dir, run in runs.items():
+                events = run.poll()
+                status = run.status()
+                saved = any(e.type == "checkpoint_saved" for e in events)
+                previous = last.get(work_dir)
+                ckpts = run.checkpoints() if relist or saved or previous is None else previous[1]
+                if events or previous is None or (status, ckpts) != previous:
+                    self.post_message(RunUpdate(work_dir, events, status, ckpts))
+                last[work_dir] = (status, ckpts)
+                if status.pid:
+                    labels[status.pid] = f"{work_dir.parent.name}/{work_dir.name}"
+            self._pgid_labels = labels
+            time.sleep(self.poll_s)
+
+    @work(thread=True, exclusive=True, group="gpu", name="watch gpus")
+    def watch_gpus(self) -> None:
+        """Read GPUs and host about once a second; mark GPU processes that belong to a run."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            snapshot = self.monitor.poll()
+            run_of_pid = {}
+            for gpu in snapshot.gpus:
+                for proc in gpu.processes:
+                    try:
+                        label = self._pgid_labels.get(os.getpgid(proc.pid))
+                    except OSError:
+                        label = None
+                    if label:
+                        run_of_pid[proc.pid] = label
+            history = {i: tuple(h) for i, h in self.monitor.history.items()}
+            self.post_message(GpuUpdate(snapshot, history, run_of_pid))
+            time.sleep(self.poll_s)
+
+    def on_run_update(self, message: RunUpdate) -> None:
+        """Fold the events in, alert on a finished / failed / stalled run, tell the screens."""
+        rec = self.record(message.work_dir)
+        before = rec.status.state
+        for event in message.events:
+            rec.state.apply(event)
+        rec.status, rec.checkpoints = message.status, message.checkpoints
+        now = message.status.state
+        if now != before and now in ALERT_STATES and before in ("running", "stalled"):
+            self.alert(rec)
+        for screen in self.screen_stack:
+            handler = getattr(screen, "run_updated", None)
+            if handler:
+                handler(rec, message.events)
+
+    def on_gpu_update(self, message: GpuUpdate) -> None:
+        """Hand the snapshot to the screens that show GPUs."""
+        for screen in self.screen_stack:
+            handler = getattr(screen, "gpu_updated", None)
+            if handler:
+                handler(message)
+
+    def alert(self, rec: RunRecord) -> None:
+        """Toast, terminal bell and a desktop notification for a run that ended or stalled."""
+        status = rec.status
+        text = f"{rec.label}: {status.state}" + (f" - {status.cause}" if status.cause else "")
+        severity = {"finished": "information", "failed": "error"}.get(status.state, "warning")
+        self.notify(text, title="xtui", severity=severity, timeout=10)
+        self.bell()
+        if not self.is_headless:
+            desktop_notification("xtui", text)

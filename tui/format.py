@@ -1,0 +1,23 @@
+"""Small text formatters shared by the screens."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rich.text import Text
+
+STATUS_COLOUR = {"running": "success", "stalled": "warning", "failed": "error", "finished": "primary", "stopped": "text-muted"}
+
+
+def status_text(state: str, variables: Mapping[str, str]) -> Text:
+    """The status word in its theme colour (`variables` is `App.theme_variables`)."""
+    colour = variables.get(STATUS_COLOUR.get(state, ""), "")
+    return Text(state, style=f"bold {colour}" if colour else "")
+
+
+def eta_text(seconds: float | None) -> str:
+    """h:mm:ss, or '' when unknown."""
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

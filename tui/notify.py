@@ -1,0 +1,27 @@
+"""Desktop notifications by terminal escape sequence (OSC 9 and OSC 777), passed through tmux."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def notification_sequence(title: str, body: str, in_tmux: bool) -> str:
+    """OSC 777 (urxvt, foot, ghostty, WezTerm) and OSC 9 (iTerm2, Windows Terminal, kitty), tmux-wrapped if needed."""
+    clean = lambda s: "".join(ch for ch in s if ch.isprintable() and ch != ";")  # noqa: E731
+    sequences = [f"\x1b]777;notify;{clean(title)};{clean(body)}\x07", f"\x1b]9;{clean(title)}: {clean(body)}\x07"]
+    if in_tmux:  # tmux forwards a DCS passthrough with every ESC doubled (needs allow-passthrough on)
+        sequences = ["\x1bPtmux;" + seq.replace("\x1b", "\x1b\x1b") + "\x1b\\" for seq in sequences]
+    return "".join(sequences)
+
+
+def desktop_notification(title: str, body: str) -> None:
+    """Ask the terminal for a desktop notification; terminals that don't know the sequences ignore them."""
+    stream = sys.__stdout__
+    if stream is None:
+        return
+    try:
+        stream.write(notification_sequence(title, body, in_tmux=bool(os.environ.get("TMUX"))))
+        stream.flush()
+    except OSError:
+        pass

@@ -1,0 +1,1 @@
+"""xtui's screens, one per module."""

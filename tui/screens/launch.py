@@ -1,0 +1,107 @@
+"""The launch form: config, work dir, GPUs, DeepSpeed; the exact command is shown before it starts."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from engine.launcher import DEEPSPEED_PRESETS, LaunchError, LaunchSpec, command, prepare, start
+
+
+class LaunchScreen(ModalScreen[None]):
+    """Fill in a launch; Ctrl+S (or the button) starts it after the engine's checks."""
+
+    BINDINGS = [Binding("escape", "dismiss", "Cancel"), Binding("ctrl+s", "launch", "Launch")]
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def compose(self) -> ComposeResult:
+        """The form."""
+        demo = self.root / "xtui-demo" / "config.py"
+        with VerticalScroll(classes="dialog", id="launch-form"):
+            yield Label("Config file")
+            yield Input(str(demo) if demo.exists() else "", id="config", placeholder="path/to/config.py")
+            yield Label("Work dir")
+            yield Input(str(self.root / "work"), id="work-dir")
+            with Horizontal(classes="row"):
+                with VerticalScroll(classes="cell"):
+                    yield Label("GPUs (processes)")
+                    yield Input("1", id="gpus", type="integer")
+                with VerticalScroll(classes="cell"):
+                    yield Label("CUDA_VISIBLE_DEVICES")
+                    yield Input("", id="devices", placeholder="all")
+            yield Label("DeepSpeed")
+            yield Select([(name, name) for name in DEEPSPEED_PRESETS], id="deepspeed", prompt="none")
+            yield Static(id="command", classes="command")
+            yield Static(id="launch-error", classes="error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Launch (ctrl+s)", id="launch", variant="primary")
+
+    def on_mount(self) -> None:
+        """Show the command for the defaults."""
+        self._show_command()
+
+    def spec(self) -> LaunchSpec:
+        """The launch the form describes (paths relative to the app's folder)."""
+        value = lambda widget_id: self.query_one(f"#{widget_id}", Input).value.strip()  # noqa: E731
+        deepspeed = self.query_one("#deepspeed", Select).value
+        gpus = value("gpus")
+        return LaunchSpec(
+            config=self.root / value("config"),
+            work_dir=self.root / value("work-dir"),
+            gpus=int(gpus) if gpus.lstrip("-").isdigit() else 0,
+            devices=value("devices") or None,
+            deepspeed=deepspeed if isinstance(deepspeed, str) else None,
+            cwd=self.root,
+        )
+
+    def _show_command(self) -> None:
+        """The exact command line, as it will run."""
+        self.query_one("#command", Static).update("$ " + shlex.join(command(prepare(self.spec()))))
+
+    def on_input_changed(self) -> None:
+        """Keep the command in step with the form."""
+        self._show_command()
+        self.query_one("#launch-error", Static).update("")
+
+    def on_select_changed(self) -> None:
+        """Keep the command in step with the form."""
+        self._show_command()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        """Cancel or launch."""
+        if event.button.id == "launch":
+            self.action_launch()
+        else:
+            self.dismiss()
+
+    def action_launch(self) -> None:
+        """Check and start in a worker."""
+        self.query_one("#launch-error", Static).update("checking...")
+        self._launch(prepare(self.spec()))
+
+    @work(thread=True, exclusive=True, group="launch")
+    def _launch(self, spec: LaunchSpec) -> None:
+        """Start (the engine checks first), open the run; errors stay in the form."""
+        try:
+            launch = start(spec)
+        except LaunchError as exc:
+            self.app.call_from_thread(self.query_one("#launch-error", Static).update, f"✗ {exc}")
+            return
+        self.app.call_from_thread(self._started, spec.work_dir, launch.pid)
+
+    def _started(self, work_dir: Path, pid: int) -> None:
+        """Close the form and show the new run."""
+        self.dismiss()
+        self.app.notify(f"launched pid {pid}")
+        self.app.open_run_screen(work_dir)

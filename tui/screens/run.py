@@ -1,0 +1,188 @@
+"""One run, live: progress and ETA, curves, samples, the log tail and the checkpoints."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Log, ProgressBar, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from engine import manifest as mf
+from engine.events import DataloaderAdvance, Sample, Started, TrainStep
+from engine.logs import TextFollower
+from engine.runs import log_files
+from tui.format import eta_text, status_text
+from tui.widgets.curves import Curves
+from tui.widgets.samples_pane import SamplesPane
+
+LOG_LINES = 2000
+LOG_START_BYTES = 64 * 1024  # the tail shown on opening a long log
+
+
+class LogText(Message, bubble=False):
+    """New text of the run's log file."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class RunScreen(Screen):
+    """The live view of one work dir."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("1", "tab('curves')", "Curves", show=False),
+        Binding("2", "tab('samples')", "Samples", show=False),
+        Binding("3", "tab('log')", "Log", show=False),
+        Binding("4", "tab('checkpoints')", "Checkpoints", show=False),
+    ]
+
+    def __init__(self, work_dir: Path) -> None:
+        super().__init__()
+        self.work_dir = work_dir
+        self._advancing: int | None = None
+
+    def compose(self) -> ComposeResult:
+        """Status line, progress, tabs."""
+        yield Header()
+        yield Static(id="run-status")
+        with Horizontal(id="progress-row"):
+            yield ProgressBar(id="progress", show_eta=False, show_percentage=True)
+            yield Static(id="progress-text")
+        with TabbedContent(initial="samples"):
+            with TabPane("Curves", id="curves"):
+                yield Curves()
+            with TabPane("Samples", id="samples"):
+                yield SamplesPane()
+            with TabPane("Log", id="log"):
+                yield Log(max_lines=LOG_LINES, id="log-view")
+            with TabPane("Checkpoints", id="checkpoints"):
+                yield DataTable(id="checkpoint-table", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Fill from what the app has read so far, then tail the log."""
+        self.sub_title = str(self.work_dir)
+        table = self.query_one("#checkpoint-table", DataTable)
+        for key, label in (("iter", "Iter"), ("kind", "Kind"), ("size", "Size"), ("state", "State")):
+            table.add_column(label, key=key)
+        rec = self.app.record(self.work_dir)
+        self.query_one(Curves).add_steps(rec.state.steps)
+        self.query_one(SamplesPane).add_samples(rec.state.samples)
+        self._refresh(rec)
+        self.tail_log()
+
+    def run_updated(self, rec, events) -> None:
+        """New events of some run: take ours."""
+        if rec.work_dir != self.work_dir:
+            return
+        steps = [e for e in events if isinstance(e, TrainStep)]
+        samples = [e for e in events if isinstance(e, Sample)]
+        for event in events:
+            if isinstance(event, DataloaderAdvance):
+                self._advancing = event.steps
+            elif isinstance(event, (TrainStep, Started)):
+                self._advancing = None
+        if steps:
+            self.query_one(Curves).add_steps(steps)
+        if samples:
+            self.query_one(SamplesPane).add_samples(samples)
+        self._refresh(rec)
+
+    def _refresh(self, rec) -> None:
+        """Status line, progress bar, checkpoints table."""
+        status = rec.status
+        line = status_text(status.state, self.app.theme_variables)
+        line.append(f"  {rec.label}")
+        if status.pid:
+            line.append(f"  pid {status.pid}")
+        if status.cause:
+            line.append(f"\n{status.cause}", style=self.app.theme_variables.get("error", ""))
+        self.query_one("#run-status", Static).update(line)
+        last, total = rec.state.last, rec.state.max_iters
+        bar = self.query_one(ProgressBar)
+        if total:
+            bar.update(total=total, progress=last.iter if last else 0)
+        if self._advancing is not None:
+            text = f"resuming: advancing the dataloader {self._advancing} steps"
+        elif last:
+            eta = eta_text(last.eta) if status.state == "running" else ""
+            text = f"iter {last.iter}/{total or '?'}" + (f"  eta {eta}" if eta else "")
+        else:
+            text = "waiting for the first iteration"
+        self.query_one("#progress-text", Static).update(text)
+        self._fill_checkpoints(rec.checkpoints)
+
+    def _fill_checkpoints(self, checkpoints) -> None:
+        """The checkpoints table, newest first."""
+        table = self.query_one("#checkpoint-table", DataTable)
+        table.clear()
+        for ckpt in reversed(checkpoints):
+            state = "ok" if ckpt.ok else ckpt.problem
+            if ckpt.latest:
+                state += " (last_checkpoint)"
+            kind = "DeepSpeed" if ckpt.deepspeed else "file"
+            table.add_row(str(ckpt.iter), kind, f"{ckpt.size / 2**20:.1f} MiB", state, key=str(ckpt.path))
+
+    @work(thread=True, exclusive=True, group="log-tail")
+    def tail_log(self) -> None:
+        """Post the log's new text once a second: xtui's console file, else the newest mmengine log."""
+        worker = get_current_worker()
+        follower: TextFollower | None = None
+        while not worker.is_cancelled:
+            console = self.work_dir / mf.CONSOLE
+            path = console if console.exists() else (log_files(self.work_dir) or [None])[-1]
+            if path is not None and (follower is None or follower.path != path):
+                size = path.stat().st_size if path.exists() else 0
+                follower = TextFollower(path, offset=max(0, size - LOG_START_BYTES))
+            if follower is not None:
+                text = "".join(follower.poll())
+                if text:
+                    self.post_message(LogText(text))
+            time.sleep(1.0)
+
+    def on_log_text(self, message: LogText) -> None:
+        """Append to the log view."""
+        self.query_one(Log).write(message.text)
+
+    def action_tab(self, tab: str) -> None:
+        """Switch tab by number key."""
+        self.query_one(TabbedContent).active = tab
+
+    def _selected_checkpoint(self) -> Path | None:
+        """The checkpoint under the cursor when the checkpoints tab is showing."""
+        if self.query_one(TabbedContent).active != "checkpoints":
+            return None
+        table = self.query_one("#checkpoint-table", DataTable)
+        if not table.row_count:
+            return None
+        return Path(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def action_stop(self) -> None:
+        """Ask, then stop the run's process group."""
+        from tui.screens.confirm import StopScreen
+
+        self.app.push_screen(StopScreen(self.work_dir))
+
+    def action_resume(self) -> None:
+        """Pre-flight the resume from the selected (or latest good) checkpoint, then ask."""
+        from tui.screens.confirm import ResumeScreen
+
+        self.app.push_screen(ResumeScreen(self.work_dir, self._selected_checkpoint()))
+
+    def commands(self):
+        """Palette entries of this screen."""
+        yield SystemCommand("Stop run", "Stop this run (asks first)", self.action_stop)
+        yield SystemCommand("Resume run", "Resume from the selected or latest checkpoint", self.action_resume)
+        for tab in ("curves", "samples", "log", "checkpoints"):
+            yield SystemCommand(f"Show {tab}", f"Switch to the {tab} tab", lambda t=tab: self.action_tab(t))
