@@ -17,7 +17,7 @@ from engine import manifest as mf
 from engine.config_check import config_problems
 from engine.checkpoints import Checkpoint, check, list_checkpoints
 from engine.processes import is_alive, stop_group
-from engine.runs import Run
+from engine.runs import Run, is_run_dir
 
 DEEPSPEED_PRESETS = (
     "deepspeed_zero1",
@@ -104,9 +104,24 @@ def validate(spec: LaunchSpec) -> None:
         raise LaunchError(f"unknown DeepSpeed config {spec.deepspeed!r}: use one of {', '.join(DEEPSPEED_PRESETS)} or a .json file")
     if spec.work_dir.exists() and not spec.work_dir.is_dir():
         raise LaunchError(f"work dir {spec.work_dir} exists and is not a folder")
+    if _would_overwrite_config(spec):
+        dump = spec.work_dir / spec.config.name
+        raise LaunchError(f"the trainer would overwrite {dump} with its copy of the config: pick another work dir")
     pid = Run(spec.work_dir).alive_pid() if spec.work_dir.is_dir() else None
     if pid is not None:
         raise LaunchError(f"a run is alive in {spec.work_dir} (pid {pid}): stop it first or pick another work dir")
+
+
+def _would_overwrite_config(spec: LaunchSpec) -> bool:
+    """True when mmengine's copy of the config (work_dir/<config name>) would replace a file the user made."""
+    dump = spec.work_dir / spec.config.name
+    if not dump.exists():
+        return False
+    if not is_run_dir(spec.work_dir):
+        return True  # a file that was there before any run
+    manifest = mf.read_manifest(spec.work_dir)
+    launched = {Path(launch.config).resolve() for launch in manifest.launches} if manifest else set()
+    return dump.resolve() in launched  # xtui ran it as the config: the user's own file
 
 
 def start(spec: LaunchSpec) -> mf.Launch:

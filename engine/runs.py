@@ -87,12 +87,14 @@ class RunState:
         return self.steps[-1] if self.steps else None
 
     @property
+    def done_iter(self) -> int:
+        """The newest iteration known to have run: logged, or saved (the final one is often not logged)."""
+        return max([self.last.iter if self.last else 0, *self.saved])
+
+    @property
     def reached_max(self) -> bool:
-        """True once the last iteration ran: logged, or saved (the final iteration is often not logged)."""
-        if not self.max_iters:
-            return False
-        done = max([self.last.iter if self.last else 0, *self.saved])
-        return done >= self.max_iters
+        """True once the last iteration ran."""
+        return bool(self.max_iters) and self.done_iter >= self.max_iters
 
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""

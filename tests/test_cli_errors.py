@@ -100,3 +100,11 @@ def test_bad_deepspeed_and_gpus(tmp_path, good, capsys) -> None:
     assert code == 2 and "unknown DeepSpeed config 'zero9'" in err
     code, err = _run(["train", str(cfg), "--work-dir", str(tmp_path / "w"), "--gpus", "0"], capsys)
     assert code == 2 and "at least 1" in err
+
+
+def test_work_dir_holding_the_config_is_refused(tmp_path, good, capsys) -> None:
+    model, data = good
+    cfg = _config(tmp_path, model, data)
+    before = cfg.read_text()
+    code, err = _run(["train", str(cfg), "--work-dir", str(tmp_path)], capsys)
+    assert code == 2 and "would overwrite" in err and cfg.read_text() == before

@@ -8,7 +8,7 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
@@ -26,21 +26,22 @@ class LaunchScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         """The form."""
-        demo = self.root / "xtui-demo" / "config.py"
+        demo = next((p for p in (self.root / "xtui-demo" / "config.py", self.root / "config.py") if p.exists()), Path())
         with VerticalScroll(classes="dialog", id="launch-form"):
+            yield Static("Launch a training run", classes="title")
             yield Label("Config file")
-            yield Input(str(demo) if demo.exists() else "", id="config", placeholder="path/to/config.py")
+            yield Input(str(demo) if demo.name else "", id="config", placeholder="path/to/config.py", compact=True)
             yield Label("Work dir")
-            yield Input(str(self.root / "work"), id="work-dir")
+            yield Input(str(self.root / "work"), id="work-dir", compact=True)
             with Horizontal(classes="row"):
-                with VerticalScroll(classes="cell"):
+                with Vertical(classes="cell"):
                     yield Label("GPUs (processes)")
-                    yield Input("1", id="gpus", type="integer")
-                with VerticalScroll(classes="cell"):
+                    yield Input("1", id="gpus", type="integer", compact=True)
+                with Vertical(classes="cell"):
                     yield Label("CUDA_VISIBLE_DEVICES")
-                    yield Input("", id="devices", placeholder="all")
+                    yield Input("", id="devices", placeholder="all", compact=True)
             yield Label("DeepSpeed")
-            yield Select([(name, name) for name in DEEPSPEED_PRESETS], id="deepspeed", prompt="none")
+            yield Select([(name, name) for name in DEEPSPEED_PRESETS], id="deepspeed", prompt="none", compact=True)
             yield Static(id="command", classes="command")
             yield Static(id="launch-error", classes="error")
             with Horizontal(classes="dialog-buttons"):
@@ -48,8 +49,9 @@ class LaunchScreen(ModalScreen[None]):
                 yield Button("Launch (ctrl+s)", id="launch", variant="primary")
 
     def on_mount(self) -> None:
-        """Show the command for the defaults."""
+        """Show the command for the defaults; start typing the config."""
         self._show_command()
+        self.query_one("#config", Input).focus()
 
     def spec(self) -> LaunchSpec:
         """The launch the form describes (paths relative to the app's folder)."""
@@ -87,6 +89,10 @@ class LaunchScreen(ModalScreen[None]):
 
     def action_launch(self) -> None:
         """Check and start in a worker."""
+        for field, what in (("config", "a config file"), ("work-dir", "a work dir")):
+            if not self.query_one(f"#{field}", Input).value.strip():
+                self.query_one("#launch-error", Static).update(f"✗ pick {what} first")
+                return
         self.query_one("#launch-error", Static).update("checking...")
         self._launch(prepare(self.spec()))
 

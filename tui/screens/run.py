@@ -112,12 +112,12 @@ class RunScreen(Screen):
         last, total = rec.state.last, rec.state.max_iters
         bar = self.query_one(ProgressBar)
         if total:
-            bar.update(total=total, progress=last.iter if last else 0)
+            bar.update(total=total, progress=rec.state.done_iter)
         if self._advancing is not None:
             text = f"resuming: advancing the dataloader {self._advancing} steps"
         elif last:
             eta = eta_text(last.eta) if status.state == "running" else ""
-            text = f"iter {last.iter}/{total or '?'}" + (f"  eta {eta}" if eta else "")
+            text = f"iter {rec.state.done_iter}/{total or '?'}" + (f"  eta {eta}" if eta else "")
         else:
             text = "waiting for the first iteration"
         self.query_one("#progress-text", Static).update(text)
@@ -158,6 +158,10 @@ class RunScreen(Screen):
     def action_tab(self, tab: str) -> None:
         """Switch tab by number key."""
         self.query_one(TabbedContent).active = tab
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        """Focus the tab's content, so its keys (and their footer entries) work at once."""
+        event.pane.query_one("Curves, SamplesPane, Log, DataTable").focus()
 
     def _selected_checkpoint(self) -> Path | None:
         """The checkpoint under the cursor when the checkpoints tab is showing."""

@@ -37,7 +37,7 @@ class RunsTable(DataTable):
         last = rec.state.last
         cells = {
             "status": status_text(rec.status.state, self.app.theme_variables),
-            "progress": f"{last.iter}/{rec.state.max_iters or '?'}" if last else "-",
+            "progress": f"{rec.state.done_iter}/{rec.state.max_iters or '?'}" if last else "-",
             "loss": f"{last.loss:.4f}" if last and last.loss is not None else "-",
             "eta": eta_text(last.eta) if last and rec.status.state == "running" else "",
             "run": str(rec.work_dir),

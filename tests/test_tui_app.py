@@ -1,0 +1,124 @@
+"""Pilot tests of the app over real work dirs: open a run, theme switch and persistence, failure alerts, help."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from engine import manifest as mf
+from tui_fakes import FakeGpus, NoGpus, fixture_run
+from tui.app import XtuiApp
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.run import RunScreen
+from tui.widgets.runs_table import RunsTable
+from tui.widgets.samples_pane import SamplesPane
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def settings_file(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "settings.json"
+    monkeypatch.setenv("XTUI_CONFIG", str(path))
+    return path
+
+
+async def _settle(pilot, app: XtuiApp, predicate, tries: int = 50) -> None:
+    """Let the watcher workers post until `predicate()` holds."""
+    for _ in range(tries):
+        await pilot.pause(0.1)
+        try:
+            if predicate():
+                return
+        except Exception:  # the screen may not be there yet
+            continue
+    raise AssertionError("condition never held")
+
+
+async def test_dashboard_lists_runs_and_opens_one(tmp_path) -> None:
+    work_dir = fixture_run(tmp_path)
+    app = XtuiApp(roots=[tmp_path], gpu_backend=FakeGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot, app, lambda: app.screen.query_one(RunsTable).row_count == 1)
+        table = app.screen.query_one(RunsTable)
+        row = table.get_row(str(work_dir))
+        assert str(row[0]) == "finished" and row[1] == "40/40" and row[2] == "10.8431"
+        await pilot.press("enter")
+        await _settle(pilot, app, lambda: isinstance(app.screen, RunScreen))
+        screen = app.screen
+        assert "40/40" in str(screen.query_one("#progress-text", Static).render())
+        pane = screen.query_one(SamplesPane)
+        await _settle(pilot, app, lambda: pane.sample_count == 8)
+        await pilot.press("4")
+        ckpt_table = screen.query_one("#checkpoint-table", DataTable)
+        assert ckpt_table.row_count == 0  # the fixture has the log only
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_opening_a_work_dir_directly(tmp_path) -> None:
+    work_dir = fixture_run(tmp_path)
+    app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot, app, lambda: isinstance(app.screen, RunScreen) and app.runs.get(work_dir.resolve()))
+        assert "finished" in str(app.screen.query_one("#run-status", Static).render())
+
+
+async def test_theme_switch_is_remembered(tmp_path, settings_file) -> None:
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.theme == "xtui-dark"
+        app.theme = "xtui-256"
+        await pilot.pause()
+    assert json.loads(settings_file.read_text())["theme"] == "xtui-256"
+    again = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
+    async with again.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert again.theme == "xtui-256"
+
+
+async def test_failed_run_alerts_with_its_cause(tmp_path) -> None:
+    work_dir = fixture_run(tmp_path)
+    log = next(work_dir.glob("*/*.log"))
+    full = log.read_text()
+    log.write_text(full[: full.rindex("\n", 0, full.index("Iter(train) [20/40]")) + 1])  # as if still training
+    mf.write_manifest(work_dir, mf.Manifest(str(work_dir), "here", [_live_launch()]))
+    app = XtuiApp(roots=[tmp_path], gpu_backend=FakeGpus(), poll_s=0.1)
+    bells = []
+    app.bell = lambda: bells.append(1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot, app, lambda: app.runs.get(work_dir.resolve()) and app.runs[work_dir.resolve()].status.state == "running")
+        with log.open("a") as fh:
+            fh.write("Traceback (most recent call last):\n  File \"x.py\", line 1\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
+        await _settle(pilot, app, lambda: app.runs[work_dir.resolve()].status.state == "failed")
+        messages = [n.message for n in app._notifications]
+        assert any("failed" in m and "CUDA out of memory" in m for m in messages), messages
+        assert bells
+
+
+def _live_launch() -> mf.Launch:
+    """A manifest launch whose process is this test process (alive)."""
+    import os
+    import time
+
+    import psutil
+
+    me = psutil.Process(os.getpid())
+    return mf.Launch(
+        argv=["python"], env={}, pid=os.getpid(), create_time=me.create_time(), started_at=time.time(),
+        console_offset=0, config="cfg.py", cwd=".",
+    )  # fmt: skip
+
+
+async def test_help_lists_bindings_with_descriptions(tmp_path) -> None:
+    fixture_run(tmp_path)
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        table = app.screen.query_one("#keys", DataTable)
+        actions = {str(table.get_row_at(i)[1]) for i in range(table.row_count)}
+        assert {"Quit", "Launch", "Help"} <= actions
