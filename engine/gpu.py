@@ -7,6 +7,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from collections.abc import Callable
 from typing import Protocol
 
 import psutil
@@ -133,12 +134,24 @@ class NvmlBackend:
         return tuple(seen.values())
 
 
+def host_reading(disk_path: Path) -> HostReading:
+    """CPU since the last call, memory, free disk of the drive that holds `disk_path`."""
+    memory = psutil.virtual_memory()
+    try:
+        free = shutil.disk_usage(disk_path).free
+    except OSError:
+        free = None
+    return HostReading(psutil.cpu_percent(None), memory.total - memory.available, memory.total, free, str(disk_path))
+
+
+
 @dataclass
 class GpuMonitor:
     """Takes snapshots (call `poll` about once a second) and keeps a short history per GPU."""
 
     backend: GpuBackend = field(default_factory=NvmlBackend)
     disk_path: Path = field(default_factory=Path.cwd)
+    read_host: Callable[[Path], HostReading] = host_reading
     process_every: float = PROCESS_EVERY_S
     history: dict[int, deque[GpuReading]] = field(default_factory=dict)
     _processes: dict[int, tuple[GpuProcess, ...]] = field(default_factory=dict)
@@ -156,16 +169,7 @@ class GpuMonitor:
             gpus = [_with_processes(g, self._processes.get(g.index, ())) for g in gpus]
         for gpu in gpus:
             self.history.setdefault(gpu.index, deque(maxlen=HISTORY)).append(gpu)
-        return Snapshot(at=time.time(), gpus=tuple(gpus), host=self._host(), gpu_error=error)
-
-    def _host(self) -> HostReading:
-        """CPU since the last call, memory, free disk."""
-        memory = psutil.virtual_memory()
-        try:
-            free = shutil.disk_usage(self.disk_path).free
-        except OSError:
-            free = None
-        return HostReading(psutil.cpu_percent(None), memory.total - memory.available, memory.total, free, str(self.disk_path))
+        return Snapshot(at=time.time(), gpus=tuple(gpus), host=self.read_host(self.disk_path), gpu_error=error)
 
 
 def _with_processes(gpu: GpuReading, processes: tuple[GpuProcess, ...]) -> GpuReading:

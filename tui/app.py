@@ -59,12 +59,15 @@ class XtuiApp(App[None]):
         open_run: Path | None = None,
         gpu_backend: GpuBackend | None = None,
         poll_s: float = 1.0,
+        monitor: GpuMonitor | None = None,
     ) -> None:
         super().__init__()
         self.roots = [r.resolve() for r in roots]
         self.open_run = open_run.resolve() if open_run else None
         self.poll_s = poll_s
-        self.monitor = GpuMonitor(backend=gpu_backend) if gpu_backend else GpuMonitor(disk_path=self.roots[0])
+        self.monitor = monitor or GpuMonitor(disk_path=self.roots[0])
+        if gpu_backend:
+            self.monitor.backend = gpu_backend
         self.runs: dict[Path, RunRecord] = {}
         self.extra_dirs: set[Path] = {self.open_run} if self.open_run else set()
         self._pgid_labels: dict[int, str] = {}

@@ -1,0 +1,105 @@
+"""Snapshots of the app's screens at 80x24 and 120x40, with fixed data: the real H200 log, fake GPUs, a fixed host."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+from tui_fakes import FakeGpus, fixture_run
+
+from engine.gpu import HISTORY, GpuMonitor, HostReading
+from tui.app import XtuiApp
+from tui.screens.run import RunScreen
+from tui.widgets.runs_table import RunsTable
+from tui.widgets.samples_pane import SamplesPane
+
+ROOT = Path("/tmp/xtui-snapshot-runs")  # fixed: paths show on screen
+SIZES = [(80, 24), (120, 40)]
+
+
+@pytest.fixture(autouse=True)
+def runs(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("XTUI_CONFIG", str(tmp_path / "settings.json"))
+    shutil.rmtree(ROOT, ignore_errors=True)
+    ROOT.mkdir()
+    work_dir = fixture_run(ROOT)
+    yield work_dir
+    shutil.rmtree(ROOT, ignore_errors=True)
+
+
+def _app(open_run: Path | None = None) -> XtuiApp:
+    host = HostReading(12.0, 6 << 30, 24 << 30, 80 << 30, str(ROOT))
+    monitor = GpuMonitor(backend=FakeGpus(), disk_path=ROOT, read_host=lambda path: host)
+    for _ in range(HISTORY):  # a full history of equal readings: the same sparkline however many polls
+        monitor.poll()
+    return XtuiApp(roots=[ROOT], open_run=open_run, monitor=monitor, poll_s=0.05)
+
+
+async def _until(pilot, predicate) -> None:
+    for _ in range(100):
+        await pilot.pause(0.05)
+        try:
+            if predicate():
+                break
+        except Exception:
+            continue
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_dashboard(snap_compare, size) -> None:
+    app = _app()
+
+    async def loaded(pilot) -> None:
+        await _until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
+
+    assert snap_compare(app, terminal_size=size, run_before=loaded)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_run_view_samples(snap_compare, size, runs) -> None:
+    app = _app(open_run=runs)
+
+    async def loaded(pilot) -> None:
+        await _until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.query_one(SamplesPane).sample_count == 8)
+
+    assert snap_compare(app, terminal_size=size, run_before=loaded)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_run_view_curves(snap_compare, size, runs) -> None:
+    app = _app(open_run=runs)
+
+    async def loaded(pilot) -> None:
+        await _until(pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[runs.resolve()].state.last)
+        await pilot.press("1")
+
+    assert snap_compare(app, terminal_size=size, run_before=loaded)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_launch_form(snap_compare, size) -> None:
+    app = _app()
+
+    async def opened(pilot) -> None:
+        await _until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
+        await pilot.press("n")
+        await pilot.pause()
+        for field in app.screen.query(Input):
+            field.cursor_blink = False  # a blinking cursor is not a fixed picture
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=opened)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help(snap_compare, size) -> None:
+    app = _app()
+
+    async def opened(pilot) -> None:
+        await _until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
+        await pilot.press("question_mark")
+
+    assert snap_compare(app, terminal_size=size, run_before=opened)
