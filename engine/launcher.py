@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 
 from engine import manifest as mf
@@ -253,6 +252,8 @@ def preflight(work_dir: Path, checkpoint: Path | None = None, deepspeed: str | N
 
 def _weights_only_default() -> bool:
     """True when the installed torch (>= 2.6) defaults torch.load to weights_only."""
+    from importlib import metadata
+
     try:
         major, minor = (int(p) for p in metadata.version("torch").split(".")[:2])
     except (metadata.PackageNotFoundError, ValueError):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from engine import cli as engine_cli
-
 HEADLESS = {"status", "events", "train", "stop", "resume"}
 
 
@@ -28,6 +26,8 @@ def open_tui(dirs: list[str]) -> int:
 
 def open_demo(argv: list[str]) -> int:
     """`xtui demo`: build and launch (or attach to) the demo, then show it in the TUI."""
+    from engine import cli as engine_cli
+
     args = engine_cli.parser().parse_args(["demo", *argv])
     if args.headless or args.no_follow:
         return engine_cli.main(["demo", *argv])
@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch: headless subcommands go to the engine CLI."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and (argv[0] in HEADLESS or argv[0].startswith("-")):
+        from engine import cli as engine_cli
+
         return engine_cli.main(argv)
     if argv and argv[0] == "demo":
         return open_demo(argv[1:])
