@@ -79,6 +79,7 @@ class RunState:
     errors: list[RunError] = field(default_factory=list)  # since the last start
     starts: int = 0
     resumed_iter: int | None = None
+    first_iter: int | None = None  # first logged iteration of the current start
     max_iters: int | None = None
 
     @property
@@ -99,6 +100,8 @@ class RunState:
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
         if isinstance(event, TrainStep):
+            if self.first_iter is None:
+                self.first_iter = event.iter
             self.steps.append(event)
             if event.max_iters:
                 self.max_iters = event.max_iters
@@ -109,7 +112,7 @@ class RunState:
         elif isinstance(event, Started):
             self.starts += 1
             self.errors.clear()
-            self.resumed_iter = None
+            self.resumed_iter = self.first_iter = None
         elif isinstance(event, Resumed):
             self.resumed_iter = event.iter
         elif isinstance(event, RunError):
@@ -201,11 +204,24 @@ class Run:
         """Checkpoints on disk, checked."""
         return list_checkpoints(self.work_dir)
 
+    def _restarted_instead_of_resuming(self) -> str | None:
+        """Why xtui's resume launch trains from the start again (mmengine did not load the checkpoint)."""
+        manifest = self.manifest
+        last = manifest.last if manifest else None
+        if last is None or not last.resume_from or self.state.resumed_iter is not None:
+            return None
+        if self.state.first_iter is None or self.state.starts < len(manifest.launches):
+            return None  # this launch has not logged an iteration (or its log folder) yet
+        return f"resume did not load {Path(last.resume_from).name}: training restarted at iteration {self.state.first_iter}"
+
     def status(self, now: float | None = None) -> Status:
         """Running, stalled, finished, failed (with cause) or stopped."""
         now = time.time() if now is None else now
         state = self.state
         pid = self.alive_pid()
+        restarted = self._restarted_instead_of_resuming()
+        if restarted:
+            return Status("failed", restarted, pid)
         if pid is not None:
             if state.errors:
                 return Status("failed", state.errors[-1].message, pid)

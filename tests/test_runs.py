@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -96,3 +97,13 @@ def test_discover_finds_plain_and_xtui_runs_and_skips_noise(tmp_path) -> None:
     (tmp_path / ".venv" / "x" / "20261128_140000").mkdir(parents=True)
     (tmp_path / "c" / "20261128_1400").mkdir(parents=True)
     assert discover([tmp_path]) == [(tmp_path / "a" / "work").resolve(), (tmp_path / "b").resolve()]
+
+
+def test_a_resume_that_restarts_from_zero_is_failed(tmp_path) -> None:
+    _log(tmp_path, [10, 20], 100, time.time())
+    resumed = replace(_launch(999_999, 1.0), resume_from=str(tmp_path / "iter_50.pth"))
+    mf.write_manifest(tmp_path, mf.Manifest(str(tmp_path), "here", [resumed]))
+    run = Run(tmp_path)
+    run.poll()
+    status = run.status()
+    assert status.state == "failed" and "restarted at iteration 10" in status.cause
