@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -14,9 +15,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from engine.checkpoints import Checkpoint
-from engine.gpu import GpuBackend, GpuMonitor
-from engine.runs import Run, RunState, Status, discover
+if TYPE_CHECKING:  # the engine loads in the watcher threads, after the first frame
+    from engine.checkpoints import Checkpoint
+    from engine.gpu import GpuBackend, GpuMonitor
+    from engine.runs import RunState, Status
 from themes import DEFAULT_THEME, THEMES
 from tui import settings
 from tui.messages import GpuUpdate, RunUpdate
@@ -27,13 +29,20 @@ CHECKPOINTS_EVERY_S = 10.0
 ALERT_STATES = {"finished", "failed", "stalled"}
 
 
+def _engine_runs():
+    """engine.runs, imported on first use."""
+    from engine import runs
+
+    return runs
+
+
 @dataclass
 class RunRecord:
     """What the UI knows of one run: the folded events, status and checkpoints."""
 
     work_dir: Path
-    state: RunState = field(default_factory=RunState)
-    status: Status = field(default_factory=lambda: Status("unknown"))
+    state: RunState = field(default_factory=lambda: _engine_runs().RunState())
+    status: Status = field(default_factory=lambda: _engine_runs().Status("unknown"))
     checkpoints: list[Checkpoint] = field(default_factory=list)
 
     @property
@@ -65,9 +74,8 @@ class XtuiApp(App[None]):
         self.roots = [r.resolve() for r in roots]
         self.open_run = open_run.resolve() if open_run else None
         self.poll_s = poll_s
-        self.monitor = monitor or GpuMonitor(disk_path=self.roots[0])
-        if gpu_backend:
-            self.monitor.backend = gpu_backend
+        self.monitor = monitor
+        self.gpu_backend = gpu_backend
         self.runs: dict[Path, RunRecord] = {}
         self.extra_dirs: set[Path] = {self.open_run} if self.open_run else set()
         self._pgid_labels: dict[int, str] = {}
@@ -124,6 +132,8 @@ class XtuiApp(App[None]):
     @work(thread=True, exclusive=True, group="runs", name="watch runs")
     def watch_runs(self) -> None:
         """Poll every known run; post only what changed."""
+        from engine.runs import Run, discover
+
         worker = get_current_worker()
         runs: dict[Path, Run] = {}
         last: dict[Path, tuple] = {}
@@ -157,9 +167,14 @@ class XtuiApp(App[None]):
     @work(thread=True, exclusive=True, group="gpu", name="watch gpus")
     def watch_gpus(self) -> None:
         """Read GPUs and host about once a second; mark GPU processes that belong to a run."""
+        from engine.gpu import GpuMonitor
+
         worker = get_current_worker()
+        monitor = self.monitor or GpuMonitor(disk_path=self.roots[0])
+        if self.gpu_backend:
+            monitor.backend = self.gpu_backend
         while not worker.is_cancelled:
-            snapshot = self.monitor.poll()
+            snapshot = monitor.poll()
             run_of_pid = {}
             for gpu in snapshot.gpus:
                 for proc in gpu.processes:
@@ -169,7 +184,7 @@ class XtuiApp(App[None]):
                         label = None
                     if label:
                         run_of_pid[proc.pid] = label
-            history = {i: tuple(h) for i, h in self.monitor.history.items()}
+            history = {i: tuple(h) for i, h in monitor.history.items()}
             self.post_message(GpuUpdate(snapshot, history, run_of_pid))
             time.sleep(self.poll_s)
 

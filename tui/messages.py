@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from engine.checkpoints import Checkpoint
-from engine.events import Event
-from engine.gpu import GpuReading, Snapshot
-from engine.runs import Status
+if TYPE_CHECKING:  # the engine loads in the watcher threads, after the first frame
+    from engine.checkpoints import Checkpoint
+    from engine.events import Event
+    from engine.gpu import GpuReading, Snapshot
+    from engine.runs import Status
 
 
 class RunUpdate(Message, bubble=False):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
@@ -11,7 +12,8 @@ from textual.containers import Grid, VerticalGroup, VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
-from engine.gpu import GpuProcess, GpuReading, HostReading, Snapshot
+if TYPE_CHECKING:  # annotations only: the engine loads after the first frame
+    from engine.gpu import GpuProcess, GpuReading, HostReading, Snapshot
 
 GIB = 1 << 30
 NA = "N/A"
