@@ -80,7 +80,8 @@ def test_run_view_curves(snap_compare, size, runs) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_launch_form(snap_compare, size) -> None:
+def test_launch_form(snap_compare, size, monkeypatch) -> None:
+    monkeypatch.setattr("sys.executable", "/usr/bin/python3")  # the shown command names the interpreter
     app = _app()
 
     async def opened(pilot) -> None:
