@@ -43,7 +43,7 @@ def test_demo_in_tmux_survives_the_session_and_reattaches(tmp_path) -> None:
     session = f"xtui-test-{os.getpid()}"
     env = f"XTUI_CONFIG={tmp_path / 'settings.json'} TERM=screen-256color"
     xtui = f"{sys.executable} -m tui.cli"
-    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", f"cd {ROOT} && {env} {xtui} demo --dir {folder}")
+    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", f"cd {ROOT} && {env} {xtui} demo --dir {folder} --name {NAME}; sleep 30")
     try:
         screen = _screen_until(session, lambda t: f"我是{NAME}" in t, timeout=300)
         assert "running" in screen
