@@ -44,31 +44,44 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def first_frame(argv: list[str], marker: bytes, timeout: float = 30.0) -> tuple[float, int]:
-    """Seconds until `marker` is on screen, and the RSS then."""
-    t0 = time.perf_counter()
+def spawn(argv: list[str]) -> tuple[int, int]:
+    """Start `argv` in an 80x24 pseudo-terminal; its pid and the pty's fd."""
     pid, fd = pty.fork()
     if pid == 0:
         os.environ.update(TERM="xterm-256color", COLUMNS="80", LINES="24")
         os.chdir(ROOT)
         os.execv(argv[0], argv)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    seen = b""
+    return pid, fd
+
+
+def read_until(fd: int, marker: bytes, timeout: float = 30.0) -> None:
+    """Read the program's output until `marker` appears on screen."""
+    seen, t0 = b"", time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if select.select([fd], [], [], 0.05)[0]:
+            seen += os.read(fd, 65536)
+            if marker in seen:
+                return
+    raise RuntimeError(f"{marker!r} never appeared; output: {seen[-500:]!r}")
+
+
+def end(pid: int, fd: int) -> None:
+    """Kill the program and close its pty."""
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(fd)
+
+
+def first_frame(argv: list[str], marker: bytes) -> tuple[float, int]:
+    """Seconds until `marker` is on screen, and the RSS then."""
+    t0 = time.perf_counter()
+    pid, fd = spawn(argv)
     try:
-        while time.perf_counter() - t0 < timeout:
-            ready, _, _ = select.select([fd], [], [], 0.05)
-            if ready:
-                try:
-                    seen += os.read(fd, 65536)
-                except OSError:
-                    break
-                if marker in seen:
-                    return time.perf_counter() - t0, rss_kb(pid)
-        raise RuntimeError(f"{marker!r} never appeared; output: {seen[-500:]!r}")
+        read_until(fd, marker)
+        return time.perf_counter() - t0, rss_kb(pid)
     finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        os.close(fd)
+        end(pid, fd)
 
 
 def main() -> None:

@@ -63,7 +63,8 @@ async def test_opening_a_work_dir_directly(tmp_path) -> None:
     work_dir = fixture_run(tmp_path)
     app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _settle(pilot, app, lambda: isinstance(app.screen, RunScreen) and app.runs.get(work_dir.resolve()))
+        await _settle(pilot, app, lambda: isinstance(app.screen, RunScreen) and app.runs[work_dir.resolve()].status.state == "finished")
+        await pilot.pause()
         assert "finished" in str(app.screen.query_one("#run-status", Static).render())
 
 
