@@ -31,20 +31,34 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
-def processes_of_work_dir(work_dir: Path) -> list[psutil.Process]:
-    """Trainer processes started outside xtui whose command line names this work dir."""
+_SCAN_TTL_S = 5.0
+_scan: tuple[float, list[tuple[int, list[str], str]]] = (float("-inf"), [])
+
+
+def _xtuner_processes() -> list[tuple[int, list[str], str]]:
+    """(pid, cmdline, cwd) of every process whose command line mentions xtuner; rescanned every few seconds."""
+    global _scan
+    now = time.monotonic()
+    if now - _scan[0] >= _SCAN_TTL_S:
+        found = []
+        for proc in psutil.process_iter(["cmdline", "cwd"]):
+            cmdline = proc.info.get("cmdline") or []
+            if any("xtuner" in part for part in cmdline):
+                found.append((proc.pid, cmdline, proc.info.get("cwd") or "/"))
+        _scan = (now, found)
+    return _scan[1]
+
+
+def processes_of_work_dir(work_dir: Path) -> list[int]:
+    """Pids of trainers started outside xtui whose command line names this work dir."""
     target = str(work_dir.resolve())
     found = []
-    for proc in psutil.process_iter(["cmdline", "cwd"]):
-        cmdline = proc.info.get("cmdline") or []
-        if not any("xtuner" in part for part in cmdline):
-            continue
+    for pid, cmdline, cwd in _xtuner_processes():
         for flag, value in zip(cmdline, cmdline[1:]):
             if flag == "--work-dir" or flag.startswith("--work-dir="):
                 value = flag.split("=", 1)[1] if "=" in flag else value
-                cwd = proc.info.get("cwd") or "/"
                 if str((Path(cwd) / value).resolve()) == target:
-                    found.append(proc)
+                    found.append(pid)
                 break
     return found
 

@@ -197,8 +197,8 @@ class Run:
         manifest = self.manifest
         if manifest and manifest.last:
             return manifest.last.pid if is_alive(manifest.last.pid, manifest.last.create_time) else None
-        procs = processes_of_work_dir(self.work_dir)
-        return procs[0].pid if procs else None
+        pids = processes_of_work_dir(self.work_dir)
+        return pids[0] if pids else None
 
     def checkpoints(self) -> list[Checkpoint]:
         """Checkpoints on disk, checked."""

@@ -200,14 +200,14 @@ class XtuiApp(App[None]):
             self.alert(rec)
         for screen in self.screen_stack:
             handler = getattr(screen, "run_updated", None)
-            if handler:
+            if handler and screen.is_mounted:  # one not mounted yet reads the record in on_mount
                 handler(rec, message.events)
 
     def on_gpu_update(self, message: GpuUpdate) -> None:
         """Hand the snapshot to the screens that show GPUs."""
         for screen in self.screen_stack:
             handler = getattr(screen, "gpu_updated", None)
-            if handler:
+            if handler and screen.is_mounted:  # the next snapshot comes within a second
                 handler(message)
 
     def alert(self, rec: RunRecord) -> None:
