@@ -144,11 +144,20 @@ class Run:
         self._console: LogFollower | None = None
         self._console_launch = -1
         self._flushed = False
+        self._manifest_stamp: tuple[int, int, int] | None = None
+        self._manifest: mf.Manifest | None = None
 
     @property
     def manifest(self) -> mf.Manifest | None:
-        """The xtui manifest, None for a run started by plain `xtuner train`."""
-        return mf.read_manifest(self.work_dir)
+        """The xtui manifest, None for a run started by plain `xtuner train` (re-read only when it changed)."""
+        try:
+            st = (self.work_dir / mf.MANIFEST).stat()
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # written by rename: a new inode each time
+        except OSError:
+            stamp = None
+        if stamp != self._manifest_stamp:
+            self._manifest_stamp, self._manifest = stamp, mf.read_manifest(self.work_dir) if stamp else None
+        return self._manifest
 
     def poll(self) -> list[Event]:
         """Read only what was appended since the last poll and return the new events."""
