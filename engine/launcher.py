@@ -241,7 +241,7 @@ def preflight(work_dir: Path, checkpoint: Path | None = None, deepspeed: str | N
     config = run_config(work_dir)
     if config is None:
         problems.append(f"no config found for {work_dir}")
-    if _weights_only_default():
+    if trusted_load_env():
         notes.append(
             "torch >= 2.6 loads checkpoints weights-only, which mmengine's resume cannot pass: "
             "xtui sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, which unpickles the checkpoint: "
@@ -250,15 +250,15 @@ def preflight(work_dir: Path, checkpoint: Path | None = None, deepspeed: str | N
     return Preflight(chosen, problems, notes, config, max_iters)
 
 
-def _weights_only_default() -> bool:
-    """True when the installed torch (>= 2.6) defaults torch.load to weights_only."""
+def trusted_load_env() -> dict[str, str]:
+    """The environment that lets mmengine unpickle a trusted checkpoint where torch (>= 2.6) loads weights-only."""
     from importlib import metadata
 
     try:
         major, minor = (int(p) for p in metadata.version("torch").split(".")[:2])
     except (metadata.PackageNotFoundError, ValueError):
-        return False
-    return (major, minor) >= (2, 6)
+        return {}
+    return {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"} if (major, minor) >= (2, 6) else {}
 
 
 def resume(
@@ -274,7 +274,7 @@ def resume(
     if not check_.ok:
         raise LaunchError("cannot resume: " + "; ".join(check_.problems))
     assert check_.checkpoint is not None and check_.config is not None
-    env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"} if _weights_only_default() else {}
+    env = trusted_load_env()
     spec = LaunchSpec(
         config=check_.config, work_dir=work_dir, gpus=gpus or (last.gpus if last else 1),
         devices=devices if devices is not None else (last.env.get("CUDA_VISIBLE_DEVICES") if last else None),

@@ -1,0 +1,199 @@
+"""What a chat talks to (base, adapter, merged, checkpoint, LLaVA) and loading it once, in memory."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import convert
+
+KINDS = ("base", "adapter", "merged", "checkpoint", "llava")
+BASE = "base"  # the variant name for the base model under an adapter (adapter disabled)
+
+
+class ModelError(ValueError):
+    """A model source that cannot be loaded, with the reason in words."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    """Where a chat model comes from; which paths matter depends on `kind`."""
+
+    kind: str
+    model: Path | None = None  # base, merged, or the LLM under an adapter / LLaVA
+    adapter: Path | None = None
+    checkpoint: Path | None = None  # iter_N.pth of a run (kind "checkpoint")
+    config: Path | None = None  # the run's config, to convert the checkpoint
+    visual_encoder: Path | None = None
+    llava: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """A short name for titles and transcripts."""
+        part = {"adapter": self.adapter, "checkpoint": self.checkpoint, "llava": self.llava}.get(self.kind)
+        return f"{self.kind}: {Path(part or self.model or '?').name}"
+
+    def problems(self) -> list[str]:
+        """What is missing or wrong, as sentences (empty when it can be loaded)."""
+        if self.kind not in KINDS:
+            return [f"unknown model kind {self.kind!r} (one of {', '.join(KINDS)})"]
+        found = []
+        if self.kind == "checkpoint":
+            if self.checkpoint is None or not self.checkpoint.exists():
+                found.append(f"checkpoint not found: {self.checkpoint}")
+            if self.config is None or not self.config.is_file():
+                found.append(f"the run's config not found: {self.config}")
+            return found
+        if self.model is None or not (self.model / "config.json").is_file():
+            found.append(f"not a model folder (no config.json): {self.model}")
+        if self.kind == "adapter" and (self.adapter is None or not convert.is_adapter(self.adapter)):
+            found.append(f"not an adapter folder (no adapter_config.json): {self.adapter}")
+        if self.kind == "llava":
+            if self.llava is None or not (self.llava / "projector").is_dir():
+                found.append(f"not a LLaVA folder (no projector/): {self.llava}")
+            elif self.visual_encoder is None and not (self.llava / "visual_encoder").is_dir():
+                found.append("a visual encoder folder is needed (the LLaVA folder has none)")
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    """How to load: device ("auto", "cpu", "cuda:N"), dtype ("auto", "float16", "bfloat16", "float32"), 4-bit."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    bits: int | None = None
+
+
+@dataclass
+class LoadedModel:
+    """A model in memory with its tokenizer; `adapters` are the names that can be switched on (A/B)."""
+
+    model: object
+    tokenizer: object
+    source: ModelSource
+    device: str
+    adapters: list[str] = field(default_factory=list)
+    llava: object | None = None  # engine.llava.LlavaParts when kind is "llava"
+    decoder: object | None = None
+
+    def eos_ids(self) -> list[int]:
+        """Token ids that end an answer: the tokenizer's EOS and the generation config's."""
+        found = {self.tokenizer.eos_token_id}
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        found.update(configured if isinstance(configured, list) else [configured])
+        return sorted(i for i in found if i is not None)
+
+    @contextlib.contextmanager
+    def variant(self, name: str | None) -> Iterator[None]:
+        """Answer as `name`: BASE disables the adapters, an adapter name switches to it, None keeps as loaded."""
+        if name is None or not self.adapters:
+            yield
+        elif name == BASE:
+            with self.model.disable_adapter():
+                yield
+        else:
+            if name not in self.adapters:
+                raise ModelError(f"no adapter {name!r} loaded (have: {', '.join(self.adapters)})")
+            self.model.set_adapter(name)
+            yield
+
+    def add_adapter(self, name: str, folder: Path) -> None:
+        """Load another adapter onto the same base weights (two checkpoints side by side)."""
+        if not convert.is_adapter(folder):
+            raise ModelError(f"not an adapter folder (no adapter_config.json): {folder}")
+        if not self.adapters:
+            raise ModelError("this model has no adapter: a second one needs the same base (load an adapter first)")
+        if name not in self.adapters:
+            self.model.load_adapter(str(folder), adapter_name=name)
+            self.adapters.append(name)
+
+
+def resolve_device(options: LoadOptions) -> str:
+    """The concrete device: "auto" is the first GPU when torch sees one, else the CPU."""
+    import torch
+
+    if options.device != "auto":
+        if options.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError("no CUDA device is visible to torch: load on the CPU")
+        return options.device
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def _dtype(options: LoadOptions, device: str):
+    import torch
+
+    name = options.dtype if options.dtype != "auto" else ("float16" if device.startswith("cuda") else "float32")
+    return getattr(torch, name)
+
+
+def _base_of(adapter: Path) -> Path | None:
+    """The base model an adapter was made from, as its adapter_config.json says."""
+    try:
+        base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        return None
+    return Path(base) if base else None
+
+
+def checkpoint_source(source: ModelSource) -> ModelSource:
+    """A run checkpoint converted (once, cached) to an adapter on its base, or to a whole model."""
+    hf = convert.checkpoint_hf(source.config, source.checkpoint)
+    if not convert.is_adapter(hf):
+        return ModelSource("merged", model=hf)
+    base = source.model or _base_of(hf)
+    if base is None or not (base / "config.json").is_file():
+        raise ModelError(f"the base model of {source.checkpoint.name} is not here: {base}")
+    return ModelSource("adapter", model=base, adapter=hf)
+
+
+def load(source: ModelSource, options: LoadOptions = LoadOptions(), say: Callable[[str], None] = lambda _: None) -> LoadedModel:
+    """Load `source` (converting a checkpoint first); `say` hears each step, for a progress line."""
+    problems = source.problems()
+    if problems:
+        raise ModelError("; ".join(problems))
+    if source.kind == "checkpoint":
+        say(f"converting {source.checkpoint.name} (once; cached in {convert.cache_root()})")
+        loaded = load(checkpoint_source(source), options, say)
+        loaded.source = source
+        return loaded
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = resolve_device(options)
+    kwargs: dict = {"torch_dtype": _dtype(options, device), "trust_remote_code": True}
+    if options.bits == 4:
+        if not device.startswith("cuda"):
+            raise ModelError("4-bit loading needs a GPU")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16, bnb_4bit_use_double_quant=True,
+            bnb_4bit_quant_type="nf4",
+        )  # fmt: skip
+    if device.startswith("cuda"):
+        kwargs["device_map"] = {"": device}
+    say(f"loading {source.model} on {device}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source.model), trust_remote_code=True)
+        model = AutoModelForCausalLM.from_pretrained(str(source.model), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load {source.model}: {exc}") from exc
+    loaded = LoadedModel(model, tokenizer, source, device)
+    if source.kind == "adapter":
+        from peft import PeftModel
+
+        say(f"loading adapter {source.adapter}")
+        loaded.model = PeftModel.from_pretrained(model, str(source.adapter), adapter_name="adapter")
+        loaded.adapters.append("adapter")
+    if source.kind == "llava":
+        from engine import llava
+
+        say(f"loading LLaVA parts from {source.llava}")
+        loaded.llava = llava.load_llava(model, source.visual_encoder, source.llava, kwargs["torch_dtype"], device)
+        loaded.model = loaded.llava.llm
+    loaded.model.eval()
+    return loaded

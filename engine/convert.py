@@ -1,0 +1,99 @@
+"""XTuner's converters run as jobs: `pth_to_hf` (checkpoint -> adapter or model) and `merge` (base + adapter)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from engine.launcher import trusted_load_env
+
+PTH_TO_HF = "xtuner.tools.model_converters.pth_to_hf"
+MERGE = "xtuner.tools.model_converters.merge"
+# Runs an xtuner tool as `python -m` would, after giving torch 2.14 the `torch.cpu.is_bf16_supported` xtuner calls.
+BOOT = (
+    "import runpy, sys, torch\n"
+    "if not hasattr(torch.cpu, 'is_bf16_supported'): torch.cpu.is_bf16_supported = lambda: False\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+)
+
+
+class ConvertError(RuntimeError):
+    """A conversion that cannot start or that failed (the message ends with the tool's last words)."""
+
+
+def cache_root() -> Path:
+    """Where converted checkpoints are kept: $XTUI_CACHE, else $XDG_CACHE_HOME/xtui, else ~/.cache/xtui."""
+    if os.environ.get("XTUI_CACHE"):
+        return Path(os.environ["XTUI_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xtui"
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    """The last non-empty lines of a tool's output, joined on one line."""
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(kept[-lines:]) or "(no output)"
+
+
+def _run(module: str, args: list[str], out_dir: Path, what: str) -> Path:
+    """Run `module *args STAGING` (see BOOT), then move the staging folder to `out_dir` (all or nothing)."""
+    out_dir = Path(out_dir).resolve()
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ConvertError(f"{out_dir} already exists: pick a new folder (xtui never overwrites one)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", BOOT, module, *args, str(staging)], capture_output=True, text=True,
+            env={**os.environ, **trusted_load_env()}, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if proc.returncode != 0 or "Traceback (most recent call last)" in proc.stderr:
+            raise ConvertError(f"{what} failed (exit {proc.returncode}): {_tail(proc.stderr or proc.stdout)}")
+        if not any(staging.iterdir()):
+            raise ConvertError(f"{what} wrote nothing: {_tail(proc.stderr or proc.stdout)}")
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def pth_to_hf(config: Path, checkpoint: Path, out_dir: Path) -> Path:
+    """Convert a training checkpoint to Hugging Face format: an adapter folder for LoRA, a model otherwise."""
+    if not Path(config).is_file():
+        raise ConvertError(f"config not found: {config}")
+    if not Path(checkpoint).exists():
+        raise ConvertError(f"checkpoint not found: {checkpoint}")
+    return _run(PTH_TO_HF, [str(config), str(checkpoint), "--safe-serialization"], out_dir, "pth_to_hf")
+
+
+def merge(base: Path, adapter: Path, out_dir: Path, device: str = "cpu") -> Path:
+    """Merge a LoRA adapter into its base model and save the whole model with its tokenizer."""
+    if not (Path(base) / "config.json").is_file():
+        raise ConvertError(f"not a model folder (no config.json): {base}")
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise ConvertError(f"not an adapter folder (no adapter_config.json): {adapter}")
+    return _run(MERGE, [str(base), str(adapter), "--safe-serialization", "--device", device], out_dir, "merge")
+
+
+def is_adapter(folder: Path) -> bool:
+    """True for a PEFT adapter folder."""
+    return (Path(folder) / "adapter_config.json").is_file()
+
+
+def checkpoint_hf(config: Path, checkpoint: Path) -> Path:
+    """The Hugging Face form of `checkpoint`, converted once into the cache and reused while it is unchanged."""
+    checkpoint = Path(checkpoint).resolve()
+    try:
+        stat = checkpoint.stat()
+    except OSError as exc:
+        raise ConvertError(f"checkpoint not readable: {checkpoint} ({exc.strerror})") from exc
+    key = hashlib.sha1(f"{checkpoint}|{stat.st_mtime_ns}|{stat.st_size}".encode()).hexdigest()[:16]
+    folder = cache_root() / "checkpoints" / f"{checkpoint.stem}-{key}"
+    if folder.is_dir() and any(folder.iterdir()):
+        return folder
+    return pth_to_hf(config, checkpoint, folder)

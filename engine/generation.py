@@ -1,0 +1,134 @@
+"""One answer generated token by token: incremental detokenisation, stop words, cancel, speed figures."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from engine.decoding import ContextFull, Sampling, choose
+
+
+class TextStream:
+    """Turns token ids into text pieces as they come, holding back what could still become a stop word."""
+
+    def __init__(self, tokenizer, stop_words: Sequence[str] = ()) -> None:
+        self.tokenizer = tokenizer
+        self.stop_words = tuple(w for w in stop_words if w)
+        self.ids: list[int] = []
+        self.text = ""  # everything emitted so far
+        self.stopped = False
+        self._prefix = 0
+        self._read = 0
+        self._pending = ""
+
+    def _decoded(self, token: int) -> str:
+        """The new text that `token` completes (empty while a multi-byte character is unfinished)."""
+        self.ids.append(token)
+        before = self.tokenizer.decode(self.ids[self._prefix : self._read], skip_special_tokens=False)
+        after = self.tokenizer.decode(self.ids[self._prefix :], skip_special_tokens=False)
+        if len(after) <= len(before) or after.endswith("\ufffd"):
+            return ""
+        self._prefix, self._read = self._read, len(self.ids)
+        return after[len(before) :]
+
+    def push(self, token: int) -> str:
+        """Take one token id; the text that can be shown now (empty when held back or after a stop word)."""
+        if self.stopped:
+            return ""
+        self._pending += self._decoded(token)
+        hits = [self._pending.find(w) for w in self.stop_words if w in self._pending]
+        if hits:
+            self.stopped = True
+            return self._emit(self._pending[: min(hits)])
+        keep = max((n for w in self.stop_words for n in range(1, len(w)) if self._pending.endswith(w[:n])), default=0)
+        return self._emit(self._pending[: len(self._pending) - keep], rest=self._pending[len(self._pending) - keep :])
+
+    def flush(self) -> str:
+        """The held-back text, at the end of an answer that did not stop on a stop word."""
+        return "" if self.stopped else self._emit(self._pending)
+
+    def _emit(self, piece: str, rest: str = "") -> str:
+        self._pending = rest
+        self.text += piece
+        return piece
+
+
+class Generation:
+    """Iterate for the answer's text pieces; `reason`, `tokens` and the timings are set when it ends."""
+
+    def __init__(
+        self, decoder, tokenizer, prompt: dict, sampling: Sampling, stop_words: Sequence[str] = (),
+        eos_ids: Sequence[int] = (), cancel: threading.Event | None = None,
+    ) -> None:  # fmt: skip
+        self.decoder = decoder
+        self.stream = TextStream(tokenizer, stop_words)
+        self.prompt = prompt
+        self.sampling = sampling
+        self.eos_ids = frozenset(eos_ids)
+        self.cancel = cancel or threading.Event()
+        self.reason: str | None = None  # "stop", "length" or "cancelled"
+        self.tokens = 0
+        self.first_token_s: float | None = None
+        self.elapsed_s = 0.0
+
+    @property
+    def text(self) -> str:
+        """The answer so far."""
+        return self.stream.text
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Decoding speed after the first token."""
+        decode_s = self.elapsed_s - (self.first_token_s or 0.0)
+        return (self.tokens - 1) / decode_s if self.tokens > 1 and decode_s > 0 else None
+
+    def _prompt_length(self) -> int:
+        tensor = self.prompt.get("input_ids")
+        return (tensor if tensor is not None else self.prompt["inputs_embeds"]).shape[1]
+
+    def __iter__(self) -> Iterator[str]:
+        import torch
+
+        length = self._prompt_length()
+        budget = min(self.sampling.max_new_tokens, self.decoder.capacity - length)
+        if budget < 1:
+            raise ContextFull(
+                f"the conversation ({length} tokens) fills the model's {self.decoder.capacity} positions: "
+                "reset the chat to go on"
+            )
+        start = time.perf_counter()
+        generator = torch.Generator(device=self.decoder.model.device).manual_seed(self.sampling.seed)
+        with torch.inference_mode():
+            logits = self.decoder.prefill(**self.prompt)
+            seen = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+            ids = self.prompt.get("input_ids")
+            if ids is not None:
+                seen[ids[0][ids[0] >= 0]] = True
+            reason = "length"
+            while self.tokens < budget:
+                if self.cancel.is_set():
+                    reason = "cancelled"
+                    break
+                token = choose(logits, seen, self.sampling, generator)
+                token_id = int(token)
+                self.tokens += 1
+                if self.first_token_s is None:
+                    self.first_token_s = time.perf_counter() - start
+                if token_id in self.eos_ids:
+                    reason = "stop"
+                    break
+                piece = self.stream.push(token_id)
+                if piece:
+                    yield piece
+                if self.stream.stopped:
+                    reason = "stop"
+                    break
+                seen[token_id] = True
+                if self.tokens < budget:
+                    logits = self.decoder.step(token)
+            self.elapsed_s = time.perf_counter() - start
+        tail = self.stream.flush()
+        if tail:
+            yield tail
+        self.reason = reason

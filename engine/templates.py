@@ -1,0 +1,103 @@
+"""XTuner's prompt templates, read from its source without importing it, and the chat prompt they make."""
+
+from __future__ import annotations
+
+import ast
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from engine.configs import builtin_root, read_settings
+
+
+class TemplateError(ValueError):
+    """A prompt template that does not exist or cannot be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """One entry of xtuner's PROMPT_TEMPLATE."""
+
+    name: str
+    instruction: str
+    system: str = ""
+    suffix: str = ""
+    sep: str = ""
+    stop_words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One exchange of a chat: what was asked and what was answered."""
+
+    prompt: str
+    answer: str
+
+
+def _literal_dict(call: ast.expr) -> dict:
+    """The keywords of a `dict(...)` call of literals."""
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "dict"):
+        raise TemplateError("PROMPT_TEMPLATE entry is not a dict(...) call")
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+
+
+@functools.cache
+def templates() -> dict[str, Template]:
+    """Every template of the installed xtuner, by name, in its order."""
+    path = builtin_root().parent / "utils" / "templates.py"
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError) as exc:
+        raise TemplateError(f"cannot read xtuner's templates ({path}): {exc}") from exc
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "PROMPT_TEMPLATE" for t in node.targets):
+            found = {}
+            for kw in node.value.keywords:
+                raw = _literal_dict(kw.value)
+                found[kw.arg] = Template(
+                    name=kw.arg,
+                    instruction=raw["INSTRUCTION"],
+                    system=raw.get("SYSTEM", ""),
+                    suffix=raw.get("SUFFIX", ""),
+                    sep=raw.get("SEP", ""),
+                    stop_words=tuple(raw.get("STOP_WORDS", ())),
+                )
+            return found
+    raise TemplateError(f"no PROMPT_TEMPLATE in {path}")
+
+
+def template(name: str) -> Template:
+    """The template called `name` (with or without the `PROMPT_TEMPLATE.` prefix)."""
+    name = name.removeprefix("PROMPT_TEMPLATE.")
+    found = templates().get(name)
+    if found is None:
+        raise TemplateError(f"no prompt template named {name!r}; xtuner has: {', '.join(templates())}")
+    return found
+
+
+def template_of_config(source: str) -> str | None:
+    """The template name a config's PART 1 sets (`prompt_template = PROMPT_TEMPLATE.x`), if any."""
+    value = read_settings(source).get("prompt_template", "")
+    name = value.removeprefix("PROMPT_TEMPLATE.")
+    return name if name in templates() else None
+
+
+def system_of_config(source: str) -> str:
+    """The SYSTEM text a config's PART 1 sets when it is a plain string literal, else ''."""
+    try:
+        value = ast.literal_eval(read_settings(source).get("SYSTEM", "''"))
+    except (ValueError, SyntaxError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def render(tpl: Template | None, history: Sequence[Turn], prompt: str, system: str = "") -> str:
+    """The whole prompt for the next answer, laid out the way XTuner trains: system, turns, SEP between."""
+    if tpl is None:
+        return "".join(turn.prompt + turn.answer for turn in history) + prompt
+    text = tpl.system.format(system=system, round=1, bot_name="BOT") if system and tpl.system else ""
+    for number, turn in enumerate([*history, Turn(prompt, "")], start=1):
+        text += tpl.instruction.format(input=turn.prompt, round=number, bot_name="BOT")
+        if number <= len(history):
+            text += turn.answer + tpl.suffix + tpl.sep
+    return text
