@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from engine.files import write_atomic
+from engine.workdirs import MANIFEST
 
-MANIFEST = "xtui-run.json"
 CONSOLE = "xtui-console.log"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
 from collections.abc import Iterator
@@ -15,48 +14,10 @@ from engine.checkpoints import Checkpoint, list_checkpoints
 from engine.events import CheckpointSaved, Event, Resumed, RunError, Sample, Started, TrainStep
 from engine.logs import LogFollower
 from engine.processes import is_alive, processes_of_work_dir
+from engine.workdirs import discover, is_run_dir, log_files  # noqa: F401 (discover, is_run_dir: re-exported)
 
-_TS_DIR = re.compile(r"^\d{8}_\d{6}$")
-_SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", "vis_data"}
 STALL_FACTOR = 10  # stalled after this many usual iteration times without progress
 STALL_MIN_S = 120.0
-
-
-def log_files(work_dir: Path) -> list[Path]:
-    """The mmengine log of every start of the run, oldest first."""
-    try:
-        folders = sorted(p for p in work_dir.iterdir() if _TS_DIR.match(p.name) and p.is_dir())
-    except OSError:
-        return []
-    return [f / f"{f.name}.log" for f in folders if (f / f"{f.name}.log").exists()]
-
-
-def is_run_dir(path: Path) -> bool:
-    """True for a work dir xtui launched or one that holds an mmengine log folder."""
-    return (path / mf.MANIFEST).exists() or bool(log_files(path))
-
-
-def discover(roots: list[Path], depth: int = 3) -> list[Path]:
-    """Work dirs under `roots` (each root itself included), at most `depth` levels down."""
-    found: list[Path] = []
-
-    def walk(path: Path, level: int) -> None:
-        if is_run_dir(path):
-            found.append(path)
-            return
-        if level >= depth:
-            return
-        try:
-            children = sorted(p for p in path.iterdir() if p.is_dir())
-        except OSError:
-            return
-        for child in children:
-            if child.name not in _SKIP_DIRS and not child.name.startswith("."):
-                walk(child, level + 1)
-
-    for root in roots:
-        walk(root.resolve(), 0)
-    return found
 
 
 def _stamp(at: str | None) -> float | None:

@@ -79,20 +79,23 @@ class XtuiApp(App[None]):
         self.runs: dict[Path, RunRecord] = {}
         self.extra_dirs: set[Path] = {self.open_run} if self.open_run else set()
         self._pgid_labels: dict[int, str] = {}
-
-    def on_mount(self) -> None:
-        """Register themes, restore the saved one, show the dashboard, start the watchers."""
-        from tui.screens.dashboard import DashboardScreen
-
-        for theme in THEMES:
+        for theme in THEMES:  # set before the first CSS parse: a theme change later parses it all again
             self.register_theme(theme)
         saved = settings.load().get("theme")
         self.theme = saved if saved in self.available_themes else DEFAULT_THEME
-        self.push_screen(DashboardScreen())
+
+    def get_default_screen(self) -> Screen:
+        """The dashboard is the bottom screen (one screen to compose before the first frame, not two)."""
+        from tui.screens.dashboard import DashboardScreen
+
+        return DashboardScreen()
+
+    def on_mount(self) -> None:
+        """Open the run asked for; start the watchers once the first frame is painted."""
         if self.open_run:
             self.open_run_screen(self.open_run)
-        self.watch_runs()
-        self.watch_gpus()
+        self.call_after_refresh(self.watch_runs)
+        self.call_after_refresh(self.watch_gpus)
 
     def watch_theme(self, name: str) -> None:
         """Remember the theme the user picked."""

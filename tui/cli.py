@@ -10,7 +10,7 @@ HEADLESS = {"status", "events", "train", "stop", "resume"}
 
 def open_tui(dirs: list[str]) -> int:
     """Watch the runs under `dirs` (or open the one run a single work dir names)."""
-    from engine.runs import is_run_dir
+    from engine.workdirs import is_run_dir
     from tui.app import XtuiApp
 
     paths = [Path(d) for d in dirs] or [Path.cwd()]
