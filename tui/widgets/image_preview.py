@@ -1,0 +1,241 @@
+"""An image in the terminal, scaled to fit: our own half-block renderer, or kitty graphics / sixel where the terminal has them."""
+
+from __future__ import annotations
+
+import os
+import sys
+import termios
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from rich.color import Color
+from rich.segment import Segment
+from rich.style import Style
+from textual import work
+from textual.content import Content
+from textual.message import Message
+from textual.strip import Strip
+from textual.widget import Widget
+
+from engine.images import ImageError, ImageInfo, check_image, load_rgb
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+Mode = Literal["halfblock", "kitty", "sixel"]
+MODES: tuple[Mode, ...] = ("halfblock", "kitty", "sixel")
+MODE_ENV = "XTUI_IMAGE_MODE"  # halfblock | kitty | sixel | auto (the default)
+MAX_SIDE = 2048  # pixels kept per image: more than any terminal shows
+UPPER_HALF = "▀"
+
+_detected: Mode | None = None
+
+
+def detect_graphics() -> Mode:
+    """Choose the image mode once, before the app starts (only then can the terminal be asked): env, tmux, then the terminal's answer."""
+    global _detected
+    wanted = os.environ.get(MODE_ENV, "auto").strip().lower()
+    if wanted in MODES:
+        _detected = wanted
+    elif os.environ.get("TMUX") or not (sys.__stdout__ and sys.__stdout__.isatty() and sys.__stdin__ and sys.__stdin__.isatty()):
+        _detected = "halfblock"  # tmux drops kitty graphics and mangles sixel unless configured to pass them through
+    else:
+        try:
+            # importing it asks the terminal what it can show
+            from textual_image import renderable
+        except (ImportError, OSError, ValueError, termios.error):
+            _detected = "halfblock"
+        else:
+            _detected = {renderable.SixelImage: "sixel", renderable.TGPImage: "kitty"}.get(renderable.Image, "halfblock")
+    if _detected != "halfblock":
+        import textual_image.widget  # noqa: F401  # measures the cell size while the terminal can still answer
+    return _detected
+
+
+def image_mode() -> Mode:
+    """The mode detect_graphics chose, else half blocks: asking the terminal once Textual reads stdin would lose the answer."""
+    return _detected or "halfblock"
+
+
+@lru_cache(maxsize=4)
+def _load(info: ImageInfo) -> Image:
+    """The image as RGB, at most MAX_SIDE pixels a side; cached by path, change time and size."""
+    return load_rgb(info, max_side=MAX_SIDE)
+
+
+def fit(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
+    """`width` x `height` scaled to fit in `max_width` x `max_height`, aspect kept, at least 1x1."""
+    scale = min(max_width / width, max_height / height)
+    return max(1, min(max_width, round(width * scale))), max(1, min(max_height, round(height * scale)))
+
+
+def half_block_lines(image: Image, columns: int, rows: int) -> list[Strip]:
+    """`image` fitted into `columns` x `rows` cells and centred: one "▀" a cell, its colour the upper pixel, its background the lower."""
+    from PIL import Image as PILImage
+
+    width, height = fit(image.width, image.height, columns, rows * 2)  # a cell is about twice as tall as wide
+    method = PILImage.Resampling.LANCZOS if width < image.width else PILImage.Resampling.NEAREST
+    pixels = image.resize((width, height), method).load()
+    colors: dict[tuple[int, int, int], Color] = {}
+
+    def color(x: int, y: int) -> Color:
+        rgb = pixels[x, y]
+        found = colors.get(rgb)
+        if found is None:
+            found = colors[rgb] = Color.from_rgb(*rgb)
+        return found
+
+    left, top = (columns - width) // 2, (rows - (height + 1) // 2) // 2
+    blank = Strip.blank(columns)
+    lines = [blank] * top
+    for y in range(0, height, 2):
+        segments = [Segment(" " * left)] if left else []
+        for x in range(width):
+            lower = color(x, y + 1) if y + 1 < height else None
+            segments.append(Segment(UPPER_HALF, Style(color=color(x, y), bgcolor=lower)))
+        segments.append(Segment(" " * (columns - left - width)))
+        lines.append(Strip(segments, columns).simplify())
+    return lines + [blank] * (rows - len(lines))
+
+
+class ImagePreview(Widget):
+    """An image (a path or a checked ImageInfo) fitted to the widget, aspect kept; a message when there is none or it is bad."""
+
+    DEFAULT_CSS = """
+    ImagePreview {
+        width: 1fr;
+        height: 1fr;
+        align: center middle;
+        content-align: center middle;
+        text-align: center;
+    }
+    ImagePreview > .image-preview--graphics {
+        width: auto;
+        height: auto;
+    }
+    """
+
+    class Loaded(Message):
+        """The image was checked and loaded and is now shown."""
+
+        def __init__(self, preview: ImagePreview, info: ImageInfo) -> None:
+            super().__init__()
+            self.preview, self.info = preview, info
+
+        @property
+        def control(self) -> ImagePreview:
+            """The preview that loaded it."""
+            return self.preview
+
+    class Failed(Message):
+        """The image could not be shown; `error` says why in one line."""
+
+        def __init__(self, preview: ImagePreview, error: str) -> None:
+            super().__init__()
+            self.preview, self.error = preview, error
+
+        @property
+        def control(self) -> ImagePreview:
+            """The preview that failed."""
+            return self.preview
+
+    class _Result(Message):
+        """A load worker's outcome for `source`: the info and image, or an error."""
+
+        def __init__(self, source: object, info: ImageInfo | None, image: Image | None, error: str | None) -> None:
+            super().__init__()
+            self.source, self.info, self.image, self.error = source, info, image, error
+
+    def __init__(
+        self,
+        image: str | Path | ImageInfo | None = None,
+        *,
+        placeholder: str = "No image",
+        mode: Mode | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self.placeholder = placeholder
+        self.mode: Mode = mode or image_mode()
+        self.info: ImageInfo | None = None
+        self.error: str | None = None
+        self._source: str | Path | ImageInfo | None = image
+        self._image: Image | None = None
+        self._lines: tuple[tuple, list[Strip]] | None = None  # ((file key, columns, rows), lines)
+
+    @property
+    def loading_source(self) -> bool:
+        """Whether an image is being checked and loaded."""
+        return self._source is not None and self.info is None and self.error is None
+
+    def on_mount(self) -> None:
+        """Load the image given at construction."""
+        if self._source is not None:
+            self._load(self._source)
+
+    def show(self, image: str | Path | ImageInfo | None) -> None:
+        """Show `image` (checked and loaded in a thread), or the placeholder for None."""
+        self._source, self.info, self.error, self._image, self._lines = image, None, None, None, None
+        self.border_title = None
+        self._show_graphics()
+        self.refresh()
+        if image is not None and self.is_attached:
+            self._load(image)
+
+    @work(thread=True, exclusive=True, group="image-preview", name="load image")
+    def _load(self, source: str | Path | ImageInfo) -> None:
+        """Check and load `source` off the UI thread; post the outcome."""
+        try:
+            info = source if isinstance(source, ImageInfo) else check_image(source)
+            self.post_message(self._Result(source, info, _load(info), None))
+        except ImageError as exc:
+            self.post_message(self._Result(source, None, None, str(exc)))
+
+    def on_image_preview__result(self, message: _Result) -> None:
+        """Keep the outcome unless another image was asked for meanwhile; tell the parent."""
+        message.stop()
+        if message.source is not self._source:
+            return
+        if message.error is not None:
+            self.error = message.error
+            self.post_message(self.Failed(self, message.error))
+        else:
+            self.info, self._image = message.info, message.image
+            self.border_title = f"{self.info.path.name}  {self.info.width}x{self.info.height}"
+            self.post_message(self.Loaded(self, self.info))
+        self._show_graphics()
+        self.refresh()
+
+    def _show_graphics(self) -> None:
+        """In kitty or sixel mode, put the loaded image in a textual-image widget (the old one goes)."""
+        if self.mode == "halfblock":
+            return
+        from textual_image.widget import SixelImage, TGPImage
+
+        self.remove_children()
+        if self._image is not None:
+            kind = SixelImage if self.mode == "sixel" else TGPImage
+            self.mount(kind(self._image, classes="image-preview--graphics"))
+
+    def render(self) -> Content:
+        """The placeholder, the loading note or the error; the image itself is drawn by render_line or a child."""
+        if self.error:
+            return Content.styled(f"⚠ {self.error}", "$text-error")
+        if self._source is None:
+            return Content.styled(self.placeholder, "$text-muted")
+        if self.info is None:
+            return Content.styled("loading image…", "$text-muted")
+        return Content("")
+
+    def render_line(self, y: int) -> Strip:
+        """Row `y` of the half-block picture, drawn once per file version and size."""
+        if self.mode != "halfblock" or self._image is None or self.info is None:
+            return super().render_line(y)
+        columns, rows = self.content_size
+        key = (self.info.key, columns, rows)
+        if self._lines is None or self._lines[0] != key:
+            self._lines = (key, half_block_lines(self._image, columns, rows) if columns and rows else [])
+        lines = self._lines[1]
+        return lines[y] if y < len(lines) else Strip.blank(columns)
