@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 from textual.app import App, ComposeResult
-from textual.widgets import Footer
+from textual.content import Content
+from textual.widgets import Footer, Input
 
 from engine.images import check_image
 from themes import THEMES
 from tui.widgets import image_preview
 from tui.widgets.image_preview import UPPER_HALF, ImagePreview, fit, half_block_lines
+from tui.widgets.path_input import PathInput, path_matches
 
 pytestmark = pytest.mark.anyio
 
@@ -162,3 +164,173 @@ def test_snapshot_error(snap_compare, root) -> None:
     notes.write_text("these are my notes, not a picture\n")
     app = PreviewApp(notes)
     assert snap_compare(app, terminal_size=(80, 24), run_before=_settled)
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    """A folder with pictures, a note, hidden files and two sub-folders."""
+    for name in ("photo1.png", "photo2.JPG", "notes.txt", ".hidden.png", ".config"):
+        (tmp_path / name).write_text("x")
+    for name in ("pics", "pictures", ".cache"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "pics" / "cat.png").write_text("x")
+    return tmp_path
+
+
+class FormApp(App[None]):
+    """A PathInput between two other inputs, so focus moves are visible."""
+
+    def __init__(self, cwd: Path, **kwargs) -> None:
+        super().__init__()
+        self.cwd, self.kwargs = cwd, kwargs
+
+    def compose(self) -> ComposeResult:
+        yield Input(id="before")
+        yield PathInput(cwd=self.cwd, id="path", **self.kwargs)
+        yield Input(id="after")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for theme in THEMES:
+            self.register_theme(theme)
+        self.theme = "xtui-dark"
+        self.query_one(PathInput).focus()
+
+
+async def _type(pilot, text: str) -> None:
+    await pilot.press(*text)
+    await pilot.pause()
+
+
+def test_path_matches(tree) -> None:
+    assert path_matches("ph", tree) == ("", ["photo1.png", "photo2.JPG"])
+    assert path_matches("pic", tree) == ("", ["pics/", "pictures/"])
+    assert path_matches(".", tree) == ("", [".cache/", ".config", ".hidden.png"])
+    assert path_matches("", tree, (".png", ".jpg")) == ("", ["photo1.png", "photo2.JPG", "pics/", "pictures/"])
+    assert path_matches(f"{tree}/pics/c", Path("/")) == (f"{tree}/pics/", ["cat.png"])
+    assert path_matches("nowhere/x", tree) == ("nowhere/", [])
+    assert path_matches("~", tree) == ("", ["~/"])
+
+
+async def test_tab_completes_common_prefix_then_cycles(tree) -> None:
+    app = FormApp(tree)
+    async with app.run_test(size=(80, 24)) as pilot:
+        field = app.query_one(PathInput)
+        await _type(pilot, "ph")
+        await pilot.press("tab")
+        assert field.value == "photo" and field.matches == ["photo1.png", "photo2.JPG"]
+        assert Content.from_markup(field.border_subtitle).plain == "2 matches: photo1.png photo2.JPG"
+        await pilot.press("tab")
+        assert field.value == "photo1.png" and field.cursor_position == 10
+        await pilot.press("tab")
+        assert field.value == "photo2.JPG"
+        await pilot.press("tab")
+        assert field.value == "photo1.png"
+        await pilot.press("shift+tab")
+        assert field.value == "photo2.JPG" and app.focused is field
+
+
+async def test_shift_tab_first_goes_to_the_last_match(tree) -> None:
+    app = FormApp(tree)
+    async with app.run_test(size=(80, 24)) as pilot:
+        field = app.query_one(PathInput)
+        await _type(pilot, "pi")
+        await pilot.press("tab")
+        assert field.value == "pic"
+        await pilot.press("shift+tab")
+        assert field.value == "pictures/"
+
+
+async def test_typing_ends_the_cycle(tree) -> None:
+    app = FormApp(tree)
+    async with app.run_test(size=(80, 24)) as pilot:
+        field = app.query_one(PathInput)
+        await _type(pilot, "ph")
+        await pilot.press("tab")
+        await _type(pilot, "2")
+        assert field.matches == [] and field.border_subtitle is None
+        await pilot.press("tab")
+        assert field.value == "photo2.JPG" and app.focused is field
+
+
+async def test_folders_get_a_slash_and_completion_goes_on_inside(tree) -> None:
+    app = FormApp(tree)
+    async with app.run_test(size=(80, 24)) as pilot:
+        field = app.query_one(PathInput)
+        await _type(pilot, "pics")
+        await pilot.press("tab")
+        assert field.value == "pics/"
+        await pilot.press("tab")
+        assert field.value == "pics/cat.png" and app.focused is field
+
+
+async def test_hidden_names_only_after_a_dot(tree) -> None:
+    app = FormApp(tree)
+    async with app.run_test(size=(80, 24)) as pilot:
+        field = app.query_one(PathInput)
+        await _type(pilot, ".h")
+        await pilot.press("tab")
+        assert field.value == ".hidden.png"
+
+
+async def test_tilde_is_kept_and_expanded(tree, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tree))
+    app = FormApp(Path("/"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        field = app.query_one(PathInput)
+        await _type(pilot, "~")
+        await pilot.press("tab")
+        assert field.value == "~/"
+        await _type(pilot, "no")
+        await pilot.press("tab")
+        assert field.value == "~/notes.txt"
+
+
+async def test_suffixes_keep_only_matching_files(tree) -> None:
+    app = FormApp(tree, suffixes=(".png", ".jpg"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        field = app.query_one(PathInput)
+        await _type(pilot, "n")
+        await pilot.press("tab")
+        assert field.value == "n" and app.focused.id == "after"
+
+
+@pytest.mark.parametrize("typed", ["", "zzz", "notes.txt"])
+async def test_tab_moves_focus_when_nothing_to_complete(tree, typed) -> None:
+    app = FormApp(tree)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _type(pilot, typed)
+        await pilot.press("tab")
+        assert app.query_one(PathInput).value == typed and app.focused.id == "after"
+        await pilot.press("shift+tab")
+        assert app.focused.id == "path"
+
+
+async def test_completes_before_the_cursor_keeping_the_rest(tree) -> None:
+    app = FormApp(tree)
+    async with app.run_test(size=(80, 24)) as pilot:
+        field = app.query_one(PathInput)
+        field.value = "pics and more"
+        field.cursor_position = 4
+        await pilot.press("tab")
+        assert field.value == "pics/ and more" and field.cursor_position == 5
+
+
+async def test_footer_names_the_tab_binding(tree) -> None:
+    app = FormApp(tree)
+    async with app.run_test(size=(80, 24)):
+        shown = {b.binding.description for b in app.active_bindings.values() if b.binding.show}
+        assert "Complete path" in shown
+
+
+def test_snapshot_path_input_cycling(snap_compare, tree) -> None:
+    app = FormApp(tree)
+
+    async def cycled(pilot) -> None:
+        for field in app.query(Input):
+            field.cursor_blink = False  # a blinking cursor is not a fixed picture
+        await _type(pilot, "p")
+        await pilot.press("tab", "tab")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=cycled)
