@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,15 +48,15 @@ def root() -> Path:
 
 
 class PreviewApp(App[None]):
-    """One ImagePreview in half-block mode, in xtui's dark theme."""
+    """One ImagePreview (half blocks unless told), in xtui's dark theme."""
 
-    def __init__(self, image: Path | None = None) -> None:
+    def __init__(self, image: Path | None = None, mode: str = "halfblock") -> None:
         super().__init__()
-        self.image = image
+        self.image, self.mode = image, mode
         self.messages: list[ImagePreview.Loaded | ImagePreview.Failed] = []
 
     def compose(self) -> ComposeResult:
-        yield ImagePreview(self.image, mode="halfblock")
+        yield ImagePreview(self.image, mode=self.mode)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -165,6 +167,41 @@ def test_snapshot_error(snap_compare, root) -> None:
     app = PreviewApp(notes)
     assert snap_compare(app, terminal_size=(80, 24), run_before=_settled)
 
+
+
+@pytest.fixture
+def no_terminal(monkeypatch) -> io.StringIO:
+    """No terminal to ask (textual-image asks the real one on import) and a fresh mode choice; what it writes is kept."""
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "__stdout__", out)
+    monkeypatch.setattr(image_preview, "_detected", None)
+    monkeypatch.delenv("TMUX", raising=False)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, "halfblock"), ({"XTUI_IMAGE_MODE": "Sixel"}, "sixel"), ({"XTUI_IMAGE_MODE": "kitty", "TMUX": "x"}, "kitty"),
+     ({"XTUI_IMAGE_MODE": "auto", "TMUX": "/tmp/tmux-0/default,1,0"}, "halfblock"), ({"XTUI_IMAGE_MODE": "bogus"}, "halfblock")],
+)
+def test_mode_choice(no_terminal, monkeypatch, env, expected) -> None:
+    assert image_preview.image_mode() == "halfblock"  # not detected yet: never ask a terminal Textual is reading
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert image_preview.detect_graphics() == expected == image_preview.image_mode() == ImagePreview().mode
+
+
+@pytest.mark.parametrize(("mode", "marker"), [("kitty", "\x1b_G"), ("sixel", "\x1bP")])
+async def test_graphics_modes_go_through_textual_image(no_terminal, root, mode, marker) -> None:
+    app = PreviewApp(shapes_png(root / "shapes.png"), mode=mode)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settled(pilot)
+        await pilot.pause()
+        preview = app.query_one(ImagePreview)
+        (child,) = preview.children
+        assert child.region.size == (74, 23)  # 160x100 fitted in 80x23 cells of 10x20 pixels (the default)
+        drawn = "".join(s.text for w in (child, *child.children) for line in w.render_lines(w.region.reset_offset) for s in line)
+        assert marker in no_terminal.getvalue() + drawn
 
 @pytest.fixture
 def tree(tmp_path) -> Path:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
-from textual import work
+from textual import on, work
 from textual.content import Content
 from textual.message import Message
 from textual.strip import Strip
@@ -140,7 +140,7 @@ class ImagePreview(Widget):
             """The preview that failed."""
             return self.preview
 
-    class _Result(Message):
+    class _Result(Message, bubble=False):
         """A load worker's outcome for `source`: the info and image, or an error."""
 
         def __init__(self, source: object, info: ImageInfo | None, image: Image | None, error: str | None) -> None:
@@ -165,11 +165,6 @@ class ImagePreview(Widget):
         self._image: Image | None = None
         self._lines: tuple[tuple, list[Strip]] | None = None  # ((file key, columns, rows), lines)
 
-    @property
-    def loading_source(self) -> bool:
-        """Whether an image is being checked and loaded."""
-        return self._source is not None and self.info is None and self.error is None
-
     def on_mount(self) -> None:
         """Load the image given at construction."""
         if self._source is not None:
@@ -193,9 +188,9 @@ class ImagePreview(Widget):
         except ImageError as exc:
             self.post_message(self._Result(source, None, None, str(exc)))
 
-    def on_image_preview__result(self, message: _Result) -> None:
+    @on(_Result)
+    def _keep_result(self, message: _Result) -> None:
         """Keep the outcome unless another image was asked for meanwhile; tell the parent."""
-        message.stop()
         if message.source is not self._source:
             return
         if message.error is not None:
@@ -210,7 +205,7 @@ class ImagePreview(Widget):
 
     def _show_graphics(self) -> None:
         """In kitty or sixel mode, put the loaded image in a textual-image widget (the old one goes)."""
-        if self.mode == "halfblock":
+        if self.mode == "halfblock" or not self.is_attached:
             return
         from textual_image.widget import SixelImage, TGPImage
 
