@@ -57,10 +57,10 @@ def encoder_folder(llava: Path, visual_encoder: Path | None) -> Path:
 
 def load_llava(llm_model: Any, visual_encoder: Path | None, llava: Path, dtype: Any, device: str) -> LlavaParts:
     """Load the vision tower, image processor, projector and adapters of `llava` around the loaded `llm_model`."""
-    from transformers import AutoModel, CLIPImageProcessor, CLIPVisionModel
-
     encoder_path = encoder_folder(llava, visual_encoder)
     llava = Path(llava)
+    from transformers import AutoModel, CLIPImageProcessor, CLIPVisionModel
+
     try:
         encoder = CLIPVisionModel.from_pretrained(str(encoder_path), torch_dtype=dtype)
         processor = CLIPImageProcessor.from_pretrained(str(encoder_path))

@@ -161,7 +161,7 @@ def _tokenize(paths: LlavaPaths, llm: Path, staging: Path) -> None:
     from xtuner.utils import PROMPT_TEMPLATE
 
     rows = json.loads(paths.data.read_text(encoding="utf-8"))
-    quiet = datasets.utils.logging.are_progress_bars_disabled()
+    quiet = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:
         text = process_hf_dataset(
