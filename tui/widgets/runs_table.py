@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
@@ -30,7 +31,7 @@ class RunsTable(DataTable):
         self.cursor_type = "row"
         self.zebra_stripes = True
         for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+            self.add_column(Text(label), key=key, width=width)  # not markup: no emoji table to load
 
     def update_run(self, rec) -> None:
         """Add the run's row or update its cells in place."""
