@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -248,13 +249,28 @@ def _train(paths: LlavaPaths) -> None:
         raise
 
 
+def _config_llm(config: Path) -> Path | None:
+    """The `llm_name_or_path` an existing config names, when it names one as a plain string."""
+    try:
+        value = configs.read_settings(config.read_text(encoding="utf-8")).get("llm_name_or_path")
+        return Path(ast.literal_eval(value)) if value else None
+    except (OSError, configs.ConfigError, ValueError, SyntaxError, TypeError):
+        return None
+
+
 def build_tiny_llava(folder: Path, llm: Path) -> LlavaPaths:
     """Create (or reuse) a tiny LLaVA on the tiny Llama `llm` in `folder`; never overwrites what is there."""
     paths = _paths(Path(folder).resolve())
+    llm = Path(llm).resolve()
+    built_on = _config_llm(paths.config) if paths.config.is_file() else None
+    if built_on is not None and built_on != llm:
+        raise LlavaBuildError(f"{paths.folder} was built on {built_on}, not {llm}: pick another folder")
     if is_complete(paths):
         return paths
     if paths.llava.exists():
         raise LlavaBuildError(f"{paths.llava} exists and has no projector/: move it away first")
+    if not (llm / "config.json").is_file():
+        raise LlavaBuildError(f"not a model folder (no config.json): {llm}")
     if not all((paths.visual_encoder / name).is_file() for name in VISION_FILES):
         if paths.visual_encoder.exists():
             raise LlavaBuildError(f"{paths.visual_encoder} exists and is not a tiny CLIP: move it away first")
@@ -264,9 +280,9 @@ def build_tiny_llava(folder: Path, llm: Path) -> LlavaPaths:
     if not paths.data.is_file():
         write_atomic(paths.data, json.dumps(llava_rows(), indent=1))
     if not _text(paths).is_dir():
-        _staged(_text(paths), lambda out: _tokenize(paths, Path(llm).resolve(), out))
+        _staged(_text(paths), lambda out: _tokenize(paths, llm, out))
     if not paths.config.is_file():
-        write_atomic(paths.config, llava_config(paths, Path(llm).resolve()))
+        write_atomic(paths.config, llava_config(paths, llm))
     if not list(paths.work_dir.glob("iter_*.pth")):
         _train(paths)
     pth = _last_pth(paths.work_dir)

@@ -118,6 +118,18 @@ def test_user_folder_is_never_overwritten(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["llava"]
 
 
+def test_missing_llm_is_explained_before_any_work(tmp_path) -> None:
+    with pytest.raises(LlavaBuildError, match="not a model folder"):
+        build_tiny_llava(tmp_path / "llava", tmp_path / "no-llm")
+    assert not (tmp_path / "llava").exists() or not any((tmp_path / "llava").iterdir())
+
+
+@pytest.mark.e2e
+def test_a_folder_built_on_another_llm_is_refused(built, tmp_path) -> None:
+    with pytest.raises(LlavaBuildError, match="was built on"):
+        build_tiny_llava(built.folder, tmp_path)
+
+
 def _fake_encoder(folder: Path) -> Path:
     folder.mkdir(parents=True)
     for name in llava.ENCODER_FILES:
