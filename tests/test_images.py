@@ -160,3 +160,12 @@ def test_expand_user_path(tmp_path, monkeypatch) -> None:
     assert expand_user_path(" pics/a.png ", tmp_path) == tmp_path / "pics/a.png"
     assert expand_user_path("'/x/my pic.png'", tmp_path) == Path("/x/my pic.png")
     assert expand_user_path("file:///x/my%20pic.png", tmp_path) == Path("/x/my pic.png")
+
+
+def test_load_rgb_of_a_big_jpeg_decodes_small_and_turns_upright(tmp_path) -> None:
+    path = tmp_path / "photo.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; show it rotated by 90 degrees
+    Image.new("RGB", (3000, 1000), (0, 128, 0)).save(path, exif=exif)
+    loaded = load_rgb(check_image(path), max_side=500)
+    assert loaded.size == (167, 500) and loaded.mode == "RGB"

@@ -76,7 +76,7 @@ def half_block_lines(image: Image, columns: int, rows: int) -> list[Strip]:
 
     width, height = fit(image.width, image.height, columns, rows * 2)  # a cell is about twice as tall as wide
     method = PILImage.Resampling.LANCZOS if width < image.width else PILImage.Resampling.NEAREST
-    pixels = image.resize((width, height), method).load()
+    pixels = image.resize((width, height), method, reducing_gap=2.0).load()
     colors: dict[tuple[int, int, int], Color] = {}
 
     def color(x: int, y: int) -> Color:
