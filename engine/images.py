@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlparse
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")  # what a path picker offers
 MAX_PIXELS = 8192 * 8192  # 67 MP: more is a scan or a panorama, not a chat picture
 MAX_BYTES = 100 << 20
 DAMAGED = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)  # what PIL raises on bad data

@@ -14,7 +14,7 @@ from textual.app import App, ComposeResult
 from textual.content import Content
 from textual.widgets import Footer, Input
 
-from engine.images import check_image
+from engine.images import IMAGE_SUFFIXES, check_image
 from themes import THEMES
 from tui.widgets import image_preview
 from tui.widgets.image_preview import UPPER_HALF, ImagePreview, fit, half_block_lines
@@ -324,7 +324,7 @@ async def test_tilde_is_kept_and_expanded(tree, monkeypatch) -> None:
 
 
 async def test_suffixes_keep_only_matching_files(tree) -> None:
-    app = FormApp(tree, suffixes=(".png", ".jpg"))
+    app = FormApp(tree, suffixes=IMAGE_SUFFIXES)
     async with app.run_test(size=(80, 24)) as pilot:
         field = app.query_one(PathInput)
         await _type(pilot, "n")
