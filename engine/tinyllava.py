@@ -219,7 +219,8 @@ def _run(module: str, args: list[str], cwd: Path, what: str) -> None:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT_S,
         )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
-        raise LlavaBuildError(f"{what} ran past {TIMEOUT_S} s:\n{_tail(exc.output or '')}") from exc
+        output = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output or ""
+        raise LlavaBuildError(f"{what} ran past {TIMEOUT_S} s:\n{_tail(output)}") from exc
     if proc.returncode != 0 or TRACEBACK in proc.stdout:
         raise LlavaBuildError(f"{what} failed (exit {proc.returncode}):\n{_tail(proc.stdout)}")
 
