@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -122,6 +122,15 @@ class Run:
 
     def poll(self) -> list[Event]:
         """Read only what was appended since the last poll and return the new events."""
+        return self._read(self.alive_pid)
+
+    def poll_status(self, now: float | None = None) -> tuple[list[Event], Status]:
+        """`poll()` then `status()`, with one liveness check for both (a watcher's cycle)."""
+        pid = self.alive_pid()
+        return self._read(lambda: pid), self._status(pid, now)
+
+    def _read(self, alive_pid: Callable[[], int | None]) -> list[Event]:
+        """New events; once the trainer is gone (asked only then), the followers' unfinished text too."""
         events: list[Event] = []
         for path in log_files(self.work_dir):
             follower = self._followers.get(path)
@@ -130,7 +139,7 @@ class Run:
                 events.append(Started(log=str(path.relative_to(self.work_dir))))
             events.extend(follower.poll())
         events.extend(self._console_errors())
-        if not self._flushed and not self.alive_pid():
+        if not self._flushed and not alive_pid():
             self._flushed = True
             for follower in self._followers.values():
                 events.extend(follower.flush())
@@ -143,9 +152,9 @@ class Run:
     def follow(self, interval: float = 1.0) -> Iterator[Event]:
         """Yield events as they come, until the trainer is gone and everything is read."""
         while True:
-            alive = self.alive_pid() is not None
-            yield from self.poll()
-            if not alive:
+            pid = self.alive_pid()
+            yield from self._read(lambda: pid)
+            if pid is None:
                 return
             time.sleep(interval)
 
@@ -186,9 +195,12 @@ class Run:
 
     def status(self, now: float | None = None) -> Status:
         """Running, stalled, finished, failed (with cause) or stopped."""
+        return self._status(self.alive_pid(), now)
+
+    def _status(self, pid: int | None, now: float | None) -> Status:
+        """The status, given the live trainer's pid (None when there is none)."""
         now = time.time() if now is None else now
         state = self.state
-        pid = self.alive_pid()
         restarted = self._restarted_instead_of_resuming()
         if restarted:
             return Status("failed", restarted, pid)

@@ -79,6 +79,7 @@ class XtuiApp(App[None]):
         self.runs: dict[Path, RunRecord] = {}
         self.extra_dirs: set[Path] = {self.open_run} if self.open_run else set()
         self._pgid_labels: dict[int, str] = {}
+        self.gpu: GpuUpdate | None = None  # the newest GPU/host snapshot (posted only when what it shows changed)
         for theme in THEMES:  # set before the first CSS parse: a theme change later parses it all again
             self.register_theme(theme)
         saved = settings.load().get("theme")
@@ -154,8 +155,7 @@ class XtuiApp(App[None]):
                 next_ckpt = now + CHECKPOINTS_EVERY_S
             labels = {}
             for work_dir, run in runs.items():
-                events = run.poll()
-                status = run.status()
+                events, status = run.poll_status()
                 saved = any(e.type == "checkpoint_saved" for e in events)
                 previous = last.get(work_dir)
                 ckpts = run.checkpoints() if relist or saved or previous is None else previous[1]
@@ -169,13 +169,15 @@ class XtuiApp(App[None]):
 
     @work(thread=True, exclusive=True, group="gpu", name="watch gpus")
     def watch_gpus(self) -> None:
-        """Read GPUs and host about once a second; mark GPU processes that belong to a run."""
+        """Read GPUs and host about once a second; mark GPU processes that belong to a run; post what would repaint."""
         from engine.gpu import GpuMonitor
+        from tui.widgets.gpu_panel import shown
 
         worker = get_current_worker()
         monitor = self.monitor or GpuMonitor(disk_path=self.roots[0])
         if self.gpu_backend:
             monitor.backend = self.gpu_backend
+        last = None
         while not worker.is_cancelled:
             snapshot = monitor.poll()
             run_of_pid = {}
@@ -188,7 +190,10 @@ class XtuiApp(App[None]):
                     if label:
                         run_of_pid[proc.pid] = label
             history = {i: tuple(h) for i, h in monitor.history.items()}
-            self.post_message(GpuUpdate(snapshot, history, run_of_pid))
+            now_shown = shown(snapshot, history, run_of_pid)
+            if now_shown != last:
+                self.post_message(GpuUpdate(snapshot, history, run_of_pid))
+                last = now_shown
             time.sleep(self.poll_s)
 
     def on_run_update(self, message: RunUpdate) -> None:
@@ -207,10 +212,11 @@ class XtuiApp(App[None]):
                 handler(rec, message.events)
 
     def on_gpu_update(self, message: GpuUpdate) -> None:
-        """Hand the snapshot to the screens that show GPUs."""
+        """Keep the snapshot and hand it to the screens that show GPUs."""
+        self.gpu = message
         for screen in self.screen_stack:
             handler = getattr(screen, "gpu_updated", None)
-            if handler and screen.is_mounted:  # the next snapshot comes within a second
+            if handler and screen.is_mounted:  # one not mounted yet reads app.gpu in on_mount
                 handler(message)
 
     def alert(self, rec: RunRecord) -> None:

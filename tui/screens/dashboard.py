@@ -33,6 +33,8 @@ class DashboardScreen(Screen):
         self.sub_title = ", ".join(str(r) for r in self.app.roots)
         for rec in self.app.runs.values():
             self.run_updated(rec, [])
+        if self.app.gpu:
+            self.gpu_updated(self.app.gpu)
         self.query_one(RunsTable).focus()
 
     def run_updated(self, rec, events) -> None:

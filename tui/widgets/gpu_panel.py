@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -29,11 +30,11 @@ SENSORS_WIDTH = 20  # "   61°C  412 / 700 W"
 MEMORY_WIDTH = 19  # "mem  96.0/140.4 GiB"
 
 
+@dataclass(frozen=True, slots=True)
 class _Bar:
-    """A rich renderable: a bar filled to `fraction` of whatever width it is given."""
+    """A rich renderable: a bar filled to `fraction` of whatever width it is given (equal bars paint the same)."""
 
-    def __init__(self, fraction: float | None) -> None:
-        self.fraction = fraction
+    fraction: float | None
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width = options.max_width
@@ -41,17 +42,19 @@ class _Bar:
         yield Segment(("█" * full + EIGHTHS[part])[:width].ljust(width))
 
 
+@dataclass(frozen=True, slots=True)
 class _History:
-    """A rich renderable: the newest fractions as block characters, one per reading, right-aligned."""
+    """A rich renderable: the newest readings as block characters (`levels` 0-7, None blank), right-aligned."""
 
-    def __init__(self, values: Sequence[float | None]) -> None:
-        self.values = values
+    levels: tuple[int | None, ...]
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width = options.max_width
-        recent = self.values[-width:] if width else ()
-        text = "".join(" " if v is None else BLOCKS[round(_clamp(v) * 7)] for v in recent)
-        yield Segment(text.rjust(width))
+        recent = self.levels[-width:] if width else ()
+        yield Segment("".join(" " if v is None else BLOCKS[v] for v in recent).rjust(width))
+
+
+Cell = Content | str | _Bar | _History  # what one cell of the panel shows
 
 
 class GpuPanel(VerticalScroll):
@@ -96,16 +99,19 @@ class GpuPanel(VerticalScroll):
         yield self._gpus
 
     def show(self, snapshot: Snapshot, history: dict[int, Sequence[GpuReading]], run_of_pid: dict[int, str]) -> None:
-        """Render one snapshot; the GPU rows are rebuilt only when the set of GPUs changed."""
-        self._host.update(_host_line(snapshot.host), layout=False)
+        """Render one snapshot, repainting only cells whose text changed; GPU rows are rebuilt when the GPUs change."""
+        _update(self._host, _host_line(snapshot.host))
         self._message.display = not snapshot.gpus
         if not snapshot.gpus:
-            reason = snapshot.gpu_error or "the NVIDIA driver lists none"
-            self._message.update(Content.from_markup("No NVIDIA GPU: $reason", reason=reason))
+            _update(self._message, _no_gpu(snapshot), layout=True)
         if tuple(gpu.index for gpu in snapshot.gpus) != tuple(self._cells):
             self._rebuild(snapshot.gpus)
         for gpu in snapshot.gpus:
-            self._fill(self._cells[gpu.index], gpu, history.get(gpu.index, ()), run_of_pid)
+            cells = self._cells[gpu.index]
+            for name, value in _gpu_cells(gpu, history.get(gpu.index, ()), run_of_pid).items():
+                _update(cells[name], value, layout=name == "procs")  # only the process line may change height
+            level = _level(_memory(gpu), 0.75, 0.9)
+            cells["mem_bar"].set_class(level == "warning", "-warning").set_class(level == "error", "-error")
 
     def _rebuild(self, gpus: tuple[GpuReading, ...]) -> None:
         """Replace the GPU rows with fresh cells: per GPU a grid of readings over its process line."""
@@ -123,24 +129,55 @@ class GpuPanel(VerticalScroll):
         self._gpus = VerticalGroup(*rows, classes="gpus")
         self.mount(self._gpus)
 
-    def _fill(
-        self, cells: dict[str, Static], gpu: GpuReading, history: Sequence[GpuReading], run_of_pid: dict[int, str]
-    ) -> None:
-        """Write one GPU's reading into its cells; only the process cell may change height."""
-        level = _level(_memory(gpu), 0.75, 0.9)
-        name = Content.from_markup("[bold $primary]$index[/] [bold]$name[/]", index=str(gpu.index), name=gpu.name or NA)
-        cells["name"].update(name, layout=False)
-        cells["sensors"].update(_sensors(gpu), layout=False)
-        cells["util"].update(f"util {_percent(gpu.utilization)}", layout=False)
-        cells["mem"].update(f"mem {_used_total(gpu.memory_used, gpu.memory_total)}", layout=False)
-        cells["util_bar"].update(_Bar(_utilization(gpu)), layout=False)
-        cells["mem_bar"].update(_Bar(_memory(gpu)), layout=False)
-        cells["mem_bar"].set_class(level == "warning", "-warning").set_class(level == "error", "-error")
-        cells["util_history"].update(_History([_utilization(r) for r in history]), layout=False)
-        cells["mem_history"].update(_History([_memory(r) for r in history]), layout=False)
-        procs = _processes(gpu.processes, run_of_pid)
-        if procs != cells["procs"].content:
-            cells["procs"].update(procs)
+
+def shown(snapshot: Snapshot, history: dict[int, Sequence[GpuReading]], run_of_pid: dict[int, str]) -> tuple:
+    """What the panel paints for these readings, comparable: equal results mean nothing to repaint."""
+    gpus = tuple(
+        (gpu.index, *map(_comparable, _gpu_cells(gpu, history.get(gpu.index, ()), run_of_pid).values()))
+        for gpu in snapshot.gpus
+    )
+    return _comparable(_host_line(snapshot.host)), None if snapshot.gpus else _comparable(_no_gpu(snapshot)), gpus
+
+
+def _comparable(value: Cell) -> object:
+    """A cell's value in a form whose equality means "paints the same" (Content's own == ignores styles)."""
+    return (value.plain, tuple(value.spans)) if isinstance(value, Content) else value
+
+
+def _update(cell: Static, value: Cell, layout: bool = False) -> None:
+    """Give `cell` its new value only when that changes what it paints (no repaint, no bytes otherwise)."""
+    if _comparable(cell.content) != _comparable(value):
+        cell.update(value, layout=layout)
+
+
+def _gpu_cells(gpu: GpuReading, history: Sequence[GpuReading], run_of_pid: dict[int, str]) -> dict[str, Cell]:
+    """One GPU's reading as the values of its cells."""
+    return {
+        "name": Content.from_markup("[bold $primary]$index[/] [bold]$name[/]", index=str(gpu.index), name=gpu.name or NA),
+        "sensors": _sensors(gpu),
+        "util": f"util {_percent(gpu.utilization)}",
+        "mem": f"mem {_used_total(gpu.memory_used, gpu.memory_total)}",
+        "util_bar": _Bar(_quantize(_utilization(gpu))),
+        "mem_bar": _Bar(_quantize(_memory(gpu))),
+        "util_history": _History(tuple(_block(_utilization(r)) for r in history)),
+        "mem_history": _History(tuple(_block(_memory(r)) for r in history)),
+        "procs": _processes(gpu.processes, run_of_pid),
+    }
+
+
+def _no_gpu(snapshot: Snapshot) -> Content:
+    """Why no GPU is shown."""
+    return Content.from_markup("No NVIDIA GPU: $reason", reason=snapshot.gpu_error or "the NVIDIA driver lists none")
+
+
+def _quantize(fraction: float | None) -> float | None:
+    """A fraction to a thousandth: finer than any bar can show, so equal bars compare equal."""
+    return None if fraction is None else round(_clamp(fraction), 3)
+
+
+def _block(fraction: float | None) -> int | None:
+    """A fraction as one of the 8 block heights, None when unknown."""
+    return None if fraction is None else round(_clamp(fraction) * 7)
 
 
 def _utilization(gpu: GpuReading) -> float | None:

@@ -46,7 +46,8 @@ class RunsTable(DataTable):
         key = str(rec.work_dir)
         if key in self.rows:
             for column, value in cells.items():
-                self.update_cell(key, column, value)
+                if not _same(self.get_cell(key, column), value):  # an update repaints the whole table
+                    self.update_cell(key, column, value)
         else:
             self.add_row(*cells.values(), key=key)
 
@@ -54,3 +55,8 @@ class RunsTable(DataTable):
         """Tell the screen which run to open."""
         event.stop()
         self.post_message(self.Opened(Path(event.row_key.value)))
+
+
+def _same(old: object, new: object) -> bool:
+    """Equal cell values; rich's Text == ignores the base style (the status colour), so compare it too."""
+    return old == new and getattr(old, "style", None) == getattr(new, "style", None)
