@@ -33,16 +33,12 @@ BENCH_SETTINGS = {  # GPU.md's reference runs: max_length 1024 packed, batch 1, 
 }  # fmt: skip
 
 
-def build(folder: Path, repeats: int) -> Path:
-    """Model (random, fp16), tokenizer, data and the QLoRA config; returns the config path."""
+def build_model(model_dir: Path, texts: list[str]) -> Path:
+    """A random fp16 model of SHAPE with a tokenizer trained on `texts`, saved into `model_dir`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    data = folder / "data.jsonl"
-    rows = demo.self_cognition_rows("小明", repeats=repeats)
-    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    model_dir = folder / "m18"
-    tokenizer = tinymodel.train_tokenizer(demo._texts(data))
+    tokenizer = tinymodel.train_tokenizer(texts)
     tokenizer.save_pretrained(model_dir)
     with torch.device("cuda"):
         config = LlamaConfig(tie_word_embeddings=False, torch_dtype="float16", **SHAPE)
@@ -50,6 +46,15 @@ def build(folder: Path, repeats: int) -> Path:
     model.save_pretrained(model_dir, safe_serialization=True)
     del model
     torch.cuda.empty_cache()
+    return model_dir
+
+
+def build(folder: Path, repeats: int) -> Path:
+    """Model (random, fp16), tokenizer, data and the QLoRA config; returns the config path."""
+    data = folder / "data.jsonl"
+    rows = demo.self_cognition_rows("小明", repeats=repeats)
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    model_dir = build_model(folder / "m18", demo._texts(data))
     source = demo.demo_config(model_dir, data, cuda=True)
     source = configs.edit_settings(source, BENCH_SETTINGS)
     source += '\ncustom_hooks.append(dict(type="xtuner.engine.hooks.ThroughputHook"))\n'

@@ -90,6 +90,8 @@ class LoadedModel:
     @contextlib.contextmanager
     def variant(self, name: str | None) -> Iterator[None]:
         """Answer as `name`: BASE disables the adapters, an adapter name switches to it, None keeps as loaded."""
+        if self.decoder is not None:
+            self.decoder.key = name  # a captured CUDA graph holds one variant's kernels
         if name is None or not self.adapters:
             yield
         elif name == BASE:

@@ -73,6 +73,7 @@ class EagerDecoder:
     def __init__(self, model) -> None:
         self.model = model
         self.capacity = context_length(model)
+        self.key: str | None = None  # unused here: every call runs the model as it is
         self._cache = None
         self._length = 0
 
@@ -96,13 +97,18 @@ class EagerDecoder:
 
 
 class StaticDecoder:
-    """A fixed-size KV cache and a one-token step compiled with CUDA graphs: the fast path on a GPU."""
+    """A fixed-size KV cache and a one-token step replayed as a CUDA graph: the fast path on a GPU.
 
-    def __init__(self, model, capacity: int | None = None) -> None:
+    mode "graph" captures the eager step once per variant (`key`: an adapter switched on or off changes the
+    kernels); mode "compile" hands it to torch.compile's reduce-overhead mode instead.
+    """
+
+    def __init__(self, model, mode: str = "graph", capacity: int | None = None) -> None:
         import torch
         from transformers import StaticCache
 
         self.model = model
+        self.mode = mode
         self.capacity = min(capacity or STATIC_CAPACITY, context_length(model))
         weights = next(model.parameters())
         self._cache = StaticCache(
@@ -110,8 +116,12 @@ class StaticDecoder:
             dtype=weights.dtype,
         )  # fmt: skip
         self._device = weights.device
-        self._position = 0
-        self._step = torch.compile(self._forward_one, mode="reduce-overhead", fullgraph=True)
+        self._token = torch.zeros((1, 1), dtype=torch.long, device=self._device)
+        self._position = torch.zeros(1, dtype=torch.long, device=self._device)
+        self._graphs: dict = {}  # key -> (CUDAGraph, its output logits)
+        self.key: str | None = None
+        if mode == "compile":
+            self._compiled = torch.compile(self._forward_one, mode="reduce-overhead", fullgraph=True)
 
     def _forward_one(self, token, position):
         return self.model(
@@ -128,23 +138,46 @@ class StaticDecoder:
             input_ids=input_ids, inputs_embeds=inputs_embeds, past_key_values=self._cache, use_cache=True,
             cache_position=torch.arange(length, device=self._device), num_logits_to_keep=1,
         )  # fmt: skip
-        self._position = length
+        self._position.fill_(length)
         return out.logits[:, -1]
 
-    def step(self, token):
-        """Feed one token id through the compiled graph; the logits for the one after it."""
+    def _graph(self):
+        """The captured step for the current key (captured on first use: warm-up on a side stream, then record)."""
         import torch
 
-        torch.compiler.cudagraph_mark_step_begin()
-        position = torch.tensor([self._position], device=self._device)
-        logits = self._step(token.view(1, 1), position).clone()
-        self._position += 1
+        if self.key not in self._graphs:
+            saved = self._position.clone()
+            side = torch.cuda.Stream(self._device)
+            side.wait_stream(torch.cuda.current_stream(self._device))
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._forward_one(self._token, self._position)
+            torch.cuda.current_stream(self._device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                logits = self._forward_one(self._token, self._position)
+            self._graphs[self.key] = (graph, logits)
+            self._position.copy_(saved)
+        return self._graphs[self.key]
+
+    def step(self, token):
+        """Feed one token id (a GPU tensor, no sync); the logits for the one after it."""
+        import torch
+
+        self._token.copy_(token.view(1, 1))
+        if self.mode == "compile":
+            torch.compiler.cudagraph_mark_step_begin()
+            logits = self._compiled(self._token, self._position).clone()
+        else:
+            graph, output = self._graph()
+            graph.replay()
+            logits = output
+        self._position.add_(1)
         return logits
 
 
-def make_decoder(model, fast: bool | None = None):
-    """The static compiled decoder on CUDA (or when `fast`), else the eager one."""
-    weights = next(model.parameters())
-    if fast is None:
-        fast = weights.device.type == "cuda"
-    return StaticDecoder(model) if fast else EagerDecoder(model)
+def make_decoder(model, mode: str | None = None):
+    """The decoder for `mode` ("eager", "graph", "compile"); by default graph on CUDA, eager elsewhere."""
+    if mode is None:
+        mode = "graph" if next(model.parameters()).device.type == "cuda" else "eager"
+    return EagerDecoder(model) if mode == "eager" else StaticDecoder(model, mode)

@@ -87,6 +87,31 @@ class Generation:
         tensor = self.prompt.get("input_ids")
         return (tensor if tensor is not None else self.prompt["inputs_embeds"]).shape[1]
 
+    def _token_ids(self, budget: int) -> Iterator[int]:
+        """Token ids as they are chosen; on a GPU the next step is already queued while one is read."""
+        import torch
+
+        logits = self.decoder.prefill(**self.prompt)
+        cuda = logits.device.type == "cuda"
+        generator = torch.Generator(device=logits.device).manual_seed(self.sampling.seed)
+        seen = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        ids = self.prompt.get("input_ids")
+        if ids is not None:
+            seen[ids[0][ids[0] >= 0]] = True
+        token = choose(logits, seen, self.sampling, generator)
+        host = torch.empty(1, dtype=torch.long, pin_memory=cuda)
+        for n in range(budget):
+            host.copy_(token.view(1), non_blocking=cuda)
+            ready = torch.cuda.Event() if cuda else None
+            if ready is not None:
+                ready.record()
+            seen.index_fill_(0, token.view(1), True)
+            if n + 1 < budget:
+                token = choose(self.decoder.step(token), seen, self.sampling, generator)
+            if ready is not None:
+                ready.synchronize()
+            yield int(host)
+
     def __iter__(self) -> Iterator[str]:
         import torch
 
@@ -98,36 +123,24 @@ class Generation:
                 "reset the chat to go on"
             )
         start = time.perf_counter()
-        generator = torch.Generator(device=self.decoder.model.device).manual_seed(self.sampling.seed)
-        with torch.inference_mode():
-            logits = self.decoder.prefill(**self.prompt)
-            seen = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
-            ids = self.prompt.get("input_ids")
-            if ids is not None:
-                seen[ids[0][ids[0] >= 0]] = True
-            reason = "length"
-            while self.tokens < budget:
-                if self.cancel.is_set():
-                    reason = "cancelled"
-                    break
-                token = choose(logits, seen, self.sampling, generator)
-                token_id = int(token)
-                self.tokens += 1
-                if self.first_token_s is None:
-                    self.first_token_s = time.perf_counter() - start
-                if token_id in self.eos_ids:
-                    reason = "stop"
-                    break
-                piece = self.stream.push(token_id)
-                if piece:
-                    yield piece
-                if self.stream.stopped:
-                    reason = "stop"
-                    break
-                seen[token_id] = True
-                if self.tokens < budget:
-                    logits = self.decoder.step(token)
-            self.elapsed_s = time.perf_counter() - start
+        reason = "length"
+        for token_id in torch.inference_mode()(self._token_ids)(budget):
+            self.tokens += 1
+            if self.first_token_s is None:
+                self.first_token_s = time.perf_counter() - start
+            if token_id in self.eos_ids:
+                reason = "stop"
+                break
+            piece = self.stream.push(token_id)
+            if piece:
+                yield piece
+            if self.stream.stopped:
+                reason = "stop"
+                break
+            if self.cancel.is_set():
+                reason = "cancelled"
+                break
+        self.elapsed_s = time.perf_counter() - start
         tail = self.stream.flush()
         if tail:
             yield tail

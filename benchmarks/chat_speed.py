@@ -1,0 +1,180 @@
+"""Chat speed: xtui's chat path next to plain HF `generate` and `python -m xtuner.tools.chat`, same model, same run.
+
+GPU: the 1.89B InternLM2-shaped random model in fp16 (benchmarks/gpu_train.build_model). CPU: the demo's tiny
+model. Greedy, no EOS, so every path makes the same number of tokens. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+PROMPT = "你是谁"
+TEMPLATE = "internlm2_chat"
+
+
+def _prompt_ids(tokenizer, device: str):
+    from engine.templates import render, template
+
+    return tokenizer(render(template(TEMPLATE), [], PROMPT), return_tensors="pt").input_ids.to(device)
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def plain_generate(model, tokenizer, device: str, new_tokens: int, repeats: int) -> dict:
+    """HF generate, greedy, eager: tokens/s from the time of N tokens minus the time of 1 (the prefill)."""
+    import torch
+
+    ids = _prompt_ids(tokenizer, device)
+
+    def timed(n: int) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
+        _sync(device)
+        assert out.shape[1] - ids.shape[1] == n
+        return time.perf_counter() - start
+
+    timed(8)  # warm-up
+    firsts = [timed(1) for _ in range(repeats)]
+    wholes = [timed(new_tokens) for _ in range(repeats)]
+    first = statistics.median(firsts)
+    return {"tok_s": (new_tokens - 1) / (statistics.median(wholes) - first), "first_token_ms": 1000 * first}
+
+
+def streamer_thread(model, tokenizer, device: str, new_tokens: int) -> dict:
+    """HF generate in a thread with TextIteratorStreamer, read by this thread: how chat UIs usually stream."""
+    from transformers import TextIteratorStreamer
+
+    ids = _prompt_ids(tokenizer, device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True)
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, streamer=streamer, pad_token_id=0)
+    worker = threading.Thread(target=model.generate, args=(ids,), kwargs=kwargs)
+    start = time.perf_counter()
+    worker.start()
+    stamps = [time.perf_counter() for _ in streamer]
+    worker.join()
+    return {"tok_s": (new_tokens - 1) / (stamps[-1] - stamps[0]), "first_token_ms": 1000 * (stamps[0] - start)}
+
+
+def xtuner_chat(model_dir: Path, new_tokens: int, dtype: str) -> dict:
+    """`python -m xtuner.tools.chat` (eager generate + TextStreamer): per-token time from two answer lengths."""
+
+    def timed(n: int) -> float:
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "xtuner.tools.chat", str(model_dir), "--prompt-template", TEMPLATE,
+             "--max-new-tokens", str(n), "--temperature", "0", "--torch-dtype", dtype],
+            input=f"{PROMPT}\n\nEXIT\n\n", capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return time.perf_counter() - start
+
+    short, long = 16, 16 + new_tokens
+    return {"tok_s": new_tokens / (timed(long) - timed(short)), "note": "whole-process difference of two lengths"}
+
+
+def xtui_chat(model_dir: Path, device: str, new_tokens: int, repeats: int, mode: str) -> dict:
+    """xtui's path: load, a ChatSession answering through the decoder, text pieces read as they come."""
+    from engine.chat import ChatSession
+    from engine.chat_models import LoadOptions, ModelSource, load
+    from engine.decoding import Sampling, make_decoder
+    from engine.templates import template
+
+    start = time.perf_counter()
+    loaded = load(ModelSource("base", model=model_dir), LoadOptions(device=device))
+    loaded.decoder = make_decoder(loaded.model, mode)
+    loaded.eos_ids = lambda: []  # the random model must not stop early
+    load_s = time.perf_counter() - start
+    session = ChatSession(loaded, template(TEMPLATE), sampling=Sampling(temperature=0, max_new_tokens=new_tokens))
+    session.stop_words = lambda: ()
+
+    def answer() -> dict:
+        session.reset()
+        begin = time.perf_counter()
+        stamps = [time.perf_counter() for _ in session.reply(PROMPT)]
+        last = session.last
+        assert last.tokens == new_tokens, last.tokens
+        return {"first_piece_ms": 1000 * (stamps[0] - begin), "engine_tok_s": last.tokens_per_s,
+                "seen_tok_s": (new_tokens - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else None}  # fmt: skip
+
+    warm = time.perf_counter()
+    answer()
+    warm_s = time.perf_counter() - warm
+    runs = [answer() for _ in range(repeats)]
+    med = {key: statistics.median(r[key] or 0.0 for r in runs) for key in runs[0]}
+    return {"load_s": load_s, "warm_up_s": warm_s, **med}
+
+
+def visible_vocab(model_dir: Path, out_dir: Path) -> Path:
+    """A copy whose output head never picks ids beyond the tokenizer (they decode to nothing: no text to see)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if (out_dir / "config.json").is_file():
+        return out_dir
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float16, device_map="cuda")
+    with torch.no_grad():
+        model.lm_head.weight[len(tokenizer) :] = 0
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--folder", type=Path, default=Path("/tmp/chat-bench"))
+    parser.add_argument("--device", default="cuda:0")
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip", nargs="*", default=[], help="parts to leave out: plain streamer xtuner eager graph compile")
+    args = parser.parse_args()
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine import demo
+
+    gpu = args.device.startswith("cuda")
+    if gpu:
+        from benchmarks.gpu_train import build_model
+
+        model_dir = args.folder / "m18"
+        if not (model_dir / "config.json").is_file():
+            build_model(model_dir, demo._texts(demo.build_demo(args.folder / "demo").data))
+        model_dir = visible_vocab(model_dir, args.folder / "m18-visible")
+    else:
+        model_dir = demo.build_demo(args.folder / "demo").model
+    dtype = torch.float16 if gpu else torch.float32
+    result: dict = {"device": torch.cuda.get_device_name(0) if gpu else "cpu", "torch": torch.__version__,
+                    "new_tokens": args.new_tokens, "model": str(model_dir)}  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype).to(args.device).eval()
+    if "plain" not in args.skip:
+        result["plain_generate"] = plain_generate(model, tokenizer, args.device, args.new_tokens, args.repeats)
+    if "streamer" not in args.skip:
+        result["generate_streamer_thread"] = streamer_thread(model, tokenizer, args.device, args.new_tokens)
+    del model
+    torch.cuda.empty_cache()
+    for mode in ("eager", "graph", "compile") if gpu else ("eager",):
+        if mode not in args.skip:
+            result[f"xtui_{mode}"] = xtui_chat(model_dir, args.device, args.new_tokens, args.repeats, mode)
+    if "xtuner" not in args.skip:
+        result["xtuner_chat"] = xtuner_chat(model_dir, args.new_tokens, "fp16" if gpu else "fp32")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
