@@ -70,6 +70,7 @@ class Generation:
         self.reason: str | None = None  # "stop", "length" or "cancelled"
         self.tokens = 0
         self.first_token_s: float | None = None
+        self.started: float | None = None  # perf_counter() when generation began
         self.elapsed_s = 0.0
 
     @property
@@ -122,7 +123,7 @@ class Generation:
                 f"the conversation ({length} tokens) fills the model's {self.decoder.capacity} positions: "
                 "reset the chat to go on"
             )
-        start = time.perf_counter()
+        start = self.started = time.perf_counter()
         reason = "length"
         for token_id in torch.inference_mode()(self._token_ids)(budget):
             self.tokens += 1

@@ -76,10 +76,17 @@ def template(name: str) -> Template:
 
 
 def template_of_config(source: str) -> str | None:
-    """The template name a config's PART 1 sets (`prompt_template = PROMPT_TEMPLATE.x`), if any."""
+    """The template name a config sets (`PROMPT_TEMPLATE.x`, mmengine's dumped path string, or a dict), if any."""
     value = read_settings(source).get("prompt_template", "")
-    name = value.removeprefix("PROMPT_TEMPLATE.")
-    return name if name in templates() else None
+    name = value.strip("'\"").rpartition("PROMPT_TEMPLATE.")[2]  # `PROMPT_TEMPLATE.x`, or mmengine's dumped string
+    if name in templates():
+        return name
+    try:  # a config may also hold the template's dict itself
+        laid_out = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return None
+    instruction = laid_out.get("INSTRUCTION") if isinstance(laid_out, dict) else None
+    return next((t.name for t in templates().values() if instruction and t.instruction == instruction), None)
 
 
 def system_of_config(source: str) -> str:

@@ -69,8 +69,10 @@ class XtuiApp(App[None]):
         gpu_backend: GpuBackend | None = None,
         poll_s: float = 1.0,
         monitor: GpuMonitor | None = None,
+        chat=None,
     ) -> None:
         super().__init__()
+        self.chat_spec = chat  # a tui.screens.chat.ChatSpec to open at start
         self.roots = [r.resolve() for r in roots]
         self.open_run = open_run.resolve() if open_run else None
         self.poll_s = poll_s
@@ -95,6 +97,8 @@ class XtuiApp(App[None]):
         """Open the run asked for; start the watchers once the first frame is painted."""
         if self.open_run:
             self.open_run_screen(self.open_run)
+        if self.chat_spec is not None:
+            self.open_chat(self.chat_spec)
         self.call_after_refresh(self.watch_runs)
         self.call_after_refresh(self.watch_gpus)
 
@@ -108,6 +112,7 @@ class XtuiApp(App[None]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help", "All key bindings", self.action_help)
         yield SystemCommand("Launch a run", "Pick a config, work dir, GPUs, DeepSpeed", self.action_launch)
+        yield SystemCommand("Chat with a model", "Base, adapter, merged, checkpoint or LLaVA", self.action_chat)
         yield from getattr(screen, "commands", lambda: ())()
 
     def action_help(self) -> None:
@@ -121,6 +126,18 @@ class XtuiApp(App[None]):
         from tui.screens.launch import LaunchScreen
 
         self.push_screen(LaunchScreen(self.roots[0]))
+
+    def action_chat(self) -> None:
+        """Pick what to chat with, then open the chat."""
+        from tui.screens.chat_setup import ChatSetupScreen
+
+        self.push_screen(ChatSetupScreen(self.roots[0]), lambda spec: spec and self.open_chat(spec))
+
+    def open_chat(self, spec) -> None:
+        """Open a chat on `spec` (a tui.screens.chat.ChatSpec)."""
+        from tui.screens.chat import ChatScreen
+
+        self.push_screen(ChatScreen(spec))
 
     def open_run_screen(self, work_dir: Path) -> None:
         """Show one run's live view."""

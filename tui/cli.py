@@ -45,6 +45,75 @@ def open_demo(argv: list[str]) -> int:
     return 0
 
 
+def chat_parser():
+    """`xtui chat` arguments."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="xtui chat", description="Chat with a model, an adapter, a run's checkpoint or LLaVA")
+    parser.add_argument("path", help="a model folder, or a run's work dir (chats with its latest checkpoint)")
+    parser.add_argument("--adapter", help="a LoRA adapter folder (pth_to_hf output) on the model")
+    parser.add_argument("--checkpoint", help="iter_N.pth of the run (default: the latest good one)")
+    parser.add_argument("--compare", help="A/B: a second adapter folder or checkpoint on the same base")
+    parser.add_argument("--llava", help="a LLaVA folder (projector, adapters) for the model")
+    parser.add_argument("--visual-encoder", help="the visual encoder folder, when the LLaVA folder has none")
+    parser.add_argument("--template", help="prompt template name (default: the run's, else internlm2_chat)")
+    parser.add_argument("--system", default=None, help="system prompt")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
+    parser.add_argument("--4bit", dest="bits4", action="store_true", help="load in 4 bits (GPU)")
+    return parser
+
+
+def chat_spec(argv: list[str]):
+    """The ChatSpec the `xtui chat` arguments describe; ValueError with the reason when they do not fit."""
+    from engine.chat_models import LoadOptions, ModelSource
+    from engine.templates import template
+    from engine.workdirs import is_run_dir
+    from engine.chat_spec import ChatSpec, spec_for_run
+
+    args = chat_parser().parse_args(argv)
+    path = Path(args.path).resolve()
+    options = LoadOptions(device=args.device, bits=4 if args.bits4 else None)
+    if is_run_dir(path):
+        from engine.checkpoints import list_checkpoints
+
+        good = [c.path for c in list_checkpoints(path) if c.ok]
+        checkpoint = Path(args.checkpoint).resolve() if args.checkpoint else (good[-1] if good else None)
+        if checkpoint is None:
+            raise ValueError(f"{path} has no complete checkpoint yet")
+        spec = spec_for_run(path, checkpoint)
+        compare = Path(args.compare).resolve() if args.compare else None
+        other = ModelSource("checkpoint", checkpoint=compare, config=spec.source.config) if compare else None
+        spec = ChatSpec(spec.source, options, spec.template, spec.system, other)
+    else:
+        kind = "llava" if args.llava else "adapter" if args.adapter else "base"
+        paths = {k: Path(v).resolve() if v else None for k, v in vars(args).items() if k in ("adapter", "llava", "visual_encoder")}
+        source = ModelSource(kind, model=path, **paths)
+        other = ModelSource("adapter", model=path, adapter=Path(args.compare).resolve()) if args.compare else None
+        spec = ChatSpec(source, options, "internlm2_chat", "", other)
+    problems = spec.source.problems() + (spec.compare.problems() if spec.compare else [])
+    if problems:
+        raise ValueError("; ".join(problems))
+    if args.template:
+        template(args.template)  # raises with the list of names
+    return ChatSpec(
+        spec.source, spec.options, args.template or spec.template,
+        spec.system if args.system is None else args.system, spec.compare,
+    )  # fmt: skip
+
+
+def open_chat(argv: list[str]) -> int:
+    """`xtui chat`: the chat screen on what the arguments name."""
+    from tui.app import XtuiApp
+
+    try:
+        spec = chat_spec(argv)
+    except ValueError as exc:
+        print(f"xtui chat: error: {exc}", file=sys.stderr)
+        return 2
+    XtuiApp(roots=[Path.cwd()], chat=spec).run()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Dispatch: headless subcommands go to the engine CLI."""
     argv = sys.argv[1:] if argv is None else argv
@@ -54,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         return engine_cli.main(argv)
     if argv and argv[0] == "demo":
         return open_demo(argv[1:])
+    if argv and argv[0] == "chat":
+        return open_chat(argv[1:])
     return open_tui(argv)
 
 

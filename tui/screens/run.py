@@ -41,6 +41,7 @@ class RunScreen(Screen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
+        Binding("c", "chat", "Chat"),
         Binding("1", "tab('curves')", "Curves", show=False),
         Binding("2", "tab('samples')", "Samples", show=False),
         Binding("3", "tab('log')", "Log", show=False),
@@ -184,9 +185,27 @@ class RunScreen(Screen):
 
         self.app.push_screen(ResumeScreen(self.work_dir, self._selected_checkpoint()))
 
+    def action_chat(self) -> None:
+        """Chat with the selected (or latest good) checkpoint, in the run's prompt template."""
+        from engine.chat_spec import spec_for_run
+
+        rec = self.app.record(self.work_dir)
+        good = [c.path for c in rec.checkpoints if c.ok]
+        chosen = self._selected_checkpoint() or (good[-1] if good else None)
+        if chosen is None:
+            self.notify("no checkpoint saved yet", severity="warning")
+            return
+        try:
+            spec = spec_for_run(self.work_dir, chosen)
+        except ValueError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.app.open_chat(spec)
+
     def commands(self):
         """Palette entries of this screen."""
         yield SystemCommand("Stop run", "Stop this run (asks first)", self.action_stop)
         yield SystemCommand("Resume run", "Resume from the selected or latest checkpoint", self.action_resume)
+        yield SystemCommand("Chat with checkpoint", "Chat with the selected or latest checkpoint", self.action_chat)
         for tab in ("curves", "samples", "log", "checkpoints"):
             yield SystemCommand(f"Show {tab}", f"Switch to the {tab} tab", lambda t=tab: self.action_tab(t))

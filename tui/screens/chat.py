@@ -1,0 +1,416 @@
+"""Chat with a model: streaming answers, Esc to cancel, A/B columns from one copy of the weights, images."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from engine.chat import ChatSession, Exchange
+from engine.chat_models import BASE, LoadedModel, LoadOptions
+from engine.chat_spec import ChatSpec
+from engine.decoding import Sampling
+from engine.templates import template as find_template
+from tui.widgets.chat_column import ChatColumn
+from tui.widgets.image_preview import ImagePreview
+from tui.widgets.path_input import PathInput
+
+FRAME_S = 1 / 30  # streamed text reaches the screen at most this often
+
+
+class ChatStatus(Message, bubble=False):
+    """A line for the status bar (loading steps, errors)."""
+
+    def __init__(self, text: str, error: bool = False) -> None:
+        super().__init__()
+        self.text = text
+        self.error = error
+
+
+class ModelReady(Message, bubble=False):
+    """The model is loaded."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__()
+        self.loaded = loaded
+
+
+class NeedsDevice(Message, bubble=False):
+    """The chosen GPU lacks memory: the plan says why and what else could work."""
+
+    def __init__(self, plan) -> None:
+        super().__init__()
+        self.plan = plan
+
+
+class ChatDelta(Message, bubble=False):
+    """New answer text for one column, with the token count so far."""
+
+    def __init__(self, column: int, text: str, tokens: int, elapsed_s: float) -> None:
+        super().__init__()
+        self.column = column
+        self.text = text
+        self.tokens = tokens
+        self.elapsed_s = elapsed_s
+
+
+class ChatDone(Message, bubble=False):
+    """One column's answer ended (`exchange`) or failed (`error`)."""
+
+    def __init__(self, column: int, exchange: Exchange | None, error: str | None = None) -> None:
+        super().__init__()
+        self.column = column
+        self.exchange = exchange
+        self.error = error
+
+
+class ChatIdle(Message, bubble=False):
+    """Every column has answered: the prompt is free again."""
+
+
+class ChatScreen(Screen):
+    """Ask in the prompt line; answers stream into one column, or two side by side (A/B)."""
+
+    BINDINGS = [
+        Binding("escape", "cancel_or_back", "Cancel/back"),
+        Binding("ctrl+b", "compare", "A/B"),
+        Binding("ctrl+r", "reset", "Reset"),
+        Binding("ctrl+e", "settings", "Settings"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+o", "open", "Open"),
+        Binding("ctrl+g", "image", "Image", show=False),
+    ]
+
+    def __init__(self, spec: ChatSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.loaded: LoadedModel | None = None
+        self.sessions: list[ChatSession] = []
+        self.template = spec.template
+        self.system = spec.system
+        self.sampling = Sampling()
+        self.image: str | None = None  # attached to the next question (LLaVA)
+        self.busy = False
+        self._cancel = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        """Status, the answer columns, the image row (LLaVA), the prompt."""
+        yield Header()
+        yield Static("loading…", id="chat-status", markup=False)
+        with Horizontal(id="chat-columns"):
+            yield ChatColumn(self.spec.source.label, hint="Loading the model; type your question meanwhile.")
+        with Horizontal(id="image-row", classes="hidden" if self.spec.source.kind != "llava" else ""):
+            yield PathInput(placeholder="image path (Tab completes, Enter attaches)", id="image-path", compact=True)
+            yield ImagePreview(placeholder="no image", id="image-preview")
+        yield Input(placeholder="Ask something (Enter sends, Esc cancels an answer)", id="prompt", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Start loading; the prompt takes typing at once."""
+        self.sub_title = self.spec.source.label
+        self.query_one("#prompt", Input).focus()
+        self.load_model(self.spec.options)
+
+    # Loading
+
+    @work(thread=True, exclusive=True, group="chat-load")
+    def load_model(self, options: LoadOptions) -> None:
+        """Check GPU memory, load (converting a checkpoint first), add the A/B adapter; post the outcome."""
+        from engine import chat_models
+
+        say = lambda text: self.post_message(ChatStatus(text))  # noqa: E731
+        try:
+            plan = self._device_plan(options)
+            if plan is not None and not plan.fits:
+                self.post_message(NeedsDevice(plan))
+                return
+            if plan is not None:
+                say(plan.message)
+                options = LoadOptions(plan.device, options.dtype, options.bits)
+            loaded = chat_models.load(self.spec.source, options, say)
+            if self.spec.compare is not None:
+                loaded.add_adapter(*self._compare_adapter(say))
+        except Exception as exc:  # anything the load raises is shown, never a crash
+            self.post_message(ChatStatus(f"cannot load: {exc}", error=True))
+            return
+        self.post_message(ModelReady(loaded))
+
+    def _compare_adapter(self, say) -> tuple[str, Path]:
+        """The A/B adapter's name and folder (a checkpoint is converted first)."""
+        from engine import chat_models
+
+        other = self.spec.compare
+        say(f"loading {other.label} for A/B")
+        name = re.sub(r"\W", "_", Path(other.checkpoint or other.adapter).stem)
+        if other.kind == "checkpoint":
+            other = chat_models.checkpoint_source(other)
+        if other.adapter is None:
+            raise chat_models.ModelError(f"A/B takes two LoRA adapters; {self.spec.compare.label} is a whole model")
+        return name, other.adapter
+
+    def _device_plan(self, options: LoadOptions):
+        """Where the model fits, read off NVML before loading; None when there is nothing to choose."""
+        if options.device == "cpu" or self.spec.source.model is None:
+            return None
+        from engine.chat_device import memory_need, plan
+        from engine.gpu import NvmlBackend
+
+        gpus, _ = NvmlBackend().read(with_processes=True)
+        if not gpus:
+            return None
+        want = int(options.device.split(":")[1]) if options.device.startswith("cuda:") else None
+        folder = self.spec.source.model
+        owners = dict(self.app.gpu.run_of_pid) if getattr(self.app, "gpu", None) else {}
+        return plan(gpus, memory_need(folder, bits=options.bits), want, memory_need(folder, bits=4), owners)
+
+    def on_needs_device(self, message: NeedsDevice) -> None:
+        """Ask which of the alternatives to load on."""
+        from tui.screens.device_choice import DeviceChoiceScreen
+
+        def chosen(choice: str | None) -> None:
+            if choice is None:
+                self._status("not loaded: no device chosen", error=True)
+                return
+            opts = self.spec.options
+            bits = 4 if choice == "4bit" else opts.bits
+            device = message.plan.device if choice == "4bit" else choice
+            self.load_model(LoadOptions(device, opts.dtype, bits))
+
+        self.app.push_screen(DeviceChoiceScreen(message.plan), chosen)
+
+    def on_chat_status(self, message: ChatStatus) -> None:
+        """Show a loading step or an error."""
+        self._status(message.text, message.error)
+
+    def _status(self, text: str, error: bool = False) -> None:
+        status = self.query_one("#chat-status", Static)
+        status.update(text)
+        status.set_class(error, "error")
+
+    def on_model_ready(self, message: ModelReady) -> None:
+        """Open the session(s); answer what was typed while loading."""
+        self.loaded = message.loaded
+        tpl = find_template(self.template) if self.template else None
+        self.sessions = [ChatSession(self.loaded, tpl, self.system, self.sampling)]
+        if len(self.loaded.adapters) > 1:
+            self._set_columns([self.loaded.adapters[0], self.loaded.adapters[1]])
+        self.query_one(ChatColumn).query(".hint").remove()
+        self._ready_status()
+
+    def _ready_status(self) -> None:
+        loaded = self.loaded
+        if loaded is None:
+            return
+        extra = "  ctrl+b: A/B" if loaded.adapters else ""
+        self._status(f"ready · {loaded.device} · template {self.template or 'none'}{extra}")
+
+    # Asking
+
+    @on(Input.Submitted, "#prompt")
+    def send(self, event: Input.Submitted) -> None:
+        """Ask every column the question."""
+        text = event.value.strip()
+        if not text:
+            return
+        if self.loaded is None:
+            self.notify("the model is still loading", severity="warning")
+            return
+        if self.busy:
+            self.notify("still answering: Esc cancels", severity="warning")
+            return
+        event.input.value = ""
+        image = self.image if self.loaded.llava is not None else None
+        for session in self.sessions:
+            session.image = image
+        self.image = None
+        for column in self.query(ChatColumn):
+            column.ask(text, image)
+        self.busy = True
+        self._cancel = threading.Event()
+        self._status("answering… (Esc cancels)")
+        self.answer(text, self._cancel)
+
+    @work(thread=True, exclusive=True, group="chat-generate")
+    def answer(self, prompt: str, cancel: threading.Event) -> None:
+        """Generate each column's answer in turn, posting text at most every FRAME_S."""
+        for index, session in enumerate(list(self.sessions)):
+            pending: list[str] = []
+            last = time.monotonic()
+            try:
+                for piece in session.reply(prompt, cancel):
+                    pending.append(piece)
+                    if time.monotonic() - last >= FRAME_S:
+                        self._post_delta(index, pending, session)
+                        last = time.monotonic()
+                self._post_delta(index, pending, session)
+                self.post_message(ChatDone(index, session.exchanges[-1] if session.exchanges else None))
+            except Exception as exc:  # the pane shows it; the model stays loaded
+                self._post_delta(index, pending, session)
+                self.post_message(ChatDone(index, None, f"{type(exc).__name__}: {exc}"))
+            if cancel.is_set():
+                break
+        self.post_message(ChatIdle())
+
+    def _post_delta(self, index: int, pending: list[str], session: ChatSession) -> None:
+        generation = session.last
+        tokens = generation.tokens if generation else 0
+        elapsed = time.perf_counter() - generation.started if generation and generation.started else 0.0
+        if pending:
+            self.post_message(ChatDelta(index, "".join(pending), tokens, elapsed))
+            pending.clear()
+
+    def on_chat_delta(self, message: ChatDelta) -> None:
+        """Append streamed text; show the speed."""
+        columns = list(self.query(ChatColumn))
+        columns[message.column].extend(message.text)
+        if message.elapsed_s > 0:
+            self._status(f"answering… {message.tokens} tokens, {message.tokens / message.elapsed_s:.0f} tok/s (Esc cancels)")
+
+    def on_chat_done(self, message: ChatDone) -> None:
+        """Close one column's answer."""
+        column = list(self.query(ChatColumn))[message.column]
+        if message.error:
+            column.fail(message.error)
+        elif message.exchange is not None:
+            ex = message.exchange
+            column.finish(ex.reason, ex.tokens, ex.tokens_per_s)
+
+    def on_chat_idle(self, _: ChatIdle) -> None:
+        """Free the prompt."""
+        self.busy = False
+        self._ready_status()
+
+    def action_cancel_or_back(self) -> None:
+        """Esc: cancel the answer being generated, else leave the chat."""
+        if self.busy:
+            self._cancel.set()
+            self._status("cancelling…")
+        else:
+            self.app.pop_screen()
+
+    # Columns, settings, images, transcripts
+
+    def _set_columns(self, variants: list[str | None]) -> None:
+        """One column per variant, each with its own session on the same loaded model."""
+        tpl = find_template(self.template) if self.template else None
+        self.sessions = [ChatSession(self.loaded, tpl, self.system, self.sampling, v) for v in variants]
+        box = self.query_one("#chat-columns")
+        box.remove_children()
+        names = {None: self.spec.source.label, BASE: "base (adapter off)", "adapter": self.spec.source.label}
+        box.mount_all(ChatColumn(names.get(v, v)) for v in variants)
+
+    def action_compare(self) -> None:
+        """Toggle A/B: base vs adapter (or two checkpoints) side by side, one copy of the weights."""
+        if self.loaded is None or self.busy:
+            return
+        if not self.loaded.adapters:
+            self.notify("A/B needs an adapter or a checkpoint: a plain model has nothing to switch off", severity="warning")
+            return
+        if len(self.sessions) > 1:
+            self._set_columns([None])
+        elif len(self.loaded.adapters) > 1:
+            self._set_columns(self.loaded.adapters[:2])
+        else:
+            self._set_columns([BASE, self.loaded.adapters[0]])
+
+    def action_reset(self) -> None:
+        """Forget the conversation (the model stays loaded)."""
+        if self.busy:
+            return
+        for session in self.sessions:
+            session.reset()
+        for column in self.query(ChatColumn):
+            column.remove_children()
+            column.note("history cleared")
+
+    def action_settings(self) -> None:
+        """Template, system prompt and sampling."""
+        from tui.screens.chat_settings import ChatSettings, ChatSettingsScreen
+
+        def apply(settings: ChatSettings | None) -> None:
+            if settings is None:
+                return
+            self.template, self.system, self.sampling = settings.template, settings.system, settings.sampling
+            tpl = find_template(self.template) if self.template else None
+            for session in self.sessions:
+                session.template, session.system, session.sampling = tpl, self.system, self.sampling
+            self._ready_status()
+
+        self.app.push_screen(ChatSettingsScreen(ChatSettings(self.template, self.system, self.sampling)), apply)
+
+    def action_image(self) -> None:
+        """Go to the image path field (LLaVA)."""
+        if self.spec.source.kind == "llava":
+            self.query_one("#image-path", PathInput).focus()
+
+    @on(Input.Submitted, "#image-path")
+    def attach(self, event: Input.Submitted) -> None:
+        """Check the image and attach it to the next question; the preview shows it."""
+        from engine.images import ImageError, check_image, expand_user_path
+
+        try:
+            info = check_image(expand_user_path(event.value))
+        except ImageError as exc:
+            self._status(str(exc), error=True)
+            return
+        self.image = str(info.path)
+        self.query_one(ImagePreview).show(info)
+        self._status(f"image attached to the next question: {info.path.name} ({info.width}x{info.height})")
+        self.query_one("#prompt", Input).focus()
+
+    def action_save(self) -> None:
+        """Save the transcript (every column)."""
+        from engine import transcripts
+
+        columns = tuple(
+            transcripts.Column(col.border_title or "", tuple(s.exchanges))
+            for col, s in zip(self.query(ChatColumn), self.sessions, strict=False)
+        )
+        if not any(c.exchanges for c in columns):
+            self.notify("nothing to save yet", severity="warning")
+            return
+        record = transcripts.Transcript(self.spec.source.label, self.template, self.system, self.sampling, columns, time.time())
+        try:
+            path = transcripts.save(record)
+        except OSError as exc:
+            self.notify(f"cannot save: {exc}", severity="error")
+            return
+        self.notify(f"saved {path}")
+
+    def action_open(self) -> None:
+        """Reopen a saved transcript: its history continues here."""
+        from engine import transcripts
+        from tui.screens.transcripts import TranscriptsScreen
+
+        def opened(path: Path | None) -> None:
+            if path is None:
+                return
+            try:
+                record = transcripts.load(path)
+            except transcripts.TranscriptError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            for column, session, saved in zip(self.query(ChatColumn), self.sessions, record.columns, strict=False):
+                session.exchanges = list(saved.exchanges)
+                column.show_exchanges(saved.exchanges)
+                column.note(f"reopened {path.name}")
+
+        if not self.busy:
+            self.app.push_screen(TranscriptsScreen(), opened)
+
+    def commands(self):
+        """Palette entries of this screen."""
+        yield SystemCommand("Chat: A/B", "Base vs adapter (or two checkpoints) side by side", self.action_compare)
+        yield SystemCommand("Chat: reset", "Forget the conversation", self.action_reset)
+        yield SystemCommand("Chat: settings", "Template, system prompt, sampling", self.action_settings)
+        yield SystemCommand("Chat: save transcript", "Save the conversation as JSON", self.action_save)
+        yield SystemCommand("Chat: open transcript", "Reopen a saved conversation", self.action_open)

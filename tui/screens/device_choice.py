@@ -1,0 +1,44 @@
+"""Where to load a chat model when the chosen GPU lacks memory: another GPU, 4-bit, or the CPU."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+LABELS = {"4bit": "4-bit on this GPU", "cpu": "CPU (slow)"}
+
+
+class DeviceChoiceScreen(ModalScreen[str | None]):
+    """The plan's message and one button per alternative; dismisses with "cuda:N", "4bit", "cpu" or None."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, plan) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def compose(self) -> ComposeResult:
+        """Message and buttons."""
+        with Vertical(classes="dialog"):
+            yield Static("Not enough GPU memory", classes="title")
+            yield Static(self.plan.message, markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                for index, choice in enumerate(self.plan.alternatives):
+                    label = LABELS.get(choice, choice.replace("cuda:", "GPU "))
+                    yield Button(label, id=f"choice-{index}", variant="primary" if index == 0 else "default")
+
+    def on_mount(self) -> None:
+        """The best alternative has the focus."""
+        if self.plan.alternatives:
+            self.query_one("#choice-0", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        """Dismiss with the pressed alternative."""
+        if event.button.id == "cancel":
+            self.dismiss(None)
+        else:
+            self.dismiss(self.plan.alternatives[int(event.button.id.removeprefix("choice-"))])
