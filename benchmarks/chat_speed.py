@@ -7,6 +7,7 @@ model. Greedy, no EOS, so every path makes the same number of tokens. Prints one
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import subprocess
@@ -117,6 +118,46 @@ def xtui_chat(model_dir: Path, device: str, new_tokens: int, repeats: int, mode:
     return {"load_s": load_s, "warm_up_s": warm_s, **med}
 
 
+async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mode: str) -> dict:
+    """The chat screen in a headless app: tokens/s and first-token time as the pane receives them."""
+    from engine.chat_models import LoadOptions, ModelSource
+    from engine.chat_spec import ChatSpec
+    from engine.decoding import Sampling, make_decoder
+    from tui.app import XtuiApp
+    from tui.screens.chat import ChatDelta, ChatScreen
+
+    stamps: list[tuple[float, int]] = []
+
+    class TimedChat(ChatScreen):
+        def on_chat_delta(self, message: ChatDelta) -> None:
+            stamps.append((time.perf_counter(), message.tokens))
+            super().on_chat_delta(message)
+
+    app = XtuiApp(roots=[model_dir.parent])
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = TimedChat(ChatSpec(ModelSource("base", model=model_dir), LoadOptions(device=device), TEMPLATE))
+        app.push_screen(screen)
+        while screen.loaded is None:
+            await pilot.pause(0.2)
+        screen.loaded.decoder = make_decoder(screen.loaded.model, mode)
+        screen.loaded.eos_ids = lambda: []
+        for session in screen.sessions:
+            session.sampling = Sampling(temperature=0, max_new_tokens=new_tokens)
+            session.stop_words = lambda: ()
+        runs = []
+        for _ in range(repeats + 1):  # the first one warms up
+            stamps.clear()
+            screen.query_one("#prompt").value = PROMPT
+            asked = time.perf_counter()
+            await pilot.press("enter")
+            while screen.busy or not stamps:
+                await pilot.pause(0.05)
+            (t0, n0), (t1, n1) = stamps[0], stamps[-1]
+            runs.append({"first_text_ms": 1000 * (t0 - asked), "pane_tok_s": (n1 - n0) / (t1 - t0), "updates": len(stamps)})
+            screen.action_reset()
+    return {key: statistics.median(r[key] for r in runs[1:]) for key in runs[0]}
+
+
 def visible_vocab(model_dir: Path, out_dir: Path) -> Path:
     """A copy whose output head never picks ids beyond the tokenizer (they decode to nothing: no text to see)."""
     import torch
@@ -139,7 +180,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda:0")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip", nargs="*", default=[], help="parts to leave out: plain streamer xtuner eager graph compile")
+    parser.add_argument("--skip", nargs="*", default=[], help="parts to leave out: plain streamer xtuner eager graph compile pane-graph pane-compile pane-eager")
     args = parser.parse_args()
 
     import torch
@@ -171,6 +212,9 @@ def main() -> None:
     for mode in ("eager", "graph", "compile") if gpu else ("eager",):
         if mode not in args.skip:
             result[f"xtui_{mode}"] = xtui_chat(model_dir, args.device, args.new_tokens, args.repeats, mode)
+    for mode in ("graph", "compile") if gpu else ("eager",):
+        if f"pane-{mode}" not in args.skip:
+            result[f"pane_{mode}"] = asyncio.run(_pane(model_dir, args.device, args.new_tokens, args.repeats, mode))
     if "xtuner" not in args.skip:
         result["xtuner_chat"] = xtuner_chat(model_dir, args.new_tokens, "fp16" if gpu else "fp32")
     print(json.dumps(result, indent=1))

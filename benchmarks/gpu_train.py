@@ -124,6 +124,15 @@ def engine_run(config: Path, work_dir: Path) -> tuple[dict, dict]:
     return summary(steps, time.monotonic() - t0), gpu
 
 
+def tui_run(config: Path, work_dir: Path) -> dict:
+    """xtui's launch with the whole TUI (headless, run view open, GPU panel polling) watching until the end."""
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "engine.cli", "train", str(config), "--work-dir", str(work_dir)], check=True)
+    subprocess.run([sys.executable, "-m", "benchmarks.tui_watch", str(work_dir)], check=True)
+    steps = [e for log in log_files(work_dir) for e in read_events(log) if isinstance(e, TrainStep)]
+    return summary(steps, time.monotonic() - t0)
+
+
 def main() -> None:
     """Build once, run plain then engine, print and save the comparison."""
     parser = argparse.ArgumentParser()
@@ -131,6 +140,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=240, help="data repeats (12 rows each)")
     parser.add_argument("--pairs", type=int, default=2, help="plain/engine pairs, order alternating")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    parser.add_argument("--watcher", choices=("engine", "tui"), default="engine",
+                        help="engine: `xtui events --follow` + NVML; tui: the whole app, headless")  # fmt: skip
     args = parser.parse_args()
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,21 +150,23 @@ def main() -> None:
     print(f"built in {time.monotonic() - t0:.1f} s", flush=True)
     rounds = []
     for i in range(args.pairs):  # alternate the order so that drift does not favour one side
-        order = ("engine", "plain") if i % 2 == 0 else ("plain", "engine")
+        order = (args.watcher, "plain") if i % 2 == 0 else ("plain", args.watcher)
         row = {}
         for kind in order:
             work_dir = folder / f"{kind}-{i}"
             if kind == "plain":
                 row["plain"] = plain_run(config, work_dir)
+            elif kind == "tui":
+                row["tui"] = tui_run(config, work_dir)
             else:
                 row["engine"], row["gpu_monitor"] = engine_run(config, work_dir)
             print(kind, row[kind], flush=True)
         rounds.append(row)
     pooled = {
-        kind: statistics.median(r[kind]["tokens_per_sec"] for r in rounds) for kind in ("plain", "engine")
+        kind: statistics.median(r[kind]["tokens_per_sec"] for r in rounds) for kind in ("plain", args.watcher)
     }
-    result = {"rounds": rounds, "median_tokens_per_sec": pooled, "engine_over_plain": pooled["engine"] / pooled["plain"]}
-    Path(args.out, "gpu_train.json").write_text(json.dumps(result, indent=2))
+    result = {"rounds": rounds, "median_tokens_per_sec": pooled, f"{args.watcher}_over_plain": pooled[args.watcher] / pooled["plain"]}
+    Path(args.out, f"gpu_train-{args.watcher}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
