@@ -64,13 +64,11 @@ def data(monkeypatch) -> Path:
 
 def saved_transcripts(folder: Path) -> list[Path]:
     """Two good transcripts (one A/B) an hour apart, and a broken file between them."""
-    ask = lambda q, a: Exchange(Turn(q, a), None, "stop", 12, 210.0)
-    intro = [ask("请你介绍一下你自己", "我是XTuner小助手，由上海AI实验室开发。"), ask("Who are you?", "I am XTuner's assistant.")]
-    old = Transcript("internlm2-1.8b (merged)", "internlm2_chat", "", Sampling(), (Column("merged", tuple(intro)),), SAVED_AT - 3600)
-    ab = Transcript(
-        "tiny-llama: adapter vs base", "default", "", Sampling(),
-        (Column("adapter", tuple(intro[:1])), Column("base", (ask("请你介绍一下你自己", "我是一个人工智能助手。"),))), SAVED_AT,
-    )  # fmt: skip
+    intro = Exchange(Turn("请你介绍一下你自己", "我是XTuner小助手，由上海AI实验室开发。"), None, "stop", 12, 210.0)
+    who = Exchange(Turn("Who are you?", "I am XTuner's assistant."), None, "stop", 6, 190.0)
+    base = Exchange(Turn("请你介绍一下你自己", "我是一个人工智能助手。"), None, "stop", 9, 220.0)
+    old = Transcript("internlm2-1.8b (merged)", "internlm2_chat", "", Sampling(), (Column("merged", (intro, who)),), SAVED_AT - 3600)
+    ab = Transcript("tiny-llama: adapter vs base", "default", "", Sampling(), (Column("adapter", (intro,)), Column("base", (base,))), SAVED_AT)
     paths = [save(ab, folder), save(old, folder)]
     broken = folder / "20261128-090000-half-written.json"
     broken.write_text('{"kind": "xtui-transcript", "version": 1', encoding="utf-8")
@@ -164,6 +162,20 @@ async def test_transcripts_enter_opens_the_selected_file(data) -> None:
         await pilot.press("down", "down", "enter")
         await pilot.pause()
     assert app.result == paths[2]
+
+
+async def test_transcripts_columns_follow_the_terminal_width(data) -> None:
+    saved_transcripts(data)
+    app = DialogApp(TranscriptsScreen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await settle(pilot, TranscriptsScreen)
+        table = screen.query_one(DataTable)
+        await pilot.press("down")
+        narrow = sum(c.width for c in table.columns.values())
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause(0.1)
+        assert sum(c.width for c in table.columns.values()) == narrow + 28  # the dialog: 90% of 80, then its 100-column maximum
+        assert table.row_count == 3 and table.cursor_row == 1
 
 
 async def test_a_broken_transcript_says_why_and_stays(data) -> None:

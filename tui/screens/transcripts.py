@@ -63,28 +63,42 @@ class TranscriptsScreen(ModalScreen[Path | None]):
 
     def show(self, infos: list[TranscriptInfo]) -> None:
         """Fill the table, or say there is nothing yet."""
+        if not self.is_attached:  # closed while the folder was read
+            return
         self.infos = infos
         table = self.query_one(DataTable)
         empty = self.query_one("#transcripts-empty", Static)
         empty.update(f"no saved transcripts yet in {self.folder}")
         empty.display, table.display = not infos, bool(infos)
         self.query_one("#open", Button).disabled = not infos
-        if not infos:
-            return
+        if infos:
+            self._fill()
+            table.focus()
+
+    def _fill(self) -> None:
+        """(Re)build the rows, the text columns sharing the dialog's width."""
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear(columns=True)
         rest = self.query_one("#transcripts-dialog").content_size.width - 16 - 3 - 4 * 2 - 2  # cell padding, scrollbar
         model = max(rest * 2 // 5, 12)
         question = max(rest - model, 12)
         for label, width in (("Saved", 16), ("Model", model), ("#", 3), ("First question", question)):
             table.add_column(Text(label), width=width)  # not markup: user text never is either
         error = self.app.theme_variables.get("error", "red")
-        for index, info in enumerate(infos):
+        for index, info in enumerate(self.infos):
             when = Text(time.strftime("%Y-%m-%d %H:%M", time.localtime(info.saved_at)))
             if info.broken:
-                row = (when, _clip(info.label, model), Text(""), _clip(f"✗ broken: {info.error}", question, error))
+                cells = (when, _clip(info.label, model), Text(""), _clip(f"✗ broken: {info.error}", question, error))
             else:
-                row = (when, _clip(info.label, model), Text(str(info.exchanges)), _clip(info.first_question, question))
-            table.add_row(*row, key=str(index))
-        table.focus()
+                cells = (when, _clip(info.label, model), Text(str(info.exchanges)), _clip(info.first_question, question))
+            table.add_row(*cells, key=str(index))
+        table.move_cursor(row=row)
+
+    def on_resize(self) -> None:
+        """Share the new width out again."""
+        if self.infos:
+            self.call_after_refresh(self._fill)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a row opens it."""
