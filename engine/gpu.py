@@ -14,6 +14,7 @@ import psutil
 
 HISTORY = 120  # readings kept per GPU (two minutes at one a second)
 PROCESS_EVERY_S = 5.0  # the process list costs milliseconds per call: read it less often
+HOST_EVERY_S = 2.0  # host CPU % is the average since the last reading: steadier, and repainted half as often
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +154,15 @@ class GpuMonitor:
     disk_path: Path = field(default_factory=Path.cwd)
     read_host: Callable[[Path], HostReading] = host_reading
     process_every: float = PROCESS_EVERY_S
+    host_every: float = HOST_EVERY_S
     history: dict[int, deque[GpuReading]] = field(default_factory=dict)
     _processes: dict[int, tuple[GpuProcess, ...]] = field(default_factory=dict)
     _processes_at: float = float("-inf")
+    _host: HostReading | None = None
+    _host_at: float = float("-inf")
 
     def poll(self, now: float | None = None) -> Snapshot:
-        """A fresh snapshot; process lists are re-read every `process_every` seconds only."""
+        """A fresh snapshot; process lists are re-read every `process_every` seconds, the host every `host_every`."""
         now = time.monotonic() if now is None else now
         fresh = now - self._processes_at >= self.process_every
         gpus, error = self.backend.read(with_processes=fresh)
@@ -169,7 +173,9 @@ class GpuMonitor:
             gpus = [_with_processes(g, self._processes.get(g.index, ())) for g in gpus]
         for gpu in gpus:
             self.history.setdefault(gpu.index, deque(maxlen=HISTORY)).append(gpu)
-        return Snapshot(at=time.time(), gpus=tuple(gpus), host=self.read_host(self.disk_path), gpu_error=error)
+        if self._host is None or now - self._host_at >= self.host_every:
+            self._host, self._host_at = self.read_host(self.disk_path), now
+        return Snapshot(at=time.time(), gpus=tuple(gpus), host=self._host, gpu_error=error)
 
 
 def _with_processes(gpu: GpuReading, processes: tuple[GpuProcess, ...]) -> GpuReading:

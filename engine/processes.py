@@ -36,15 +36,29 @@ _scan: tuple[float, list[tuple[int, list[str], str]]] = (float("-inf"), [])
 
 
 def _xtuner_processes() -> list[tuple[int, list[str], str]]:
-    """(pid, cmdline, cwd) of every process whose command line mentions xtuner; rescanned every few seconds."""
+    """(pid, cmdline, cwd) of every process whose command line mentions xtuner; rescanned every few seconds.
+
+    Read straight from Linux's /proc: a psutil.Process per process costs six times as much.
+    """
     global _scan
     now = time.monotonic()
     if now - _scan[0] >= _SCAN_TTL_S:
         found = []
-        for proc in psutil.process_iter(["cmdline", "cwd"]):
-            cmdline = proc.info.get("cmdline") or []
-            if any("xtuner" in part for part in cmdline):
-                found.append((proc.pid, cmdline, proc.info.get("cwd") or "/"))
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    raw = f.read()
+            except OSError:  # gone meanwhile
+                continue
+            if b"xtuner" not in raw:
+                continue
+            try:
+                cwd = os.readlink(f"/proc/{name}/cwd")
+            except OSError:  # another user's process: an absolute --work-dir still matches
+                cwd = "/"
+            found.append((int(name), raw.decode(errors="replace").rstrip("\0").split("\0"), cwd))
         _scan = (now, found)
     return _scan[1]
 

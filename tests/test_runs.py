@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import psutil
 
 from engine import manifest as mf
+from engine import processes
 from engine.runs import Run, discover
 
 LINE = "{ts} - mmengine - INFO - Iter(train) [{i:>3}/{n}]  lr: 1.0000e-03  eta: 0:00:10  time: {t:.4f}  data_time: 0.0050  loss: {loss:.4f}\n"
@@ -107,3 +110,18 @@ def test_a_resume_that_restarts_from_zero_is_failed(tmp_path) -> None:
     run.poll()
     status = run.status()
     assert status.state == "failed" and "restarted at iteration 10" in status.cause
+
+
+def test_a_plain_xtuner_trainer_on_the_work_dir_is_found(tmp_path) -> None:
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    sleeper = "import time; time.sleep(30)"
+    argv = [sys.executable, "-c", sleeper, "xtuner", "train", "cfg.py", "--work-dir", "work"]  # relative to its cwd
+    proc = subprocess.Popen(argv, cwd=tmp_path)
+    try:
+        processes._scan = (float("-inf"), [])
+        assert processes.processes_of_work_dir(work_dir) == [proc.pid]
+        assert processes.processes_of_work_dir(tmp_path / "other") == []
+    finally:
+        proc.kill()
+        proc.wait()
