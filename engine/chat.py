@@ -42,6 +42,7 @@ class ChatSession:
         self.exchanges: list[Exchange] = []
         self.image: str | None = None  # attached to the next question (LLaVA)
         self._features: dict[tuple, object] = {}
+        self._asked_features: dict[str, object] = {}  # path -> the features it was asked with
         self.last: Generation | None = None
         self._asked: tuple[str, str | None] = ("", None)
 
@@ -57,18 +58,24 @@ class ChatSession:
         history = [Turn(f"{IMAGE_TOKEN}\n{e.turn.prompt}" if e.image else e.turn.prompt, e.turn.answer) for e in self.exchanges]
         return history, (f"{IMAGE_TOKEN}\n{prompt}" if image else prompt)
 
-    def _image_features(self, path: str):
-        """Projected features of an image, cached by path and modification time."""
+    def _image_features(self, path: str, earlier: bool = False):
+        """Projected features of an image, cached by path and modification time; an earlier turn's as it was asked."""
         from engine import images, llava
 
+        if earlier and path in self._asked_features:
+            return self._asked_features[path]  # the file may have moved or changed since: the history stays as it was
         info = images.check_image(path)
         key = (str(info.path), Path(info.path).stat().st_mtime_ns)
         if key not in self._features:
             self._features[key] = llava.image_features(self.loaded.llava, images.load_rgb(info))
+        self._asked_features[path] = self._features[key]
         return self._features[key]
 
-    def _inputs(self, text: str, images_in_order: list[str]) -> dict:
-        """The prefill inputs: token ids, or embeddings with the images' features spliced in (LLaVA)."""
+    def _inputs(self, text: str, images_in_order: list[str], earlier: int = 0) -> dict:
+        """The prefill inputs: token ids, or embeddings with the images' features spliced in (LLaVA).
+
+        The first `earlier` images belong to earlier turns.
+        """
         import torch
 
         tok = self.loaded.tokenizer
@@ -82,7 +89,7 @@ class ChatSession:
             if index:
                 ids.append(IMAGE_TOKEN_INDEX)
             ids.extend(tok.encode(chunk, add_special_tokens=index == 0))
-        features = torch.cat([self._image_features(p) for p in images_in_order])
+        features = torch.cat([self._image_features(p, n < earlier) for n, p in enumerate(images_in_order)])
         embeds = llava.multimodal_embeds(self.loaded.llava, ids, features)
         return {"inputs_embeds": embeds["inputs_embeds"]}
 
@@ -91,12 +98,13 @@ class ChatSession:
         image = self.image if self.loaded.llava is not None else None
         history, current = self._turns(prompt, image)
         text = render(self.template, history, current, self.system)
-        images_in_order = [e.image for e in self.exchanges if e.image] + ([image] if image else [])
+        earlier = [e.image for e in self.exchanges if e.image]
         if self.loaded.decoder is None:
             self.loaded.decoder = make_decoder(self.loaded.model)
+        inputs = self._inputs(text, earlier + ([image] if image else []), len(earlier))
         self.last = Generation(
-            self.loaded.decoder, self.loaded.tokenizer, self._inputs(text, images_in_order), self.sampling,
-            self.stop_words(), self.loaded.eos_ids(), cancel,
+            self.loaded.decoder, self.loaded.tokenizer, inputs, self.sampling, self.stop_words(), self.loaded.eos_ids(),
+            cancel,
         )  # fmt: skip
         self._asked = (prompt, image)
         return self.last

@@ -100,8 +100,12 @@ class LoadedModel:
         else:
             if name not in self.adapters:
                 raise ModelError(f"no adapter {name!r} loaded (have: {', '.join(self.adapters)})")
+            previous = self.model.active_adapter
             self.model.set_adapter(name)
-            yield
+            try:
+                yield
+            finally:
+                self.model.set_adapter(previous)  # None ("as loaded") must not answer with the last one switched to
 
     def add_adapter(self, name: str, folder: Path) -> None:
         """Load another adapter onto the same base weights (two checkpoints side by side)."""

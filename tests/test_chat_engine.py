@@ -9,11 +9,26 @@ import pytest
 
 from engine import convert
 from engine.chat_device import GIB, plan
-from engine.chat_models import BASE, LoadedModel, LoadOptions, ModelError, ModelSource, load
+from engine.chat_models import (
+    BASE,
+    LoadedModel,
+    LoadOptions,
+    ModelError,
+    ModelSource,
+    load,
+)
 from engine.decoding import ContextFull, Sampling, choose
 from engine.generation import Generation, TextStream
 from engine.gpu import GpuProcess, GpuReading
-from engine.templates import Template, TemplateError, Turn, render, system_of_config, template, template_of_config, templates
+from engine.templates import (
+    TemplateError,
+    Turn,
+    render,
+    system_of_config,
+    template,
+    template_of_config,
+    templates,
+)
 
 STOP = "<eoa>"  # splits into five tokens with the demo tokenizer
 
@@ -449,9 +464,13 @@ class _FakeTokenizer:
     eos_token_id = 2
 
 
+class _FakeGenerationConfig:
+    def __init__(self) -> None:
+        self.eos_token_id = [2, 5]
+
+
 class _FakeModel:
-    class generation_config:  # noqa: N801 - an attribute, as on a transformers model
-        eos_token_id = [2, 5]
+    generation_config = _FakeGenerationConfig()
 
 
 def test_loaded_model_eos_and_variants_without_adapters(tmp_path) -> None:
