@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,9 +95,13 @@ def last_checkpoint(work_dir: Path) -> tuple[Path | None, str | None]:
     return named, None
 
 
-def list_checkpoints(work_dir: Path) -> list[Checkpoint]:
-    """Every `iter_N.pth` in the work dir, oldest first, checked and with the latest marked."""
+def list_checkpoints(work_dir: Path, previous: Sequence[Checkpoint] = ()) -> list[Checkpoint]:
+    """Every `iter_N.pth` in the work dir, oldest first, checked and with the latest marked.
+
+    One found in `previous` at the same size keeps that check (reading a zip's directory costs milliseconds).
+    """
     latest, _ = last_checkpoint(work_dir)
+    known = {(c.path, c.size): c.problem for c in previous}
     found = []
     try:
         entries = list(work_dir.iterdir())
@@ -115,7 +120,7 @@ def list_checkpoints(work_dir: Path) -> list[Checkpoint]:
                 deepspeed=is_dir,
                 size=size,
                 latest=latest is not None and latest.name == entry.name,
-                problem=check(entry),
+                problem=known[entry, size] if (entry, size) in known else check(entry),
             )
         )
     return sorted(found, key=lambda c: c.iter)

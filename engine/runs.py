@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ STALL_FACTOR = 10  # stalled after this many usual iteration times without progr
 STALL_MIN_S = 120.0
 
 
+@functools.lru_cache(maxsize=256)  # the stall check reads the last 50 steps' stamps every poll
 def _stamp(at: str | None) -> float | None:
     """Seconds since the epoch of a work-dir log timestamp (`%Y/%m/%d %H:%M:%S`)."""
     if not at:
@@ -107,6 +109,7 @@ class Run:
         self._flushed = False
         self._manifest_stamp: tuple[int, int, int] | None = None
         self._manifest: mf.Manifest | None = None
+        self._checkpoints: list[Checkpoint] = []
 
     @property
     def manifest(self) -> mf.Manifest | None:
@@ -180,8 +183,9 @@ class Run:
         return pids[0] if pids else None
 
     def checkpoints(self) -> list[Checkpoint]:
-        """Checkpoints on disk, checked."""
-        return list_checkpoints(self.work_dir)
+        """Checkpoints on disk, checked (one unchanged in size since the last call is not read again)."""
+        self._checkpoints = list_checkpoints(self.work_dir, self._checkpoints)
+        return self._checkpoints
 
     def _restarted_instead_of_resuming(self) -> str | None:
         """Why xtui's resume launch trains from the start again (mmengine did not load the checkpoint)."""

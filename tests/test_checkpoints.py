@@ -1,5 +1,6 @@
 """Checkpoint listing and structural checks on real torch.save files."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,19 @@ def test_truncated_checkpoint_is_flagged(work_dir: Path) -> None:
     by_iter = {c.iter: c for c in list_checkpoints(work_dir)}
     assert by_iter[20].problem and "complete" in by_iter[20].problem
     assert by_iter[10].ok and by_iter[30].ok
+
+
+def test_a_previous_check_is_reused_only_at_the_same_size(work_dir: Path) -> None:
+    first = list_checkpoints(work_dir)
+    path = work_dir / "iter_20.pth"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a new size: checked again
+    again = {c.iter: c for c in list_checkpoints(work_dir, first)}
+    assert again[20].problem and again[10].ok
+    path.write_bytes(data)
+    marked = [c if c.iter != 10 else replace(c, problem="remembered") for c in first]
+    by_iter = {c.iter: c for c in list_checkpoints(work_dir, marked)}
+    assert by_iter[10].problem == "remembered" and by_iter[20].ok  # same size: not read again
 
 
 def test_non_zip_and_empty_files_are_flagged(tmp_path: Path) -> None:
