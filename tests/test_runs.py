@@ -119,7 +119,11 @@ def test_a_plain_xtuner_trainer_on_the_work_dir_is_found(tmp_path) -> None:
     argv = [sys.executable, "-c", sleeper, "xtuner", "train", "cfg.py", "--work-dir", "work"]  # relative to its cwd
     proc = subprocess.Popen(argv, cwd=tmp_path)
     try:
-        processes._scan = (float("-inf"), [])
+        for _ in range(50):  # until the child has exec'd its command line
+            processes._scan = (float("-inf"), [])
+            if processes.processes_of_work_dir(work_dir):
+                break
+            time.sleep(0.1)
         assert processes.processes_of_work_dir(work_dir) == [proc.pid]
         assert processes.processes_of_work_dir(tmp_path / "other") == []
     finally:
