@@ -84,7 +84,7 @@ class ChatScreen(Screen):
         Binding("escape", "cancel_or_back", "Cancel/back"),
         Binding("ctrl+b", "compare", "A/B"),
         Binding("ctrl+r", "reset", "Reset"),
-        Binding("ctrl+e", "settings", "Settings"),
+        Binding("f2,ctrl+n", "settings", "Settings"),  # ctrl+e is the prompt's end-of-line
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+o", "open", "Open"),
         Binding("ctrl+g", "image", "Image", show=False),

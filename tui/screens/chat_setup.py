@@ -77,8 +77,8 @@ class ChatSetupScreen(ModalScreen[ChatSpec | None]):
             self._show_fields(str(event.value))
 
     def _show_fields(self, kind: str) -> None:
-        for field_id in FIELDS:
-            self.query_one(f"#field-{field_id}").display = field_id in USES[kind]
+        for field in self.query(".field"):  # also before all are mounted: Select posts its first change early
+            field.display = field.id.removeprefix("field-") in USES[kind]
 
     def _path(self, field_id: str) -> Path | None:
         from engine.images import expand_user_path

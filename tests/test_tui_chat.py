@@ -1,0 +1,291 @@
+"""The chat screen with real tiny models on the CPU: streaming, cancel, A/B from one load, errors, images."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from textual.widgets import Input, Static
+from tui_fakes import NoGpus
+
+from engine.chat import Exchange
+from engine.chat_models import LoadOptions, ModelSource
+from engine.chat_spec import ChatSpec
+from engine.decoding import Sampling
+from engine.templates import Turn
+from tui.app import XtuiApp
+from tui.screens.chat import ChatScreen
+from tui.screens.chat_setup import ChatSetupScreen
+from tui.widgets.chat_column import ChatColumn
+from tui.widgets.image_preview import ImagePreview
+
+pytestmark = pytest.mark.anyio
+CPU = LoadOptions(device="cpu")
+SNAP_ROOT = Path("/tmp/xtui-chat-snapshot")  # fixed: names show on screen
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """The demo's tiny (untrained) model and a random LoRA adapter on it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from engine.demo import build_demo
+
+    folder = tmp_path_factory.mktemp("chat")
+    model_dir = build_demo(folder).model
+    torch.manual_seed(1)
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    adapter = folder / "adapter"
+    peft_model.save_pretrained(adapter)
+    return {"model": model_dir, "adapter": adapter, "folder": folder}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XTUI_CONFIG", str(tmp_path / "settings.json"))
+    monkeypatch.setenv("XTUI_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("XTUI_IMAGE_MODE", "halfblock")
+
+
+def _app(root: Path) -> XtuiApp:
+    return XtuiApp(roots=[root], gpu_backend=NoGpus(), poll_s=0.2)
+
+
+async def _until(pilot, predicate, timeout: float = 60.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("timed out")
+
+
+async def _open(app: XtuiApp, pilot, spec: ChatSpec) -> ChatScreen:
+    screen = ChatScreen(spec)
+    app.push_screen(screen)
+    await _until(pilot, lambda: screen.is_mounted)
+    await _until(pilot, lambda: screen.loaded is not None or "cannot load" in _status(screen))
+    return screen
+
+
+def _status(screen: ChatScreen) -> str:
+    return str(screen.query_one("#chat-status", Static).render())
+
+
+def _endless(screen: ChatScreen, tokens: int) -> None:
+    """No stop words or EOS: the untrained model answers exactly `tokens` tokens."""
+    screen.loaded.eos_ids = lambda: []
+    for session in screen.sessions:
+        session.sampling = Sampling(temperature=0, max_new_tokens=tokens)
+        session.stop_words = lambda: ()
+
+
+async def _ask(pilot, screen: ChatScreen, text: str, wait: bool = True) -> None:
+    screen.query_one("#prompt", Input).value = text
+    await pilot.press("enter")
+    if wait:
+        await _until(pilot, lambda: not screen.busy)
+
+
+async def test_an_answer_streams_into_the_column_and_ends_with_its_figures(tiny) -> None:
+    app = _app(tiny["folder"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await _open(app, pilot, ChatSpec(ModelSource("base", model=tiny["model"]), CPU, "internlm2_chat"))
+        assert "ready" in _status(screen) and "cpu" in _status(screen)
+        _endless(screen, 12)
+        await _ask(pilot, screen, "你是谁")
+        column = screen.query_one(ChatColumn)
+        assert [s.render() for s in column.query(".question")][0].plain.startswith("› 你是谁")
+        assert column.answer_text
+        meta = str(column.query(".meta").last().render())
+        assert meta.startswith("12 tokens") and "tok/s" in meta and "cut at max new tokens" in meta
+        exchange = screen.sessions[0].exchanges[-1]
+        assert exchange.turn.answer == column.answer_text and exchange.tokens == 12
+
+
+async def test_escape_cancels_at_once_and_keeps_the_partial_answer_then_leaves(tiny) -> None:
+    app = _app(tiny["folder"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await _open(app, pilot, ChatSpec(ModelSource("base", model=tiny["model"]), CPU, "internlm2_chat"))
+        _endless(screen, 300)
+        await _ask(pilot, screen, "请你介绍一下你自己", wait=False)
+        await _until(pilot, lambda: screen.sessions[0].last is not None and screen.sessions[0].last.tokens > 3)
+        await pilot.press("escape")
+        await _until(pilot, lambda: not screen.busy)
+        exchange = screen.sessions[0].exchanges[-1]
+        assert exchange.reason == "cancelled" and 3 < exchange.tokens < 300
+        assert "cancelled" in str(screen.query_one(ChatColumn).query(".meta").last().render())
+        assert app.screen is screen
+        await pilot.press("escape")
+        assert app.screen is not screen
+
+
+async def test_ab_answers_base_and_adapter_side_by_side_from_one_load(tiny, monkeypatch) -> None:
+    from transformers import AutoModelForCausalLM
+
+    loads = []
+    original = AutoModelForCausalLM.from_pretrained.__func__
+
+    def counting(cls, *args, **kwargs):
+        loads.append(args[0])
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counting))
+    app = _app(tiny["folder"])
+    async with app.run_test(size=(120, 30)) as pilot:
+        source = ModelSource("adapter", model=tiny["model"], adapter=tiny["adapter"])
+        screen = await _open(app, pilot, ChatSpec(source, CPU, "internlm2_chat"))
+        await pilot.press("ctrl+b")
+        await _until(pilot, lambda: len(screen.query(ChatColumn)) == 2)
+        _endless(screen, 10)
+        await _ask(pilot, screen, "你是谁")
+        base, adapted = (s.exchanges[-1].turn.answer for s in screen.sessions)
+        assert base and adapted and base != adapted
+        titles = [c.border_title for c in screen.query(ChatColumn)]
+        assert titles[0] == "base (adapter off)" and "adapter" in titles[1]
+        assert len(loads) == 1, loads
+        await pilot.press("ctrl+b")
+        await _until(pilot, lambda: len(screen.query(ChatColumn)) == 1)
+
+
+async def test_an_error_inside_generation_shows_in_the_pane_and_the_chat_goes_on(tiny) -> None:
+    app = _app(tiny["folder"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await _open(app, pilot, ChatSpec(ModelSource("base", model=tiny["model"]), CPU, "internlm2_chat"))
+        _endless(screen, 5)
+
+        def boom(module, args, output):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+        hook = screen.loaded.model.model.layers[1].register_forward_hook(boom)
+        await _ask(pilot, screen, "你好")
+        error = str(screen.query_one(ChatColumn).query(".error").last().render())
+        assert "RuntimeError" in error and "illegal memory access" in error
+        assert screen.sessions[0].exchanges == []
+        hook.remove()
+        await _ask(pilot, screen, "你好")
+        assert len(screen.sessions[0].exchanges) == 1 and screen.sessions[0].exchanges[0].tokens == 5
+
+
+async def test_a_source_that_cannot_load_says_why_and_images_are_checked_on_attach(tiny, tmp_path) -> None:
+    picture = tmp_path / "red.png"
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(picture)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    app = _app(tiny["folder"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        source = ModelSource("llava", model=tiny["model"], llava=tmp_path / "missing-llava")
+        screen = await _open(app, pilot, ChatSpec(source, CPU, "internlm2_chat"))
+        assert "cannot load" in _status(screen) and "projector" in _status(screen)
+        await _ask(pilot, screen, "what colour?", wait=False)  # not loaded: told, nothing breaks
+        assert not screen.busy
+        field = screen.query_one("#image-path", Input)
+        for bad, words in ((tmp_path / "nope.png", "no such file"), (text, "not an image")):
+            field.value = str(bad)
+            field.focus()
+            await pilot.press("enter")
+            assert words in _status(screen) and screen.image is None
+        field.value = str(picture)
+        field.focus()
+        await pilot.press("enter")
+        preview = screen.query_one(ImagePreview)
+        await _until(pilot, lambda: preview.info is not None)
+        assert screen.image == str(picture) and "red.png (40x30)" in _status(screen)
+
+
+async def test_setup_form_checks_paths_and_opens_the_chat(tiny) -> None:
+    app = _app(tiny["folder"])
+    async with app.run_test(size=(100, 40)) as pilot:
+        app.action_chat()
+        await _until(pilot, lambda: isinstance(app.screen, ChatSetupScreen) and app.screen.is_mounted)
+        form = app.screen
+        await pilot.pause(0.1)
+        form.query_one("#kind").value = "adapter"
+        form.query_one("#model", Input).value = str(tiny["model"])
+        form.query_one("#adapter", Input).value = str(tiny["folder"] / "nowhere")
+        form.query_one("#device", Input).value = "cpu"
+        await pilot.press("ctrl+s")
+        assert "not an adapter folder" in str(form.query_one("#setup-error", Static).render())
+        assert app.screen is form
+        form.query_one("#adapter", Input).value = str(tiny["adapter"])
+        await pilot.press("ctrl+s")
+        await _until(pilot, lambda: isinstance(app.screen, ChatScreen))
+        assert app.screen.spec.source.adapter == tiny["adapter"] and app.screen.spec.options.device == "cpu"
+
+
+async def test_settings_apply_to_the_sessions_and_a_saved_transcript_reopens(tiny) -> None:
+    from tui.screens.chat_settings import ChatSettingsScreen
+    from tui.screens.transcripts import TranscriptsScreen
+
+    app = _app(tiny["folder"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await _open(app, pilot, ChatSpec(ModelSource("base", model=tiny["model"]), CPU, "internlm2_chat"))
+        await pilot.press("f2")
+        await _until(pilot, lambda: isinstance(app.screen, ChatSettingsScreen) and app.screen.is_mounted)
+        await pilot.pause(0.1)
+        app.screen.query_one("#max_new_tokens", Input).value = "7"
+        app.screen.query_one("#temperature", Input).value = "0"
+        await pilot.press("ctrl+s")
+        await _until(pilot, lambda: app.screen is screen)
+        assert screen.sessions[0].sampling.max_new_tokens == 7 and screen.sessions[0].sampling.temperature == 0
+        screen.loaded.eos_ids = lambda: []
+        screen.sessions[0].stop_words = lambda: ()
+        await _ask(pilot, screen, "你是谁")
+        answer = screen.sessions[0].exchanges[-1].turn.answer
+        assert screen.sessions[0].exchanges[-1].tokens == 7
+        await pilot.press("ctrl+s")
+        await pilot.press("ctrl+r")
+        assert screen.sessions[0].exchanges == []
+        await pilot.press("ctrl+o")
+        await _until(pilot, lambda: isinstance(app.screen, TranscriptsScreen) and app.screen.is_mounted)
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await _until(pilot, lambda: app.screen is screen and screen.sessions[0].exchanges)
+        assert screen.sessions[0].exchanges[0].turn.answer == answer
+        assert screen.query_one(ChatColumn).answer_text == answer
+
+
+def _snapshot_app() -> XtuiApp:
+    """A LLaVA chat with a fixed transcript and picture, the loading left out (nothing timed on screen)."""
+    shutil.rmtree(SNAP_ROOT, ignore_errors=True)
+    SNAP_ROOT.mkdir()
+    picture = SNAP_ROOT / "colours.png"
+    image = Image.new("RGB", (64, 48), (30, 90, 200))
+    image.paste((220, 40, 40), (0, 0, 32, 24))
+    image.paste((250, 220, 60), (32, 24, 64, 48))
+    image.save(picture)
+    exchanges = (
+        Exchange(Turn("你是谁", "我是小明的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"), None, "stop", 33, 251.0),
+        Exchange(Turn("What colours are in the picture?", "Red, blue and yellow."), str(picture), "cancelled", 6, 240.0),
+    )
+
+    class StillChat(ChatScreen):
+        def load_model(self, options) -> None:
+            self._status("ready · cuda:0 · template internlm2_chat  ctrl+b: A/B")
+
+    app = _app(SNAP_ROOT)
+
+    async def fill(pilot) -> None:
+        screen = StillChat(ChatSpec(ModelSource("llava", model=SNAP_ROOT / "llm", llava=SNAP_ROOT / "llava"), CPU, "internlm2_chat"))
+        app.push_screen(screen)
+        await pilot.pause(0.2)
+        screen.query_one(ChatColumn).show_exchanges(exchanges)
+        screen.query_one("#image-path", Input).value = str(picture)
+        screen.query_one(ImagePreview).show(picture)
+        await _until(pilot, lambda: screen.query_one(ImagePreview).info is not None, timeout=10)
+        await pilot.pause(0.3)
+
+    app.fill = fill
+    return app
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_chat_screen_snapshot(snap_compare, size) -> None:
+    app = _snapshot_app()
+    assert snap_compare(app, terminal_size=size, run_before=app.fill)
