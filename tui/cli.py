@@ -104,12 +104,15 @@ def chat_spec(argv: list[str]):
 def open_chat(argv: list[str]) -> int:
     """`xtui chat`: the chat screen on what the arguments name."""
     from tui.app import XtuiApp
+    from tui.widgets.image_preview import detect_graphics
 
     try:
         spec = chat_spec(argv)
     except ValueError as exc:
         print(f"xtui chat: error: {exc}", file=sys.stderr)
         return 2
+    if spec.source.kind == "llava":
+        detect_graphics()  # kitty / sixel previews: the terminal can be asked only before the app starts
     XtuiApp(roots=[Path.cwd()], chat=spec).run()
     return 0
 
