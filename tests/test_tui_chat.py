@@ -251,6 +251,28 @@ async def test_settings_apply_to_the_sessions_and_a_saved_transcript_reopens(tin
         assert screen.query_one(ChatColumn).answer_text == answer
 
 
+async def test_a_full_gpu_offers_the_alternatives_and_the_choice_comes_back(tiny) -> None:
+    from engine.chat_device import GIB, plan
+    from engine.gpu import GpuProcess, GpuReading
+    from tui.screens.device_choice import DeviceChoiceScreen
+
+    busy = GpuReading(0, "NVIDIA H200", 139 * GIB, 141 * GIB, 99, 70, 600.0, 700.0, (GpuProcess(4242, 130 * GIB),))
+    idle = GpuReading(1, "NVIDIA H200", 1 * GIB, 141 * GIB, 0, 30, 80.0, 700.0, ())
+    full = plan([busy, idle], 5 * GIB, want=0, need_4bit=int(1.8 * GIB), owners={4242: "demo/work"})
+    assert not full.fits and full.alternatives == ("cuda:1", "4bit", "cpu")
+    chosen = []
+    app = _app(tiny["folder"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.push_screen(DeviceChoiceScreen(full), chosen.append)
+        await _until(pilot, lambda: isinstance(app.screen, DeviceChoiceScreen) and app.screen.is_mounted)
+        text = " ".join(str(s.render()) for s in app.screen.query(Static))
+        assert "training run demo/work holds 130.0 GB" in text
+        await pilot.press("tab")  # from GPU 1 (the focused best choice) to 4-bit
+        await pilot.press("enter")
+        await _until(pilot, lambda: chosen)
+    assert chosen == ["4bit"]
+
+
 def _snapshot_app() -> XtuiApp:
     """A LLaVA chat with a fixed transcript and picture, the loading left out (nothing timed on screen)."""
     shutil.rmtree(SNAP_ROOT, ignore_errors=True)
