@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the engine loads in the watcher threads, after the first fr
 from themes import DEFAULT_THEME, THEMES
 from tui import settings
 from tui.messages import GpuUpdate, RunUpdate
-from tui.notify import desktop_notification
+from tui.notify import notification_sequence
 
 DISCOVER_EVERY_S = 10.0
 CHECKPOINTS_EVERY_S = 10.0
@@ -243,5 +243,5 @@ class XtuiApp(App[None]):
         severity = {"finished": "information", "failed": "error"}.get(status.state, "warning")
         self.notify(text, title="xtui", severity=severity, timeout=10)
         self.bell()
-        if not self.is_headless:
-            desktop_notification("xtui", text)
+        if self._driver is not None and not self.is_headless:  # through the driver: in order with the frames
+            self._driver.write(notification_sequence("xtui", text, in_tmux=bool(os.environ.get("TMUX"))))

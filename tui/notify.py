@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 
 def notification_sequence(title: str, body: str, in_tmux: bool) -> str:
     """OSC 777 (urxvt, foot, ghostty, WezTerm) and OSC 9 (iTerm2, Windows Terminal, kitty), tmux-wrapped if needed."""
@@ -13,15 +10,3 @@ def notification_sequence(title: str, body: str, in_tmux: bool) -> str:
     if in_tmux:  # tmux forwards a DCS passthrough with every ESC doubled (needs allow-passthrough on)
         sequences = ["\x1bPtmux;" + seq.replace("\x1b", "\x1b\x1b") + "\x1b\\" for seq in sequences]
     return "".join(sequences)
-
-
-def desktop_notification(title: str, body: str) -> None:
-    """Ask the terminal for a desktop notification; terminals that don't know the sequences ignore them."""
-    stream = sys.__stdout__
-    if stream is None:
-        return
-    try:
-        stream.write(notification_sequence(title, body, in_tmux=bool(os.environ.get("TMUX"))))
-        stream.flush()
-    except OSError:
-        pass
