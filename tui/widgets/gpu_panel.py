@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
@@ -30,8 +29,7 @@ SENSORS_WIDTH = 20  # "   61°C  412 / 700 W"
 MEMORY_WIDTH = 19  # "mem  96.0/140.4 GiB"
 
 
-@dataclass(frozen=True, slots=True)
-class _Bar:
+class _Bar(NamedTuple):  # a tuple: compared by value, and cheaper to define than a dataclass (startup)
     """A rich renderable: a bar filled to `fraction` of whatever width it is given (equal bars paint the same)."""
 
     fraction: float | None
@@ -42,8 +40,7 @@ class _Bar:
         yield Segment(("█" * full + EIGHTHS[part])[:width].ljust(width))
 
 
-@dataclass(frozen=True, slots=True)
-class _History:
+class _History(NamedTuple):
     """A rich renderable: the newest readings as block characters (`levels` 0-7, None blank), right-aligned."""
 
     levels: tuple[int | None, ...]
