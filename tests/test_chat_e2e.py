@@ -24,36 +24,64 @@ GREEDY = Sampling(temperature=0)
 IM_END = "<|im_end|>"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One compute thread per process: on a shared 2-core machine, torch's spinning threads slow training tenfold."""
+    import torch
+
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")  # training, the LLaVA build and the converters are processes
+        torch.set_num_threads(1)
+        yield
+    torch.set_num_threads(threads)
+
+
 class Trained:
     """The demo trained once (its paths and checkpoints), with the tiny LLaVA built beside it on its model."""
 
     def __init__(self, root: Path) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         from engine import tinyllava
         from engine.demo import build_demo
         from engine.launcher import LaunchSpec, start
         from engine.runs import Run
 
+        self.times: dict[str, float] = {}
+        t0 = time.monotonic()
         self.demo = build_demo(root / "demo", name=NAME, cuda=False)
         start(LaunchSpec(config=self.demo.config, work_dir=self.demo.work_dir, cwd=self.demo.folder))
+        self.times["build"] = time.monotonic() - t0
         self.llava_error: BaseException | None = None
         try:  # built while the demo trains: both fit on two cores in less time than one after the other
             self.llava = tinyllava.build_tiny_llava(root / "llava", self.demo.model)
         except (RuntimeError, OSError, ValueError) as exc:  # only the LLaVA tests need it
             self.llava_error = exc
+        self.times["llava"] = time.monotonic() - t0
         run = Run(self.demo.work_dir)
         deadline = time.monotonic() + TIMEOUT_S
         for _ in run.follow(interval=0.3):
             assert time.monotonic() < deadline, "the demo ran past its time"
         assert run.status().state == "finished", run.status()
+        self.times["trained"] = time.monotonic() - t0
         self.checkpoints = [c.path for c in run.checkpoints() if c.ok]
         assert len(self.checkpoints) >= 2, self.checkpoints
-        self.adapter = convert.pth_to_hf(self.demo.config, self.checkpoints[-1], root / "adapter")
-        self.merged = convert.merge(self.demo.model, self.adapter, root / "merged")
+        earlier = root / "earlier-adapter"  # the first kept checkpoint, for a second adapter beside the first
+        with ThreadPoolExecutor(2) as pool:  # the converters are processes: two at once on two cores
+            first = pool.submit(convert.pth_to_hf, self.demo.config, self.checkpoints[0], earlier)
+            (root / "adapter").mkdir()  # an empty folder may be the target
+            self.adapter = convert.pth_to_hf(self.demo.config, self.checkpoints[-1], root / "adapter")
+            self.merged = convert.merge(self.demo.model, self.adapter, root / "merged")
+            self.earlier = first.result()
+        self.times["converted"] = time.monotonic() - t0
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Trained:
-    return Trained(tmp_path_factory.mktemp("chat"))
+    built = Trained(tmp_path_factory.mktemp("chat"))
+    print("demo fixture (s after start):", {k: round(v) for k, v in built.times.items()})
+    return built
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +178,8 @@ def test_checkpoint_is_converted_once_and_cached(trained, tpl, monkeypatch, tmp_
     assert NAME in _answer(ChatSession(again, tpl, sampling=GREEDY))
 
 
-def test_a_second_adapter_beside_the_first(trained, tpl, adapter_model, monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("XTUI_CACHE", str(tmp_path / "cache"))
-    earlier = convert.checkpoint_hf(trained.demo.config, trained.checkpoints[0])
+def test_a_second_adapter_beside_the_first(trained, tpl, adapter_model) -> None:
+    earlier = trained.earlier  # the run's first kept checkpoint, as an adapter
     adapter_model.add_adapter("earlier", earlier)
     adapter_model.add_adapter("earlier", earlier)  # twice: still one
     assert adapter_model.adapters == ["adapter", "earlier"]

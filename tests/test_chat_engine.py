@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import convert
-from engine.chat_device import GIB, plan
+from engine.chat_device import GIB, HEADROOM, OVERHEAD, memory_need, plan, stored_dtype
 from engine.chat_models import (
     BASE,
     LoadedModel,
@@ -342,6 +342,20 @@ def test_plan_without_gpus_is_the_cpu() -> None:
     assert not missing.fits and missing.alternatives == ("cpu",)
     unknown = GpuReading(0, None, None, None, None, None, None, None)
     assert plan([unknown], need=GIB).fits and "N/A" in plan([unknown], need=GIB).message
+
+
+def test_memory_need_scales_the_stored_weights(tmp_path) -> None:
+    (tmp_path / "config.json").write_text('{"torch_dtype": "float32"}')
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 4_000_000)
+    (tmp_path / "notes.txt").write_bytes(b"\0" * 1_000_000)  # not weights
+    assert stored_dtype(tmp_path) == "float32"
+    assert memory_need(tmp_path, "float32") == int(4_000_000 * HEADROOM) + OVERHEAD
+    assert memory_need(tmp_path, "float16") == int(2_000_000 * HEADROOM) + OVERHEAD
+    assert OVERHEAD < memory_need(tmp_path, "float16", bits=4) < memory_need(tmp_path, "float16")
+    (tmp_path / "config.json").write_text('{"torch_dtype": "bfloat16"}')
+    assert memory_need(tmp_path, "float16") == int(4_000_000 * HEADROOM) + OVERHEAD
+    (tmp_path / "config.json").write_text("not json")
+    assert stored_dtype(tmp_path) == "float32"
 
 
 # --- conversions ------------------------------------------------------------------------------------------------
