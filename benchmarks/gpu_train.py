@@ -128,9 +128,9 @@ def tui_run(config: Path, work_dir: Path) -> dict:
     """xtui's launch with the whole TUI (headless, run view open, GPU panel polling) watching until the end."""
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-m", "engine.cli", "train", str(config), "--work-dir", str(work_dir)], check=True)
-    subprocess.run([sys.executable, "-m", "benchmarks.tui_watch", str(work_dir)], check=True)
+    watcher = subprocess.run([sys.executable, "-m", "benchmarks.tui_watch", str(work_dir)], check=True, capture_output=True, text=True)
     steps = [e for log in log_files(work_dir) for e in read_events(log) if isinstance(e, TrainStep)]
-    return summary(steps, time.monotonic() - t0)
+    return {**summary(steps, time.monotonic() - t0), "tui": json.loads(watcher.stdout.strip().splitlines()[-1])}
 
 
 def main() -> None:

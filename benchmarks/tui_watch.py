@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+import time
 from pathlib import Path
 
 ENDED = {"finished", "failed", "stopped"}
@@ -21,4 +23,7 @@ async def watch(work_dir: Path, size: tuple[int, int] = (120, 40)) -> str:
 
 
 if __name__ == "__main__":
-    print(asyncio.run(watch(Path(sys.argv[1]).resolve())))
+    wall, cpu = time.monotonic(), time.process_time()
+    state = asyncio.run(watch(Path(sys.argv[1]).resolve()))
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    print(json.dumps({"state": state, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "cpu_percent": round(100 * cpu / wall, 1)}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -114,12 +115,14 @@ async def test_escape_cancels_at_once_and_keeps_the_partial_answer_then_leaves(t
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await _open(app, pilot, ChatSpec(ModelSource("base", model=tiny["model"]), CPU, "internlm2_chat"))
         _endless(screen, 300)
+        slow = screen.loaded.model.register_forward_hook(lambda *_: time.sleep(0.02))  # 300 tokens take 6 s or more
         await _ask(pilot, screen, "请你介绍一下你自己", wait=False)
         await _until(pilot, lambda: screen.sessions[0].last is not None and screen.sessions[0].last.tokens > 3)
         await pilot.press("escape")
         await _until(pilot, lambda: not screen.busy)
         exchange = screen.sessions[0].exchanges[-1]
         assert exchange.reason == "cancelled" and 3 < exchange.tokens < 300
+        slow.remove()
         assert "cancelled" in str(screen.query_one(ChatColumn).query(".meta").last().render())
         assert app.screen is screen
         await pilot.press("escape")
