@@ -90,12 +90,11 @@ def xtui_chat(model_dir: Path, device: str, new_tokens: int, repeats: int, mode:
     """xtui's path: load, a ChatSession answering through the decoder, text pieces read as they come."""
     from engine.chat import ChatSession
     from engine.chat_models import LoadOptions, ModelSource, load
-    from engine.decoding import Sampling, make_decoder
+    from engine.decoding import Sampling
     from engine.templates import template
 
     start = time.perf_counter()
-    loaded = load(ModelSource("base", model=model_dir), LoadOptions(device=device))
-    loaded.decoder = make_decoder(loaded.model, mode)
+    loaded = load(ModelSource("base", model=model_dir), LoadOptions(device=device, decoder=mode))
     loaded.eos_ids = lambda: []  # the random model must not stop early
     load_s = time.perf_counter() - start
     session = ChatSession(loaded, template(TEMPLATE), sampling=Sampling(temperature=0, max_new_tokens=new_tokens))
@@ -122,7 +121,7 @@ async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mod
     """The chat screen in a headless app: tokens/s and first-token time as the pane receives them."""
     from engine.chat_models import LoadOptions, ModelSource
     from engine.chat_spec import ChatSpec
-    from engine.decoding import Sampling, make_decoder
+    from engine.decoding import Sampling
     from tui.app import XtuiApp
     from tui.screens.chat import ChatDelta, ChatScreen
 
@@ -135,11 +134,10 @@ async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mod
 
     app = XtuiApp(roots=[model_dir.parent])
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = TimedChat(ChatSpec(ModelSource("base", model=model_dir), LoadOptions(device=device), TEMPLATE))
+        screen = TimedChat(ChatSpec(ModelSource("base", model=model_dir), LoadOptions(device=device, decoder=mode), TEMPLATE))
         app.push_screen(screen)
         while screen.loaded is None:
             await pilot.pause(0.2)
-        screen.loaded.decoder = make_decoder(screen.loaded.model, mode)
         screen.loaded.eos_ids = lambda: []
         for session in screen.sessions:
             session.sampling = Sampling(temperature=0, max_new_tokens=new_tokens)

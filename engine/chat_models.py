@@ -61,11 +61,12 @@ class ModelSource:
 
 @dataclass(frozen=True, slots=True)
 class LoadOptions:
-    """How to load: device ("auto", "cpu", "cuda:N"), dtype ("auto", "float16", "bfloat16", "float32"), 4-bit."""
+    """How to load: device ("auto", "cpu", "cuda:N"), dtype ("auto", "float16", "bfloat16", "float32"), 4-bit, decoder."""
 
     device: str = "auto"
     dtype: str = "auto"
     bits: int | None = None
+    decoder: str = "auto"  # engine.decoding.DECODERS
 
 
 @dataclass
@@ -202,4 +203,23 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions(), say: Callabl
         loaded.llava = llava.load_llava(model, source.visual_encoder, source.llava, kwargs["torch_dtype"], device)
         loaded.model = loaded.llava.llm
     loaded.model.eval()
+    loaded.decoder = ready_decoder(loaded.model, options.decoder, say)
     return loaded
+
+
+def ready_decoder(model, mode: str, say: Callable[[str], None]):
+    """The decoder, warmed up; when torch.compile fails here (no compiler, no triton), CUDA graphs instead."""
+    from engine import decoding
+
+    decoder = decoding.make_decoder(model, mode)
+    if getattr(decoder, "mode", "eager") == "compile":
+        say("compiling the decoder for speed (once per load; about 30 s on an H200)")
+    try:
+        decoding.warm_up(decoder)
+    except Exception as exc:  # inductor/triton errors have no common base class
+        if getattr(decoder, "mode", None) != "compile":
+            raise
+        say(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:120]}); using CUDA graphs")
+        decoder = decoding.make_decoder(model, "graph")
+        decoding.warm_up(decoder)
+    return decoder

@@ -497,3 +497,28 @@ def test_loaded_model_eos_and_variants_without_adapters(tmp_path) -> None:
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(ModelError, match="has no adapter"):
         loaded.add_adapter("second", tmp_path)
+
+
+def test_a_failing_compile_falls_back_to_cuda_graphs_and_says_so(monkeypatch) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from engine import decoding
+    from engine.chat_models import ready_decoder
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, max_position_embeddings=64))  # fmt: skip
+    warmed = []
+
+    def warm_up(decoder, steps: int = 4) -> None:
+        warmed.append(decoder.mode)
+        if decoder.mode == "compile":
+            raise RuntimeError("InductorError: no working C compiler")
+
+    monkeypatch.setattr(decoding, "warm_up", warm_up)
+    said = []
+    decoder = ready_decoder(model, "compile", said.append)
+    assert decoder.mode == "graph" and warmed == ["compile", "graph"]
+    assert "compiling" in said[0] and "torch.compile failed" in said[1] and "no working C compiler" in said[1]
+    assert isinstance(decoding.make_decoder(model), decoding.EagerDecoder)  # auto on the CPU
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        decoding.make_decoder(model, "fastest")

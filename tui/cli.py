@@ -60,6 +60,10 @@ def chat_parser():
     parser.add_argument("--system", default=None, help="system prompt")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
     parser.add_argument("--4bit", dest="bits4", action="store_true", help="load in 4 bits (GPU)")
+    parser.add_argument(
+        "--decoder", default="auto", choices=("auto", "eager", "graph", "compile"),
+        help="auto: torch.compile on a GPU (fastest, ~30 s to warm up), eager on the CPU; graph: CUDA graphs, quick start",
+    )  # fmt: skip
     return parser
 
 
@@ -72,7 +76,7 @@ def chat_spec(argv: list[str]):
 
     args = chat_parser().parse_args(argv)
     path = Path(args.path).resolve()
-    options = LoadOptions(device=args.device, bits=4 if args.bits4 else None)
+    options = LoadOptions(device=args.device, bits=4 if args.bits4 else None, decoder=args.decoder)
     if is_run_dir(path):
         from engine.checkpoints import list_checkpoints
 

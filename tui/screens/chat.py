@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from textual import on, work
@@ -135,7 +136,7 @@ class ChatScreen(Screen):
                 return
             if plan is not None:
                 say(plan.message)
-                options = LoadOptions(plan.device, options.dtype, options.bits)
+                options = replace(options, device=plan.device)
             loaded = chat_models.load(self.spec.source, options, say)
             if self.spec.compare is not None:
                 loaded.add_adapter(*self._compare_adapter(say))
@@ -183,7 +184,7 @@ class ChatScreen(Screen):
             opts = self.spec.options
             bits = 4 if choice == "4bit" else opts.bits
             device = message.plan.device if choice == "4bit" else choice
-            self.load_model(LoadOptions(device, opts.dtype, bits))
+            self.load_model(replace(opts, device=device, bits=bits))
 
         self.app.push_screen(DeviceChoiceScreen(message.plan), chosen)
 

@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from engine.chat_models import KINDS, LoadOptions, ModelSource
+from engine.decoding import DECODERS
 from engine.templates import templates
 from engine.chat_spec import ChatSpec
 from tui.widgets.path_input import PathInput
@@ -57,10 +58,17 @@ class ChatSetupScreen(ModalScreen[ChatSpec | None]):
                     yield Label("Device")
                     yield Input("auto", id="device", placeholder="auto, cpu, cuda:0", compact=True)
                 with Vertical(classes="cell"):
+                    yield Label("Decoder")
+                    yield Select([(d, d) for d in DECODERS], value="auto", allow_blank=False, id="decoder", compact=True)
+                with Vertical(classes="cell"):
                     yield Label("Template")
                     names = [(name, name) for name in templates()]
                     yield Select(names, value="internlm2_chat", prompt="none", id="template", compact=True)
             yield Checkbox("4-bit (bitsandbytes, GPU only)", id="bits4", compact=True)
+            yield Static(
+                "Decoder auto: torch.compile on a GPU (fastest, ~30 s to warm up), eager on the CPU; graph: quick start",
+                classes="hint", markup=False,
+            )  # fmt: skip
             yield Static(id="setup-error", classes="error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
@@ -106,6 +114,7 @@ class ChatSetupScreen(ModalScreen[ChatSpec | None]):
         options = LoadOptions(
             device=self.query_one("#device", Input).value.strip() or "auto",
             bits=4 if self.query_one("#bits4", Checkbox).value else None,
+            decoder=str(self.query_one("#decoder", Select).value),
         )
         return ChatSpec(source, options, None if template is Select.BLANK else str(template), compare=other)
 
