@@ -25,7 +25,8 @@ from tui.widgets.chat_column import ChatColumn
 from tui.widgets.image_preview import ImagePreview
 from tui.widgets.path_input import PathInput
 
-FRAME_S = 1 / 30  # streamed text reaches the screen at most this often
+SPEED_EVERY_S = 0.5  # the live tok/s in the status line
+FRAME_S = 1 / 15  # streamed text reaches the screen at most this often (the first piece at once)
 
 
 class ChatStatus(Message, bubble=False):
@@ -100,6 +101,7 @@ class ChatScreen(Screen):
         self.system = spec.system
         self.sampling = Sampling()
         self.image: str | None = None  # attached to the next question (LLaVA)
+        self._speed_shown = 0.0
         self.busy = False
         self._cancel = threading.Event()
 
@@ -195,7 +197,8 @@ class ChatScreen(Screen):
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#chat-status", Static)
         status.update(text)
-        status.set_class(error, "error")
+        if status.has_class("error") != error:  # a class change restyles the screen: only when it changes
+            status.set_class(error, "error")
 
     def on_model_ready(self, message: ModelReady) -> None:
         """Open the session(s); answer what was typed while loading."""
@@ -245,7 +248,7 @@ class ChatScreen(Screen):
         """Generate each column's answer in turn, posting text at most every FRAME_S."""
         for index, session in enumerate(list(self.sessions)):
             pending: list[str] = []
-            last = time.monotonic()
+            last = float("-inf")  # the first piece goes out at once
             try:
                 for piece in session.reply(prompt, cancel):
                     pending.append(piece)
@@ -273,7 +276,9 @@ class ChatScreen(Screen):
         """Append streamed text; show the speed."""
         columns = list(self.query(ChatColumn))
         columns[message.column].extend(message.text)
-        if message.elapsed_s > 0:
+        now = time.monotonic()
+        if message.elapsed_s > 0 and now - self._speed_shown >= SPEED_EVERY_S:
+            self._speed_shown = now
             self._status(f"answering… {message.tokens} tokens, {message.tokens / message.elapsed_s:.0f} tok/s (Esc cancels)")
 
     def on_chat_done(self, message: ChatDone) -> None:
