@@ -305,6 +305,9 @@ def _snapshot_app() -> XtuiApp:
         screen.query_one(ImagePreview).show(picture)
         await _until(pilot, lambda: screen.query_one(ImagePreview).info is not None, timeout=10)
         await pilot.pause(0.3)
+        screen.query_one(ChatColumn).scroll_end(animate=False)  # wherever a late refresh left it
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.2)
 
     app.fill = fill
     return app
