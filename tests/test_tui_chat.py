@@ -300,6 +300,8 @@ def _snapshot_app() -> XtuiApp:
         screen = StillChat(ChatSpec(ModelSource("llava", model=SNAP_ROOT / "llm", llava=SNAP_ROOT / "llava"), CPU, "internlm2_chat"))
         app.push_screen(screen)
         await pilot.pause(0.2)
+        for field in screen.query(Input):
+            field.cursor_blink = False  # a blink would make the picture depend on timing
         screen.query_one(ChatColumn).show_exchanges(exchanges)
         screen.query_one("#image-path", Input).value = str(picture)
         screen.query_one(ImagePreview).show(picture)
