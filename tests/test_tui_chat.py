@@ -155,6 +155,9 @@ async def test_ab_answers_base_and_adapter_side_by_side_from_one_load(tiny, monk
         assert len(loads) == 1, loads
         await pilot.press("ctrl+b")
         await _until(pilot, lambda: len(screen.query(ChatColumn)) == 1)
+        await pilot.pause(0.2)
+        assert [e.turn.answer for e in screen.sessions[0].exchanges] == [base]  # the first column's history goes on
+        assert screen.query_one(ChatColumn).answer_text == base
 
 
 async def test_an_error_inside_generation_shows_in_the_pane_and_the_chat_goes_on(tiny) -> None:

@@ -306,13 +306,19 @@ class ChatScreen(Screen):
     # Columns, settings, images, transcripts
 
     def _set_columns(self, variants: list[str | None]) -> None:
-        """One column per variant, each with its own session on the same loaded model."""
+        """One column per variant, each with its own session on the same loaded model, all going on from the first's history."""
         tpl = find_template(self.template) if self.template else None
+        history = list(self.sessions[0].exchanges) if self.sessions else []
         self.sessions = [ChatSession(self.loaded, tpl, self.system, self.sampling, v) for v in variants]
+        for session in self.sessions:
+            session.exchanges = list(history)
         box = self.query_one("#chat-columns")
         box.remove_children()
         names = {None: self.spec.source.label, BASE: "base (adapter off)", "adapter": self.spec.source.label}
-        box.mount_all(ChatColumn(names.get(v, v)) for v in variants)
+        columns = [ChatColumn(names.get(v, v)) for v in variants]
+        box.mount_all(columns)
+        for column in columns:
+            column.call_after_refresh(column.show_exchanges, history)
 
     def action_compare(self) -> None:
         """Toggle A/B: base vs adapter (or two checkpoints) side by side, one copy of the weights."""
