@@ -123,7 +123,8 @@ async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mod
     from engine.chat_spec import ChatSpec
     from engine.decoding import Sampling
     from tui.app import XtuiApp
-    from tui.screens.chat import ChatDelta, ChatScreen
+    from tui.screens.chat import ChatScreen
+    from tui.screens.chat_messages import ChatDelta
 
     stamps: list[tuple[float, int]] = []
 

@@ -12,71 +12,21 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from engine.chat import ChatSession, Exchange
+from engine.chat import ChatSession
 from engine.chat_models import BASE, LoadedModel, LoadOptions
 from engine.chat_spec import ChatSpec
 from engine.decoding import Sampling
 from engine.templates import template as find_template
+from tui.screens.chat_messages import ChatDelta, ChatDone, ChatIdle, ChatStatus, ModelReady, NeedsDevice
 from tui.widgets.chat_column import ChatColumn
 from tui.widgets.image_preview import ImagePreview
 from tui.widgets.path_input import PathInput
 
 SPEED_EVERY_S = 0.5  # the live tok/s in the status line
 FRAME_S = 1 / 15  # streamed text reaches the screen at most this often (the first piece at once)
-
-
-class ChatStatus(Message, bubble=False):
-    """A line for the status bar (loading steps, errors)."""
-
-    def __init__(self, text: str, error: bool = False) -> None:
-        super().__init__()
-        self.text = text
-        self.error = error
-
-
-class ModelReady(Message, bubble=False):
-    """The model is loaded."""
-
-    def __init__(self, loaded: LoadedModel) -> None:
-        super().__init__()
-        self.loaded = loaded
-
-
-class NeedsDevice(Message, bubble=False):
-    """The chosen GPU lacks memory: the plan says why and what else could work."""
-
-    def __init__(self, plan) -> None:
-        super().__init__()
-        self.plan = plan
-
-
-class ChatDelta(Message, bubble=False):
-    """New answer text for one column, with the token count so far."""
-
-    def __init__(self, column: int, text: str, tokens: int, elapsed_s: float) -> None:
-        super().__init__()
-        self.column = column
-        self.text = text
-        self.tokens = tokens
-        self.elapsed_s = elapsed_s
-
-
-class ChatDone(Message, bubble=False):
-    """One column's answer ended (`exchange`) or failed (`error`)."""
-
-    def __init__(self, column: int, exchange: Exchange | None, error: str | None = None) -> None:
-        super().__init__()
-        self.column = column
-        self.exchange = exchange
-        self.error = error
-
-
-class ChatIdle(Message, bubble=False):
-    """Every column has answered: the prompt is free again."""
 
 
 class ChatScreen(Screen):
