@@ -123,3 +123,23 @@ async def test_help_lists_bindings_with_descriptions(tmp_path) -> None:
         table = app.screen.query_one("#keys", DataTable)
         actions = {str(table.get_row_at(i)[1]) for i in range(table.row_count)}
         assert {"Quit", "Launch", "Help"} <= actions
+
+
+async def test_checkpoint_cursor_stays_on_its_checkpoint_when_a_new_one_lands(tmp_path) -> None:
+    from engine.checkpoints import list_checkpoints
+
+    work_dir = fixture_run(tmp_path)
+    for n in (20, 40):
+        (work_dir / f"iter_{n}.pth").write_bytes(b"not a real checkpoint")
+    app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(pilot, app, lambda: app.screen.query_one("#checkpoint-table", DataTable).row_count == 2)
+        screen = app.screen
+        await pilot.press("4")
+        table = screen.query_one("#checkpoint-table", DataTable)
+        table.move_cursor(row=1)  # iter_20 (newest first)
+        assert screen._selected_checkpoint().name == "iter_20.pth"
+        (work_dir / "iter_60.pth").write_bytes(b"not a real checkpoint")
+        screen._fill_checkpoints(list_checkpoints(work_dir.resolve()))
+        await pilot.pause(0.1)
+        assert table.row_count == 3 and screen._selected_checkpoint().name == "iter_20.pth"

@@ -52,6 +52,7 @@ class RunScreen(Screen):
         super().__init__()
         self.work_dir = work_dir
         self._advancing: int | None = None
+        self._checkpoint_rows: list[tuple[str, ...]] = []
 
     def compose(self) -> ComposeResult:
         """Status line, progress, tabs."""
@@ -125,15 +126,32 @@ class RunScreen(Screen):
         self._fill_checkpoints(rec.checkpoints)
 
     def _fill_checkpoints(self, checkpoints) -> None:
-        """The checkpoints table, newest first."""
-        table = self.query_one("#checkpoint-table", DataTable)
-        table.clear()
+        """The checkpoints table, newest first; rebuilt only when a row changed, the cursor kept on its checkpoint."""
+        rows = []
         for ckpt in reversed(checkpoints):
             state = "ok" if ckpt.ok else ckpt.problem
             if ckpt.latest:
                 state += " (last_checkpoint)"
             kind = "DeepSpeed" if ckpt.deepspeed else "file"
-            table.add_row(str(ckpt.iter), kind, f"{ckpt.size / 2**20:.1f} MiB", state, key=str(ckpt.path))
+            rows.append((str(ckpt.path), str(ckpt.iter), kind, f"{ckpt.size / 2**20:.1f} MiB", state))
+        if rows == self._checkpoint_rows:
+            return
+        self._checkpoint_rows = rows
+        table = self.query_one("#checkpoint-table", DataTable)
+        selected = self._selected_key(table)
+        table.clear()
+        for key, *cells in rows:
+            table.add_row(*cells, key=key)
+        keys = [row[0] for row in rows]
+        if selected in keys:
+            table.move_cursor(row=keys.index(selected))
+
+    @staticmethod
+    def _selected_key(table: DataTable) -> str | None:
+        """The key of the row under the cursor, if any."""
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     @work(thread=True, exclusive=True, group="log-tail")
     def tail_log(self) -> None:
@@ -168,10 +186,8 @@ class RunScreen(Screen):
         """The checkpoint under the cursor when the checkpoints tab is showing."""
         if self.query_one(TabbedContent).active != "checkpoints":
             return None
-        table = self.query_one("#checkpoint-table", DataTable)
-        if not table.row_count:
-            return None
-        return Path(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        key = self._selected_key(self.query_one("#checkpoint-table", DataTable))
+        return Path(key) if key else None
 
     def action_stop(self) -> None:
         """Ask, then stop the run's process group."""
