@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from engine.files import build_folder
 from engine.launcher import trusted_load_env
 
 PTH_TO_HF = "xtuner.tools.model_converters.pth_to_hf"
@@ -41,25 +40,22 @@ def _tail(text: str, lines: int = 3) -> str:
 
 
 def _run(module: str, args: list[str], out_dir: Path, what: str) -> Path:
-    """Run `module *args STAGING` (see BOOT), then move the staging folder to `out_dir` (all or nothing)."""
+    """Run `module *args STAGING` (see BOOT) into a folder that becomes `out_dir` only when it worked."""
     out_dir = Path(out_dir).resolve()
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConvertError(f"{out_dir} already exists: pick a new folder (xtui never overwrites one)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+
+    def fill(staging: Path) -> None:
         proc = subprocess.run(
-            [sys.executable, "-c", BOOT, module, *args, str(staging)], capture_output=True, text=True,
+            [sys.executable, "-c", BOOT, module, *args, str(staging)], check=False, capture_output=True, text=True,
             env={**os.environ, **trusted_load_env()}, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         if proc.returncode != 0 or "Traceback (most recent call last)" in proc.stderr:
             raise ConvertError(f"{what} failed (exit {proc.returncode}): {_tail(proc.stderr or proc.stdout)}")
         if not any(staging.iterdir()):
             raise ConvertError(f"{what} wrote nothing: {_tail(proc.stderr or proc.stdout)}")
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+
+    return build_folder(out_dir, fill)
 
 
 def pth_to_hf(config: Path, checkpoint: Path, out_dir: Path) -> Path:

@@ -9,13 +9,12 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import configs
+from engine import configs, convert
 from engine.demo import NO_BF16_ON_CPU
-from engine.files import write_atomic
+from engine.files import build_folder, write_atomic
 from engine.launcher import trusted_load_env
 
 SEED_CONFIG = "llava_internlm2_chat_1_8b_clip_vit_large_p14_336_e1_gpu8_pretrain"
@@ -53,7 +52,6 @@ SETTINGS = {
 }
 VISION_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 TRAIN = "xtuner.tools.train"
-PTH_TO_HF = "xtuner.tools.model_converters.pth_to_hf"
 TIMEOUT_S = 600
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -117,17 +115,6 @@ def llava_rows() -> list[dict]:
         for image, answer in image_answers().items()
         for i, q in enumerate(QUESTIONS)
     ]
-
-
-def _staged(folder: Path, fill) -> None:
-    """Call `fill(staging)` on a fresh folder beside `folder`, then rename it to `folder` (all or nothing)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        fill(staging)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _save_vision(staging: Path) -> None:
@@ -275,18 +262,19 @@ def build_tiny_llava(folder: Path, llm: Path) -> LlavaPaths:
     if not all((paths.visual_encoder / name).is_file() for name in VISION_FILES):
         if paths.visual_encoder.exists():
             raise LlavaBuildError(f"{paths.visual_encoder} exists and is not a tiny CLIP: move it away first")
-        _staged(paths.visual_encoder, _save_vision)
+        build_folder(paths.visual_encoder, _save_vision)
     if not paths.images.is_dir():
-        _staged(paths.images, _save_images)
+        build_folder(paths.images, _save_images)
     if not paths.data.is_file():
         write_atomic(paths.data, json.dumps(llava_rows(), indent=1))
     if not _text(paths).is_dir():
-        _staged(_text(paths), lambda out: _tokenize(paths, llm, out))
+        build_folder(_text(paths), lambda out: _tokenize(paths, llm, out))
     if not paths.config.is_file():
         write_atomic(paths.config, llava_config(paths, llm))
     if not list(paths.work_dir.glob("iter_*.pth")):
         _train(paths)
-    pth = _last_pth(paths.work_dir)
-    convert = [str(paths.config), str(pth)]
-    _staged(paths.llava, lambda out: _run(PTH_TO_HF, [*convert, str(out), "--safe-serialization"], paths.folder, "pth_to_hf"))
+    try:
+        convert.pth_to_hf(paths.config, _last_pth(paths.work_dir), paths.llava)
+    except convert.ConvertError as exc:
+        raise LlavaBuildError(str(exc)) from exc
     return paths

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from engine.files import build_folder
 
 UNK, BOS, EOS, PAD = "<unk>", "<s>", "</s>", "<pad>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -109,13 +108,10 @@ def build_tiny_model(folder: Path, texts: Iterable[str], seed: int = 0) -> Path:
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder} exists and is not a complete tiny model: move it away first")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+
+    def fill(staging: Path) -> None:
         tokenizer = train_tokenizer(texts)
         tokenizer.save_pretrained(staging)
         random_llama(tokenizer, seed).save_pretrained(staging, safe_serialization=True)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+
+    return build_folder(folder, fill)
