@@ -14,6 +14,7 @@ from tui.app import XtuiApp
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.run import RunScreen
 from tui.widgets.runs_table import RunsTable
+from tui.widgets.log_tail import LogTail
 from tui.widgets.samples_pane import SamplesPane
 
 pytestmark = pytest.mark.anyio
@@ -52,6 +53,10 @@ async def test_dashboard_lists_runs_and_opens_one(tmp_path) -> None:
         assert "40/40" in str(screen.query_one("#progress-text", Static).render())
         pane = screen.query_one(SamplesPane)
         await _settle(pilot, app, lambda: pane.sample_count == 8)
+        log = screen.query_one(LogTail)
+        assert not log.lines  # read while the samples tab showed, written when the log tab opens
+        await pilot.press("3")
+        await _settle(pilot, app, lambda: any("Saving checkpoint at 40 iterations" in line for line in log.lines))
         await pilot.press("4")
         ckpt_table = screen.query_one("#checkpoint-table", DataTable)
         assert ckpt_table.row_count == 0  # the fixture has the log only

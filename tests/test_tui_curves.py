@@ -121,6 +121,21 @@ async def test_redraws_only_when_data_arrives() -> None:
         assert renders
 
 
+async def test_hidden_plot_waits_until_shown() -> None:
+    app = CurvesApp(steps(100))
+    async with app.run_test(size=(80, 24)) as pilot:
+        curves, plt = app.query_one(Curves), app.query_one(PlotextPlot).plt
+        await pilot.pause()
+        curves.display = False
+        await pilot.pause()
+        curves.add_steps([TrainStep(110, 200, loss=0.2)])
+        assert plt.monitor.x[0][-1] == 100  # not replotted while hidden
+        curves.display = True
+        await pilot.pause()
+        await pilot.pause()
+        assert plt.monitor.x[0][-1] == 110 and "last 0.2000" in summary(app)
+
+
 async def test_real_log_and_clear() -> None:
     data = [e for e in read_events(FIXTURE_LOG) if isinstance(e, TrainStep)]
     app = CurvesApp(data)

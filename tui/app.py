@@ -23,6 +23,7 @@ from themes import DEFAULT_THEME, THEMES
 from tui import settings
 from tui.messages import GpuUpdate, RunUpdate
 from tui.notify import notification_sequence
+from tui.ticks import sleep_to_tick
 
 DISCOVER_EVERY_S = 10.0
 CHECKPOINTS_EVERY_S = 10.0
@@ -182,7 +183,7 @@ class XtuiApp(App[None]):
                 if status.pid:
                     labels[status.pid] = f"{work_dir.parent.name}/{work_dir.name}"
             self._pgid_labels = labels
-            time.sleep(self.poll_s)
+            sleep_to_tick(self.poll_s)
 
     @work(thread=True, exclusive=True, group="gpu", name="watch gpus")
     def watch_gpus(self) -> None:
@@ -211,7 +212,7 @@ class XtuiApp(App[None]):
             if now_shown != last:
                 self.post_message(GpuUpdate(snapshot, history, run_of_pid))
                 last = now_shown
-            time.sleep(self.poll_s)
+            sleep_to_tick(self.poll_s)
 
     def on_run_update(self, message: RunUpdate) -> None:
         """Fold the events in, alert on a finished / failed / stalled run, tell the screens."""

@@ -11,6 +11,8 @@ from tui.messages import GpuUpdate
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.runs_table import RunsTable
 
+PAINT_EVERY_POLLS = 2  # figures and readings are polled every poll_s and drawn every second poll
+
 
 class DashboardScreen(Screen):
     """Every run under the watched folders, and the GPUs."""
@@ -29,22 +31,43 @@ class DashboardScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        """Show what the app already knows (a screen pushed after the first polls)."""
+        """Show what the app already knows (a screen pushed after the first polls); repaint on a beat."""
         self.sub_title = ", ".join(str(r) for r in self.app.roots)
+        self._held_runs: dict = {}  # work dir -> record, figures not yet drawn
+        self._held_gpu: GpuUpdate | None = None
         for rec in self.app.runs.values():
             self.run_updated(rec, [])
         if self.app.gpu:
             self.gpu_updated(self.app.gpu)
+        self.set_interval(PAINT_EVERY_POLLS * self.app.poll_s, self._paint)
         self.query_one(RunsTable).focus()
 
     def run_updated(self, rec, events) -> None:
-        """Refresh the run's row."""
+        """A new run or a new status shows at once; new figures wait for the beat."""
+        table = self.query_one(RunsTable)
+        if table.shows_state(rec):
+            self._held_runs[rec.work_dir] = rec
+            return
         self.query_one("#no-runs").display = False
-        self.query_one(RunsTable).update_run(rec)
+        table.update_run(rec)
 
     def gpu_updated(self, message: GpuUpdate) -> None:
-        """Refresh the GPU panel."""
-        self.query_one(GpuPanel).show(message.snapshot, message.history, message.run_of_pid)
+        """The first readings show at once, later ones on the beat."""
+        panel = self.query_one(GpuPanel)
+        if panel.shown:
+            self._held_gpu = message
+        else:
+            panel.show(message.snapshot, message.history, message.run_of_pid)
+
+    def _paint(self) -> None:
+        """Draw the held figures and readings together: one frame per beat (nvitop's habit: 2 s)."""
+        table = self.query_one(RunsTable)
+        for rec in self._held_runs.values():
+            table.update_run(rec)
+        self._held_runs.clear()
+        if self._held_gpu is not None:
+            message, self._held_gpu = self._held_gpu, None
+            self.query_one(GpuPanel).show(message.snapshot, message.history, message.run_of_pid)
 
     def on_runs_table_opened(self, message: RunsTable.Opened) -> None:
         """Open the chosen run."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import ComposeResult, SystemCommand
@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Log, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from engine import manifest as mf
@@ -19,8 +19,13 @@ from engine.events import DataloaderAdvance, Sample, Started, TrainStep
 from engine.logs import TextFollower
 from engine.runs import log_files
 from tui.format import eta_text, status_text
+from tui.ticks import sleep_to_tick
 from tui.widgets.curves import Curves
+from tui.widgets.log_tail import LogTail
 from tui.widgets.samples_pane import SamplesPane
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 LOG_LINES = 2000
 LOG_START_BYTES = 64 * 1024  # the tail shown on opening a long log
@@ -32,6 +37,14 @@ class LogText(Message, bubble=False):
     def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text
+
+
+class RunProgress(ProgressBar):
+    """The progress bar without its once-a-second ETA timer (the ETA is xtuner's, in the text beside it)."""
+
+    def on_mount(self, event) -> None:
+        """Skip ProgressBar's own mount handler: its timer repaints every second for nothing."""
+        event.prevent_default()
 
 
 class RunScreen(Screen):
@@ -53,13 +66,18 @@ class RunScreen(Screen):
         self.work_dir = work_dir
         self._advancing: int | None = None
         self._checkpoint_rows: list[tuple[str, ...]] = []
+        self._shown: dict[str, tuple] = {}  # selector -> what its Static shows
+        self._log_backlog = ""  # log text not yet written to the log view
+        self._events: list = []  # run events not yet drawn
+        self._painted_state = ""
+        self._stale = False  # the record changed since the last paint
 
     def compose(self) -> ComposeResult:
         """Status line, progress, tabs."""
         yield Header()
         yield Static(id="run-status")
         with Horizontal(id="progress-row"):
-            yield ProgressBar(id="progress", show_eta=False, show_percentage=True)
+            yield RunProgress(id="progress", show_eta=False, show_percentage=True)
             yield Static(id="progress-text")
         with TabbedContent(initial="samples"):
             with TabPane("Curves", id="curves"):
@@ -67,7 +85,7 @@ class RunScreen(Screen):
             with TabPane("Samples", id="samples"):
                 yield SamplesPane()
             with TabPane("Log", id="log"):
-                yield Log(max_lines=LOG_LINES, id="log-view")
+                yield LogTail(max_lines=LOG_LINES, id="log-view")
             with TabPane("Checkpoints", id="checkpoints"):
                 yield DataTable(id="checkpoint-table", cursor_type="row")
         yield Footer()
@@ -82,37 +100,50 @@ class RunScreen(Screen):
         self.query_one(Curves).add_steps(rec.state.steps)
         self.query_one(SamplesPane).add_samples(rec.state.samples)
         self._refresh(rec)
+        self.set_interval(self.app.poll_s, self._paint)  # new data is drawn on this beat: one frame per poll at most
         self.tail_log()
 
     def run_updated(self, rec, events) -> None:
-        """New events of some run: take ours."""
+        """New events of some run: keep ours for the next paint (at once when the run's state changed)."""
         if rec.work_dir != self.work_dir:
             return
-        steps = [e for e in events if isinstance(e, TrainStep)]
-        samples = [e for e in events if isinstance(e, Sample)]
+        self._events.extend(events)
+        self._stale = True
+        if rec.status.state != self._painted_state:
+            self._paint()
+
+    def _paint(self) -> None:
+        """Draw what arrived since the last paint, in one frame: steps, samples, status, progress, log text."""
+        self._flush_log()
+        if not self._stale:
+            return
+        events, self._events, self._stale = self._events, [], False
         for event in events:
             if isinstance(event, DataloaderAdvance):
                 self._advancing = event.steps
             elif isinstance(event, (TrainStep, Started)):
                 self._advancing = None
+        steps = [e for e in events if isinstance(e, TrainStep)]
+        samples = [e for e in events if isinstance(e, Sample)]
         if steps:
             self.query_one(Curves).add_steps(steps)
         if samples:
             self.query_one(SamplesPane).add_samples(samples)
-        self._refresh(rec)
+        self._refresh(self.app.record(self.work_dir))
 
     def _refresh(self, rec) -> None:
         """Status line, progress bar, checkpoints table."""
         status = rec.status
+        self._painted_state = status.state
         line = status_text(status.state, self.app.theme_variables)
         line.append(f"  {rec.label}")
         if status.pid:
             line.append(f"  pid {status.pid}")
         if status.cause:
             line.append(f"\n{status.cause}", style=self.app.theme_variables.get("error", ""))
-        self.query_one("#run-status", Static).update(line)
+        self._set_text("#run-status", line, layout=True)  # a cause adds lines
         last, total = rec.state.last, rec.state.max_iters
-        bar = self.query_one(ProgressBar)
+        bar = self.query_one(RunProgress)
         if total:
             bar.update(total=total, progress=rec.state.done_iter)
         if self._advancing is not None:
@@ -122,8 +153,15 @@ class RunScreen(Screen):
             text = f"iter {rec.state.done_iter}/{total or '?'}" + (f"  eta {eta}" if eta else "")
         else:
             text = "waiting for the first iteration"
-        self.query_one("#progress-text", Static).update(text)
+        self._set_text("#progress-text", text, layout=False)  # one line, its height never changes
         self._fill_checkpoints(rec.checkpoints)
+
+    def _set_text(self, selector: str, text: Text | str, layout: bool) -> None:
+        """Update a Static only when its text changed: an update costs a repaint, with `layout` a whole reflow."""
+        key = (str(text), str(getattr(text, "style", "")), getattr(text, "spans", None))
+        if self._shown.get(selector) != key:
+            self._shown[selector] = key
+            self.query_one(selector, Static).update(text, layout=layout)
 
     def _fill_checkpoints(self, checkpoints) -> None:
         """The checkpoints table, newest first; rebuilt only when a row changed, the cursor kept on its checkpoint."""
@@ -168,19 +206,31 @@ class RunScreen(Screen):
                 text = "".join(follower.poll())
                 if text:
                     self.post_message(LogText(text))
-            time.sleep(1.0)
+            sleep_to_tick(1.0)
 
     def on_log_text(self, message: LogText) -> None:
-        """Append to the log view."""
-        self.query_one(Log).write(message.text)
+        """Keep new log text for the next paint."""
+        backlog = self._log_backlog + message.text
+        if len(backlog) > LOG_START_BYTES:  # the view keeps a tail anyway: keep one, from a line start
+            backlog = backlog[-LOG_START_BYTES:]
+            backlog = backlog[backlog.find("\n") + 1 :]
+        self._log_backlog = backlog
+
+    def _flush_log(self) -> None:
+        """Write the kept text to the log view, if it is showing (writing to a hidden one is wasted work)."""
+        if self._log_backlog and self.query_one(TabbedContent).active == "log":
+            self.query_one(LogTail).write(self._log_backlog)
+            self._log_backlog = ""
 
     def action_tab(self, tab: str) -> None:
         """Switch tab by number key."""
         self.query_one(TabbedContent).active = tab
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        """Focus the tab's content, so its keys (and their footer entries) work at once."""
-        event.pane.query_one("Curves, SamplesPane, Log, DataTable").focus()
+        """Focus the tab's content, so its keys (and their footer entries) work at once; the log catches up."""
+        if event.pane.id == "log":
+            self._flush_log()
+        event.pane.query_one("Curves, SamplesPane, LogTail, DataTable").focus()
 
     def _selected_checkpoint(self) -> Path | None:
         """The checkpoint under the cursor when the checkpoints tab is showing."""

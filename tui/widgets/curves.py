@@ -53,6 +53,7 @@ class Curves(Vertical, can_focus=True):
         self._peak_memory: float | None = None
         self.metric: str | None = None
         self.log_scale = False
+        self._stale = False  # steps arrived while the plot was off screen
 
     def compose(self) -> ComposeResult:
         """Summary line above the plot."""
@@ -79,7 +80,19 @@ class Curves(Vertical, can_focus=True):
             if step.memory is not None:
                 self._peak_memory = max(step.memory, self._peak_memory or 0.0)
         if self.is_mounted:
+            self._replot_when_seen()
+
+    def on_show(self) -> None:
+        """Draw what arrived while another tab was showing."""
+        if self._stale:
             self._replot()
+
+    def _replot_when_seen(self) -> None:
+        """Replot now if the plot is on screen, else when it next shows: plotting a hidden tab is wasted work."""
+        if self.is_on_screen:
+            self._replot()
+        else:
+            self._stale = True
 
     def clear(self) -> None:
         """Forget every step."""
@@ -116,6 +129,7 @@ class Curves(Vertical, can_focus=True):
 
     def _replot(self) -> None:
         """Rebuild the plot data and the summary for the current metric and scale."""
+        self._stale = False
         present = self.metrics
         if self.metric not in present:
             self.metric = present[0] if present else None
@@ -124,7 +138,7 @@ class Curves(Vertical, can_focus=True):
         plt.clear_figure()  # data, scale and the ticks set for the previous metric
         summary = self.query_one("#curves-summary", Static)
         if self.metric is None:
-            summary.update(Content.styled("No training steps yet.", MUTED))
+            summary.update(Content.styled("No training steps yet.", MUTED), layout=False)
             plot.refresh()
             return
         xs, ys = self._points(self.metric)
@@ -138,7 +152,7 @@ class Curves(Vertical, can_focus=True):
             values = [y for _, y in shown]
             y_ticks = _spread(min(values), max(values), log=self.log_scale)
             plt.yticks(y_ticks, _labels(y_ticks))
-        summary.update(self._summary(present, xs, ys, hidden=len(xs) - len(shown)))
+        summary.update(self._summary(present, xs, ys, hidden=len(xs) - len(shown)), layout=False)  # one line always
         plot.refresh()
 
     def _summary(self, present: list[str], xs: list[int], ys: list[float], hidden: int) -> Content:

@@ -88,6 +88,7 @@ class GpuPanel(VerticalScroll):
         self._message = Static("Reading GPUs…", id="message")
         self._gpus = VerticalGroup(classes="gpus")
         self._cells: dict[int, dict[str, Static]] = {}
+        self.shown = False  # a snapshot has been drawn
 
     def compose(self) -> ComposeResult:
         """Host line, no-GPU message, GPUs."""
@@ -97,6 +98,7 @@ class GpuPanel(VerticalScroll):
 
     def show(self, snapshot: Snapshot, history: dict[int, Sequence[GpuReading]], run_of_pid: dict[int, str]) -> None:
         """Render one snapshot, repainting only cells whose text changed; GPU rows are rebuilt when the GPUs change."""
+        self.shown = True
         _update(self._host, _host_line(snapshot.host))
         self._message.display = not snapshot.gpus
         if not snapshot.gpus:

@@ -51,6 +51,11 @@ class RunsTable(DataTable):
         else:
             self.add_row(*cells.values(), key=key)
 
+    def shows_state(self, rec) -> bool:
+        """The run has a row, and it shows the run's current status."""
+        key = str(rec.work_dir)
+        return key in self.rows and self.get_cell(key, "status").plain == rec.status.state
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Tell the screen which run to open."""
         event.stop()

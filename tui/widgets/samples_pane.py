@@ -10,20 +10,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
-from textual.app import ComposeResult
-from textual.containers import VerticalScroll
+from textual.cache import LRUCache
 from textual.content import Content
 from textual.geometry import Size
-from textual.widget import Widget
-from textual.widgets import Static
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.style import Style as VisualStyle
+from textual.visual import Visual
 
 from engine.events import Sample
+from tui.widgets.line_view import resize_virtual
 
 TOKEN = re.compile(r"\s*(?:\w+|[^\w\s])|\s+", re.ASCII)  # an ASCII word or any other character, with the space before it
 REWRITTEN_BELOW = 0.3  # similarity under which a diff is noise: show the new answer as rewritten
 RENDER_SLICE_S = 0.05  # render groups for at most this long before letting the screen paint
-SHORTER_MIN_CHARS = 6
-HEADER_BAR = -1  # the indent that marks a block as the group's full-width header  # "much shorter" needs the previous answer to be at least this long
+STRIP_CACHE = 1000  # drawn lines kept
+SHORTER_MIN_CHARS = 6  # "much shorter" needs the previous answer to be at least this long
+HEADER_BAR = -1  # the indent that marks a block as the group's full-width header
 INSERTED = "bold $text-success"
 MUTED = "$foreground-muted"  # $text-muted does not resolve inside Content (it comes out white)
 REMOVED = f"strike {MUTED}"
@@ -125,21 +128,14 @@ def _answer_body(entry: _Entry) -> tuple[Content, list[tuple[str, str]]]:
     return body, ([("note", "rewritten")] if ratio < REWRITTEN_BELOW else [])
 
 
-class IterationGroup(Widget):
-    """The answers of one iteration as one widget (a widget per answer makes long runs slow): header, prompts, answers."""
+class _Group:
+    """The answers of one iteration: header, prompts and answers, wrapped once per width."""
 
-    DEFAULT_CSS = """
-    IterationGroup {
-        height: auto;
-        margin-bottom: 1;
-        padding: 0 1;
-        text-wrap: nowrap;
-    }
-    """
+    __slots__ = ("iteration", "version", "_blocks", "_wrapped")
 
     def __init__(self, iteration: int) -> None:
-        super().__init__()
         self.iteration = iteration
+        self.version = 0  # counts rebuilds: part of the key of the group's drawn lines
         self._blocks: list[tuple[Content, int]] = []  # (text, indent)
         self._wrapped: tuple[int, list[Content]] | None = None  # (width, lines)
 
@@ -159,9 +155,9 @@ class IterationGroup(Widget):
             self._blocks.append((_prompt_line(entry, _markers(entry, twins) + notes, again), 0))
             self._blocks.append((body, 2))
         self._wrapped = None
-        self.refresh(layout=True)
+        self.version += 1
 
-    def _lines(self, width: int) -> list[Content]:
+    def lines(self, width: int) -> list[Content]:
         """The text wrapped to `width`, answers indented under their prompt, the header as a full-width bar."""
         if self._wrapped is None or self._wrapped[0] != width:
             lines: list[Content] = []
@@ -174,48 +170,44 @@ class IterationGroup(Widget):
             self._wrapped = (width, lines)
         return self._wrapped[1]
 
-    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        """As many lines as the wrapped text."""
-        return len(self._lines(width))
 
-    def render(self) -> Content:
-        """The wrapped text."""
-        return Content("\n").join(self._lines(self.content_size.width))
+class SamplesPane(ScrollView, can_focus=True):
+    """A scrollable, focusable list of the samples: newest iteration first, changes since the last evaluation marked.
 
-
-class SamplesPane(VerticalScroll):
-    """A scrollable, focusable list of the samples: newest iteration first, changes since the last evaluation marked."""
+    Line API: only the lines on screen are drawn, and a new evaluation changes the virtual height, not the
+    layout, so a long run with hundreds of evaluations costs no more per update than a short one.
+    """
 
     DEFAULT_CSS = """
     SamplesPane {
         height: 1fr;
-    }
-    SamplesPane > #samples-empty {
-        color: $text-muted;
-        padding: 1 2;
+        padding: 0 1;
+        scrollbar-gutter: stable;
     }
     """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._entries: dict[int, list[_Entry]] = {}
-        self._groups: dict[int, IterationGroup] = {}
+        self._groups: dict[int, _Group] = {}
         self._iterations: list[int] = []  # ascending
         self._last_answer: dict[str, str] = {}
         self._pending: set[int] = set()  # iterations whose group needs rendering
         self._count = 0
+        self._starts: list[int] = []  # first line of each group, newest first
+        self._layout_width = 0
+        self._strips: LRUCache[tuple[int, int, int], Strip] = LRUCache(STRIP_CACHE)  # (iteration, version, line)
+        self._strip_style: VisualStyle | None = None  # the style the kept lines were drawn in
 
     @property
     def sample_count(self) -> int:
         """How many samples the pane holds."""
         return self._count
 
-    def compose(self) -> ComposeResult:
-        """The placeholder shown until the first sample arrives."""
-        yield Static(
-            "No samples yet: EvaluateChatHook answers the evaluation prompts every evaluation_freq iterations.",
-            id="samples-empty",
-        )
+    def texts(self) -> dict[int, str]:
+        """Each iteration's text as wrapped on screen, newest first."""
+        width = self._text_width()
+        return {it: "\n".join(line.plain for line in self._groups[it].lines(width)) for it in reversed(self._iterations)}
 
     def add_samples(self, samples: Sequence[Sample]) -> None:
         """Add samples in log order; only the iteration groups they touch are re-rendered, newest first."""
@@ -226,46 +218,103 @@ class SamplesPane(VerticalScroll):
         self._count += len(samples)
         waiting = bool(self._pending)
         self._pending.update(sample.iter for sample in samples)
-        if self._pending and not waiting and self.is_mounted:
+        if self._pending and not waiting and self.is_mounted and self.is_on_screen:
             self._render_pending()
 
     def on_mount(self) -> None:
-        """Render what arrived before the pane was mounted."""
+        """Show the placeholder; redraw in new colours when the theme changes."""
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._relayout(redraw=True))
+        self._relayout()
+
+    def on_show(self) -> None:
+        """Render what arrived before the pane was on screen (another tab showing, or not mounted yet)."""
         if self._pending:
             self._render_pending()
+
+    def on_resize(self) -> None:
+        """Wrap again for the new width."""
+        if self._text_width() != self._layout_width:
+            self._relayout(redraw=True)
 
     def _render_pending(self) -> None:
         """Render waiting groups newest first; past the time slice, let the screen paint and go on after."""
         deadline = time.perf_counter() + RENDER_SLICE_S
-        self.query_one("#samples-empty").display = False
         while self._pending:
             iteration = max(self._pending)
             self._pending.discard(iteration)
             self._group(iteration).show(self._entries[iteration])
             if self._pending and time.perf_counter() > deadline:
-                self.call_after_refresh(self._render_pending)
-                return
+                break
+        self._relayout()
+        if self._pending:
+            self.call_after_refresh(self._render_pending)
 
-    def _group(self, iteration: int) -> IterationGroup:
-        """The iteration's group widget, mounted in newest-first order when new."""
+    def _group(self, iteration: int) -> _Group:
+        """The iteration's group, created in order when new."""
         group = self._groups.get(iteration)
         if group is None:
-            group = self._groups[iteration] = IterationGroup(iteration)
-            position = bisect.bisect_left(self._iterations, iteration)
-            self._iterations.insert(position, iteration)
-            if position:
-                self.mount(group, before=self._groups[self._iterations[position - 1]])
-            else:
-                self.mount(group)
+            group = self._groups[iteration] = _Group(iteration)
+            bisect.insort(self._iterations, iteration)
         return group
+
+    def _text_width(self) -> int:
+        """The width the text wraps to (the scrollbar's gutter is kept, so it never changes with the height)."""
+        return max(1, self.scrollable_content_region.width)
+
+    def _relayout(self, redraw: bool = False) -> None:
+        """Recount the lines after groups changed, keep the text the reader is looking at in place, repaint
+        (`redraw`: the width or the colours changed, so no drawn line can be reused)."""
+        width = self._text_width()
+        self._layout_width = width
+        old_total = self.virtual_size.height
+        self._starts, total = [], 0
+        for iteration in reversed(self._iterations):
+            self._starts.append(total)
+            total += len(self._groups[iteration].lines(width)) + 1  # a blank line after each group
+        if not self._iterations:
+            total = len(self._placeholder(width))
+        if redraw or not self._iterations:
+            self._strips.clear()
+        scroll_y = self.scroll_y
+        resize_virtual(self, Size(width, total))
+        if scroll_y and total > old_total:  # reading older answers: new ones arrive above, keep the view still
+            self.scroll_to(y=scroll_y + total - old_total, animate=False, immediate=True)
+        self.refresh()
+
+    def _placeholder(self, width: int) -> list[Content]:
+        """What shows until the first sample arrives."""
+        text = Content.styled("No samples yet: EvaluateChatHook answers the evaluation prompts every evaluation_freq iterations.", MUTED)
+        return [Content(""), *(Content(" ") + line for line in text.wrap(max(1, width - 2)))]
+
+    def render_line(self, y: int) -> Strip:
+        """Line `y` of the view: a group's line, the blank after a group, or the placeholder."""
+        index = self.scroll_offset.y + y
+        width, style = self._layout_width, self.visual_style
+        if style is not self._strip_style:  # focus, hover or theme changed the widget's colours
+            self._strips.clear()
+            self._strip_style = style
+        key = (-1, 0, index)
+        if self._iterations:
+            position = bisect.bisect_right(self._starts, index) - 1
+            group = self._groups[self._iterations[-1 - position]]
+            key = (group.iteration, group.version, index - self._starts[position])
+        strip = self._strips.get(key)
+        if strip is None:
+            if key[0] == -1:
+                lines = self._placeholder(width)
+            else:
+                lines = self._groups[key[0]].lines(width)
+            line = lines[key[2]] if 0 <= key[2] < len(lines) else Content("")
+            strip = Visual.to_strips(self, line, width, 1, style, pad=True)[0]
+            self._strips[key] = strip
+        return strip
 
     def clear(self) -> None:
         """Remove every sample."""
-        self.remove_children(IterationGroup)
         self._entries.clear()
         self._groups.clear()
         self._iterations.clear()
         self._last_answer.clear()
         self._pending.clear()
         self._count = 0
-        self.query_one("#samples-empty").display = True
+        self._relayout()

@@ -1,0 +1,54 @@
+"""LogTail: partial lines, colour codes dropped, bounded, follows the end unless scrolled up, never re-lays out the screen."""
+
+from __future__ import annotations
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.screen import Screen
+
+from tui.widgets.log_tail import LogTail
+
+pytestmark = pytest.mark.anyio
+
+
+class TailApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield LogTail(max_lines=50)
+
+
+def screen_text(tail: LogTail) -> list[str]:
+    return [tail.render_line(y).text.rstrip() for y in range(tail.size.height)]
+
+
+async def test_lines_joined_cleaned_and_bounded() -> None:
+    app = TailApp()
+    async with app.run_test(size=(40, 10)) as pilot:
+        tail = app.query_one(LogTail)
+        tail.write("11/28 iter 1 \x1b[31mloss\x1b[0m 2.0\r\nhalf a ")
+        tail.write("line\n\tTab\x07\n")
+        assert tail.lines == ["11/28 iter 1 loss 2.0", "half a line", "        Tab"]
+        tail.write("".join(f"line {i}\n" for i in range(100)))
+        await pilot.pause()
+        assert len(tail.lines) == 50 and tail.lines[0] == "line 50" and tail.lines[-1] == "line 99"
+        assert screen_text(tail)[-1] == "line 99"  # followed the end
+
+
+async def test_scrolled_up_reader_stays_put_and_no_layout_pass(monkeypatch) -> None:
+    app = TailApp()
+    async with app.run_test(size=(40, 10)) as pilot:
+        tail = app.query_one(LogTail)
+        tail.write("".join(f"line {i}\n" for i in range(30)))
+        await pilot.pause()
+        tail.scroll_to(y=0, animate=False, immediate=True)
+        await pilot.pause()
+        layouts = []
+        original = Screen._refresh_layout
+        monkeypatch.setattr(Screen, "_refresh_layout", lambda self, *a, **k: layouts.append(1) or original(self, *a, **k))
+        tail.write("line 30\nline 31\n")
+        await pilot.pause()
+        assert screen_text(tail)[0] == "line 0" and tail.max_scroll_y == 32 - 10
+        assert not layouts
+        tail.scroll_end(animate=False, immediate=True)
+        tail.write("line 32\n")
+        await pilot.pause()
+        assert screen_text(tail)[-1] == "line 32"
