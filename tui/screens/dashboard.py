@@ -60,7 +60,10 @@ class DashboardScreen(Screen):
             panel.show(message.snapshot, message.history, message.run_of_pid)
 
     def _paint(self) -> None:
-        """Draw the held figures and readings together: one frame per beat (nvitop's habit: 2 s)."""
+        """Draw the held figures and readings together: one frame per beat (nvitop's habit: 2 s); nothing while
+        another screen covers this one."""
+        if self.app.screen is not self:  # (Screen.is_current is also true for the screen just below the top)
+            return
         table = self.query_one(RunsTable)
         for rec in self._held_runs.values():
             table.update_run(rec)
@@ -68,6 +71,10 @@ class DashboardScreen(Screen):
         if self._held_gpu is not None:
             message, self._held_gpu = self._held_gpu, None
             self.query_one(GpuPanel).show(message.snapshot, message.history, message.run_of_pid)
+
+    def on_screen_resume(self) -> None:
+        """Back on top: draw what was held meanwhile."""
+        self._paint()
 
     def on_runs_table_opened(self, message: RunsTable.Opened) -> None:
         """Open the chosen run."""

@@ -103,6 +103,10 @@ class RunScreen(Screen):
         self.set_interval(self.app.poll_s, self._paint)  # new data is drawn on this beat: one frame per poll at most
         self.tail_log()
 
+    def on_screen_resume(self) -> None:
+        """Back on top: draw what arrived meanwhile."""
+        self._paint()
+
     def run_updated(self, rec, events) -> None:
         """New events of some run: keep ours for the next paint (at once when the run's state changed)."""
         if rec.work_dir != self.work_dir:
@@ -113,7 +117,10 @@ class RunScreen(Screen):
             self._paint()
 
     def _paint(self) -> None:
-        """Draw what arrived since the last paint, in one frame: steps, samples, status, progress, log text."""
+        """Draw what arrived since the last paint, in one frame: steps, samples, status, progress, log text
+        (nothing while another screen covers this one)."""
+        if self.app.screen is not self:  # (Screen.is_current is also true for the screen just below the top)
+            return
         self._flush_log()
         if not self._stale:
             return
