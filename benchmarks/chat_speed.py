@@ -1,7 +1,8 @@
 """Chat speed: xtui's chat path next to plain HF `generate` and `python -m xtuner.tools.chat`, same model, same run.
 
 GPU: the 1.89B InternLM2-shaped random model in fp16 (benchmarks/gpu_train.build_model). CPU: the demo's tiny
-model. Greedy, no EOS, so every path makes the same number of tokens. Prints one JSON object.
+model, or (`--cpu-model small`) a random 142M one of realistic per-token cost. Greedy, no EOS, so every path makes
+the same number of tokens. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from pathlib import Path
 
 PROMPT = "你是谁"
 TEMPLATE = "internlm2_chat"
+SMALL_SHAPE = dict(  # InternLM2's proportions (GQA 2:1, MLP 2.75x) at 142M parameters with the demo's vocabulary
+    hidden_size=1024, intermediate_size=2816, num_hidden_layers=12, num_attention_heads=16, num_key_value_heads=8,
+    max_position_embeddings=2048,
+)  # fmt: skip
 
 
 def _prompt_ids(tokenizer, device: str):
@@ -173,10 +178,31 @@ def visible_vocab(model_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def small_cpu_model(model_dir: Path, demo_model: Path) -> Path:
+    """A random float32 Llama of SMALL_SHAPE with the demo's tokenizer, saved into `model_dir` (once)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from engine.files import build_folder
+
+    if (model_dir / "config.json").is_file():
+        return model_dir
+
+    def fill(staging: Path) -> None:
+        tokenizer = AutoTokenizer.from_pretrained(demo_model)
+        tokenizer.save_pretrained(staging)
+        config = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=False, torch_dtype="float32", **SMALL_SHAPE)
+        torch.manual_seed(0)
+        LlamaForCausalLM(config).save_pretrained(staging, safe_serialization=True)
+
+    return build_folder(model_dir, fill)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--folder", type=Path, default=Path("/tmp/chat-bench"))
     parser.add_argument("--device", default="cuda:0")
+    parser.add_argument("--cpu-model", choices=("tiny", "small"), default="tiny", help="tiny: the demo's 1.6M model; small: 142M")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], help="parts to leave out: plain streamer xtuner eager graph compile pane-graph pane-compile pane-eager")
@@ -197,9 +223,11 @@ def main() -> None:
         model_dir = visible_vocab(model_dir, args.folder / "m18-visible")
     else:
         model_dir = demo.build_demo(args.folder / "demo").model
+        if args.cpu_model == "small":
+            model_dir = small_cpu_model(args.folder / "small-cpu", model_dir)
     dtype = torch.float16 if gpu else torch.float32
     result: dict = {"device": torch.cuda.get_device_name(0) if gpu else "cpu", "torch": torch.__version__,
-                    "new_tokens": args.new_tokens, "model": str(model_dir)}  # fmt: skip
+                    "threads": torch.get_num_threads(), "new_tokens": args.new_tokens, "model": str(model_dir)}  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype).to(args.device).eval()
     if "plain" not in args.skip:
