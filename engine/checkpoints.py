@@ -44,12 +44,13 @@ def torch_zip_problem(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
+        size = path.stat().st_size
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         return f"not a complete torch file ({exc})"
     if not any(i.filename.endswith("/data.pkl") or i.filename == "data.pkl" for i in infos):
         return "torch file without data.pkl"
     end = max((i.header_offset + i.compress_size for i in infos), default=0)
-    if end > path.stat().st_size:
+    if end > size:
         return "truncated: tensor data runs past the end of the file"
     return None
 
@@ -99,6 +100,7 @@ def list_checkpoints(work_dir: Path, previous: Sequence[Checkpoint] = ()) -> lis
     """Every `iter_N.pth` in the work dir, oldest first, checked and with the latest marked.
 
     One found in `previous` at the same size keeps that check (reading a zip's directory costs milliseconds).
+    One that vanishes while being looked at (mmengine deleting the oldest past max_keep_ckpts) is left out.
     """
     latest, _ = last_checkpoint(work_dir)
     known = {(c.path, c.size): c.problem for c in previous}
@@ -112,7 +114,10 @@ def list_checkpoints(work_dir: Path, previous: Sequence[Checkpoint] = ()) -> lis
         if not match:
             continue
         is_dir = entry.is_dir()
-        size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file()) if is_dir else entry.stat().st_size
+        try:
+            size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file()) if is_dir else entry.stat().st_size
+        except OSError:
+            continue
         found.append(
             Checkpoint(
                 path=entry,

@@ -51,6 +51,13 @@ def test_a_previous_check_is_reused_only_at_the_same_size(work_dir: Path) -> Non
     assert by_iter[10].problem == "remembered" and by_iter[20].ok  # same size: not read again
 
 
+def test_a_checkpoint_vanishing_while_listed_is_left_out(work_dir: Path) -> None:
+    """mmengine deletes the oldest checkpoint past max_keep_ckpts while a watcher lists the folder."""
+    (work_dir / "iter_10.pth").unlink()
+    (work_dir / "iter_10.pth").symlink_to(work_dir / "gone.pth")  # listed, but stat() fails as after a delete
+    assert [c.iter for c in list_checkpoints(work_dir)] == [20, 30]
+
+
 def test_non_zip_and_empty_files_are_flagged(tmp_path: Path) -> None:
     (tmp_path / "iter_1.pth").write_bytes(b"")
     (tmp_path / "iter_2.pth").write_bytes(b"garbage" * 100)

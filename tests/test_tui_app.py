@@ -13,6 +13,7 @@ from tui_fakes import FakeGpus, NoGpus, fixture_run
 from tui.app import XtuiApp
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.run import RunScreen
+from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.runs_table import RunsTable
 from tui.widgets.log_tail import LogTail
 from tui.widgets.samples_pane import SamplesPane
@@ -71,6 +72,28 @@ async def test_opening_a_work_dir_directly(tmp_path) -> None:
         await _settle(pilot, app, lambda: isinstance(app.screen, RunScreen) and app.runs[work_dir.resolve()].status.state == "finished")
         await pilot.pause()
         assert "finished" in str(app.screen.query_one("#run-status", Static).render())
+
+
+class FlakyGpus(FakeGpus):
+    """Readings that fail with an unexpected error twice, then work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 2
+
+    def read(self, with_processes: bool):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("driver hiccup")
+        return super().read(with_processes)
+
+
+async def test_a_failing_poll_is_reported_once_and_watching_goes_on(tmp_path) -> None:
+    app = XtuiApp(roots=[tmp_path], gpu_backend=FlakyGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot, app, lambda: bool(app.screen.query_one(GpuPanel).query(".gpu")))
+        messages = [n.message for n in app._notifications]
+        assert messages.count("reading GPUs: RuntimeError: driver hiccup") == 1
 
 
 async def test_theme_switch_is_remembered(tmp_path, settings_file) -> None:

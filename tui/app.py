@@ -23,7 +23,7 @@ from themes import DEFAULT_THEME, THEMES
 from tui import settings
 from tui.messages import GpuUpdate, RunUpdate
 from tui.notify import notification_sequence
-from tui.ticks import sleep_to_tick
+from tui.ticks import poll_on_ticks
 
 DISCOVER_EVERY_S = 10.0
 CHECKPOINTS_EVERY_S = 10.0
@@ -156,11 +156,12 @@ class XtuiApp(App[None]):
         """Poll every known run; post only what changed."""
         from engine.runs import Run, discover
 
-        worker = get_current_worker()
         runs: dict[Path, Run] = {}
         last: dict[Path, tuple] = {}
         next_discover = next_ckpt = 0.0
-        while not worker.is_cancelled:
+
+        def step() -> None:
+            nonlocal next_discover, next_ckpt
             now = time.monotonic()
             if now >= next_discover:
                 for work_dir in discover(self.roots):
@@ -183,7 +184,8 @@ class XtuiApp(App[None]):
                 if status.pid:
                     labels[status.pid] = f"{work_dir.parent.name}/{work_dir.name}"
             self._pgid_labels = labels
-            sleep_to_tick(self.poll_s)
+
+        poll_on_ticks(get_current_worker(), self.poll_s, step, self.poll_failed("watching runs"))
 
     @work(thread=True, exclusive=True, group="gpu", name="watch gpus")
     def watch_gpus(self) -> None:
@@ -191,12 +193,13 @@ class XtuiApp(App[None]):
         from engine.gpu import GpuMonitor
         from tui.widgets.gpu_panel import shown
 
-        worker = get_current_worker()
         monitor = self.monitor or GpuMonitor(disk_path=self.roots[0])
         if self.gpu_backend:
             monitor.backend = self.gpu_backend
         last = None
-        while not worker.is_cancelled:
+
+        def step() -> None:
+            nonlocal last
             snapshot = monitor.poll()
             run_of_pid = {}
             for gpu in snapshot.gpus:
@@ -212,7 +215,12 @@ class XtuiApp(App[None]):
             if now_shown != last:
                 self.post_message(GpuUpdate(snapshot, history, run_of_pid))
                 last = now_shown
-            sleep_to_tick(self.poll_s)
+
+        poll_on_ticks(get_current_worker(), self.poll_s, step, self.poll_failed("reading GPUs"))
+
+    def poll_failed(self, what: str):
+        """A reporter for a polling thread: an error toast naming what failed (the thread goes on)."""
+        return lambda text: self.notify(f"{what}: {text}", title="xtui", severity="error", timeout=10)
 
     def on_run_update(self, message: RunUpdate) -> None:
         """Fold the events in, alert on a finished / failed / stalled run, tell the screens."""

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 
 def sleep_to_tick(period: float) -> None:
     """Sleep until the next multiple of `period` on the monotonic clock (at least a tenth of it)."""
     delay = period - time.monotonic() % period
     time.sleep(delay if delay >= period / 10 else delay + period)
+
+
+def poll_on_ticks(worker, period: float, step: Callable[[], None], report: Callable[[str], None]) -> None:
+    """Call `step` on every tick until `worker` is cancelled. A call that raises is reported (each distinct
+    error once) and the next tick tries again: a file vanishing under a poll never ends the watching."""
+    reported: set[str] = set()
+    while not worker.is_cancelled:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - any failure of one poll is shown, never fatal
+            text = f"{type(exc).__name__}: {exc}"
+            if text not in reported:
+                reported.add(text)
+                report(text)
+        sleep_to_tick(period)

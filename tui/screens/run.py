@@ -19,7 +19,7 @@ from engine.events import DataloaderAdvance, Sample, Started, TrainStep
 from engine.logs import TextFollower
 from engine.runs import log_files
 from tui.format import eta_text, status_text
-from tui.ticks import sleep_to_tick
+from tui.ticks import poll_on_ticks
 from tui.widgets.curves import Curves
 from tui.widgets.log_tail import LogTail
 from tui.widgets.samples_pane import SamplesPane
@@ -201,19 +201,20 @@ class RunScreen(Screen):
     @work(thread=True, exclusive=True, group="log-tail")
     def tail_log(self) -> None:
         """Post the log's new text once a second: xtui's console file, else the newest mmengine log."""
-        worker = get_current_worker()
         follower: TextFollower | None = None
-        while not worker.is_cancelled:
+
+        def step() -> None:
+            nonlocal follower
             console = self.work_dir / mf.CONSOLE
             path = console if console.exists() else (log_files(self.work_dir) or [None])[-1]
             if path is not None and (follower is None or follower.path != path):
                 size = path.stat().st_size if path.exists() else 0
                 follower = TextFollower(path, offset=max(0, size - LOG_START_BYTES))
-            if follower is not None:
-                text = "".join(follower.poll())
-                if text:
-                    self.post_message(LogText(text))
-            sleep_to_tick(1.0)
+            text = "".join(follower.poll()) if follower is not None else ""
+            if text:
+                self.post_message(LogText(text))
+
+        poll_on_ticks(get_current_worker(), 1.0, step, self.app.poll_failed("reading the log"))
 
     def on_log_text(self, message: LogText) -> None:
         """Keep new log text for the next paint."""
