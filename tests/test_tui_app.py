@@ -46,8 +46,7 @@ async def test_dashboard_lists_runs_and_opens_one(tmp_path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot, app, lambda: app.screen.query_one(RunsTable).row_count == 1)
         table = app.screen.query_one(RunsTable)
-        row = table.get_row(str(work_dir))
-        assert str(row[0]) == "finished" and row[1] == "40/40" and row[2] == "10.8431"
+        assert table.row(str(work_dir))[:3] == ("finished", "40/40", "10.8431")
         await pilot.press("enter")
         await _settle(pilot, app, lambda: isinstance(app.screen, RunScreen))
         screen = app.screen
@@ -63,6 +62,28 @@ async def test_dashboard_lists_runs_and_opens_one(tmp_path) -> None:
         assert ckpt_table.row_count == 0  # the fixture has the log only
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_runs_table_cursor_keys_and_clicks_open_the_run_under_the_cursor(tmp_path) -> None:
+    for name in ("a", "b", "c"):
+        fixture_run(tmp_path, name)
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot, app, lambda: app.screen.query_one(RunsTable).row_count == 3)
+        table = app.screen.query_one(RunsTable)
+        await pilot.press("end", "up")
+        assert table.cursor == 1
+        await pilot.press("enter")
+        await _settle(pilot, app, lambda: isinstance(app.screen, RunScreen))
+        assert str(app.screen.work_dir) == table.keys[1]
+        await pilot.press("escape")
+        await pilot.press("home", "up")  # stays on the first run
+        assert table.cursor == 0
+        await pilot.click(RunsTable, offset=(5, 3))  # the header is line 0: line 3 is the third run
+        assert table.cursor == 2 and isinstance(app.screen, DashboardScreen)
+        await pilot.click(RunsTable, offset=(5, 3))  # a second click on the cursor's run opens it
+        await _settle(pilot, app, lambda: isinstance(app.screen, RunScreen))
+        assert str(app.screen.work_dir) == table.keys[2]
 
 
 async def test_opening_a_work_dir_directly(tmp_path) -> None:

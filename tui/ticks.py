@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+PAINT_EVERY_POLLS = 2  # screens poll every poll_s and draw what came every second poll (nvitop's 2 s)
+
 
 def sleep_to_tick(period: float) -> None:
     """Sleep until the next multiple of `period` on the monotonic clock (at least a tenth of it)."""

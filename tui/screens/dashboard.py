@@ -8,10 +8,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from tui.messages import GpuUpdate
+from tui.ticks import PAINT_EVERY_POLLS
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.runs_table import RunsTable
-
-PAINT_EVERY_POLLS = 2  # figures and readings are polled every poll_s and drawn every second poll
 
 
 class DashboardScreen(Screen):

@@ -19,7 +19,7 @@ from engine.events import DataloaderAdvance, Sample, Started, TrainStep
 from engine.logs import TextFollower
 from engine.runs import log_files
 from tui.format import eta_text, status_text
-from tui.ticks import poll_on_ticks
+from tui.ticks import PAINT_EVERY_POLLS, poll_on_ticks
 from tui.widgets.curves import Curves
 from tui.widgets.log_tail import LogTail
 from tui.widgets.samples_pane import SamplesPane
@@ -40,7 +40,8 @@ class LogText(Message, bubble=False):
 
 
 class RunProgress(ProgressBar):
-    """The progress bar without its once-a-second ETA timer (the ETA is xtuner's, in the text beside it)."""
+    """The progress bar without its once-a-second ETA timer (the ETA is xtuner's, in the text beside it). Made with
+    a total, never indeterminate: that animation repaints 15 times a second for as long as a model loads."""
 
     def on_mount(self, event) -> None:
         """Skip ProgressBar's own mount handler: its timer repaints every second for nothing."""
@@ -77,7 +78,7 @@ class RunScreen(Screen):
         yield Header()
         yield Static(id="run-status")
         with Horizontal(id="progress-row"):
-            yield RunProgress(id="progress", show_eta=False, show_percentage=True)
+            yield RunProgress(total=1, id="progress", show_eta=False, show_percentage=True)  # 0% until the first iteration
             yield Static(id="progress-text")
         with TabbedContent(initial="samples"):
             with TabPane("Curves", id="curves"):
@@ -100,7 +101,7 @@ class RunScreen(Screen):
         self.query_one(Curves).add_steps(rec.state.steps)
         self.query_one(SamplesPane).add_samples(rec.state.samples)
         self._refresh(rec)
-        self.set_interval(self.app.poll_s, self._paint)  # new data is drawn on this beat: one frame per poll at most
+        self.set_interval(PAINT_EVERY_POLLS * self.app.poll_s, self._paint)  # new data is drawn on this beat
         self.tail_log()
 
     def on_screen_resume(self) -> None:
