@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from pathlib import Path
 
 PROMPT = "你是谁"
 TEMPLATE = "internlm2_chat"
+RATES = {"xtui_eager": "engine_tok_s", "xtui_graph": "engine_tok_s", "xtui_compile": "engine_tok_s",
+         "pane_eager": "pane_tok_s", "pane_graph": "pane_tok_s", "pane_compile": "pane_tok_s"}
 SMALL_SHAPE = dict(  # InternLM2's proportions (GQA 2:1, MLP 2.75x) at 142M parameters with the demo's vocabulary
     hidden_size=1024, intermediate_size=2816, num_hidden_layers=12, num_attention_heads=16, num_key_value_heads=8,
     max_position_embeddings=2048,
@@ -152,12 +155,14 @@ async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mod
         for _ in range(repeats + 1):  # the first one warms up
             stamps.clear()
             screen.query_one("#prompt").value = PROMPT
-            asked = time.perf_counter()
+            asked, ui_cpu = time.perf_counter(), time.thread_time()
             await pilot.press("enter")
             while screen.busy or not stamps:
-                await pilot.pause(0.05)
+                await asyncio.sleep(0.05)  # not pilot.pause: it walks every widget and forces a repaint
             (t0, n0), (t1, n1) = stamps[0], stamps[-1]
-            runs.append({"first_text_ms": 1000 * (t0 - asked), "pane_tok_s": (n1 - n0) / (t1 - t0), "updates": len(stamps)})
+            ui_ms = 1000 * (time.thread_time() - ui_cpu)  # this loop runs on the UI thread
+            runs.append({"first_text_ms": 1000 * (t0 - asked), "pane_tok_s": (n1 - n0) / (t1 - t0), "updates": len(stamps),
+                         "ui_cpu_ms_per_update": ui_ms / len(stamps), "ui_cpu_share": ui_ms / 1000 / (time.perf_counter() - asked)})  # fmt: skip
             screen.action_reset()
     return {key: statistics.median(r[key] for r in runs[1:]) for key in runs[0]}
 
@@ -198,36 +203,20 @@ def small_cpu_model(model_dir: Path, demo_model: Path) -> Path:
     return build_folder(model_dir, fill)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--folder", type=Path, default=Path("/tmp/chat-bench"))
-    parser.add_argument("--device", default="cuda:0")
-    parser.add_argument("--cpu-model", choices=("tiny", "small"), default="tiny", help="tiny: the demo's 1.6M model; small: 142M")
-    parser.add_argument("--new-tokens", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip", nargs="*", default=[], help="parts to leave out: plain streamer xtuner eager graph compile pane-graph pane-compile pane-eager")
-    args = parser.parse_args()
+def _busy_s() -> float:
+    """CPU seconds every process on this machine has used since boot (Linux /proc/stat)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
+
+def measure(model_dir: Path, gpu: bool, args) -> dict:
+    """Every path not skipped, once; `other_cpu_share`: the machine's CPU used by other processes meanwhile."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine import demo
-
-    gpu = args.device.startswith("cuda")
-    if gpu:
-        from benchmarks.gpu_train import build_model
-
-        model_dir = args.folder / "m18"
-        if not (model_dir / "config.json").is_file():
-            build_model(model_dir, demo._texts(demo.build_demo(args.folder / "demo").data))
-        model_dir = visible_vocab(model_dir, args.folder / "m18-visible")
-    else:
-        model_dir = demo.build_demo(args.folder / "demo").model
-        if args.cpu_model == "small":
-            model_dir = small_cpu_model(args.folder / "small-cpu", model_dir)
+    busy, own, wall = _busy_s(), sum(os.times()[:4]), time.perf_counter()
+    result: dict = {}
     dtype = torch.float16 if gpu else torch.float32
-    result: dict = {"device": torch.cuda.get_device_name(0) if gpu else "cpu", "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "new_tokens": args.new_tokens, "model": str(model_dir)}  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype).to(args.device).eval()
     if "plain" not in args.skip:
@@ -244,6 +233,48 @@ def main() -> None:
             result[f"pane_{mode}"] = asyncio.run(_pane(model_dir, args.device, args.new_tokens, args.repeats, mode))
     if "xtuner" not in args.skip:
         result["xtuner_chat"] = xtuner_chat(model_dir, args.new_tokens, "fp16" if gpu else "fp32")
+    others = _busy_s() - busy - (sum(os.times()[:4]) - own)
+    result["other_cpu_share"] = others / ((time.perf_counter() - wall) * os.cpu_count())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--folder", type=Path, default=Path("/tmp/chat-bench"))
+    parser.add_argument("--device", default="cuda:0")
+    parser.add_argument("--cpu-model", choices=("tiny", "small"), default="tiny", help="tiny: the demo's 1.6M model; small: 142M")
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1, help="measure every path this many times in turn (a shared machine)")
+    parser.add_argument("--skip", nargs="*", default=[], help="parts to leave out: plain streamer xtuner eager graph compile pane-graph pane-compile pane-eager")
+    args = parser.parse_args()
+
+    import torch
+
+    from engine import demo
+
+    gpu = args.device.startswith("cuda")
+    if gpu:
+        from benchmarks.gpu_train import build_model
+
+        model_dir = args.folder / "m18"
+        if not (model_dir / "config.json").is_file():
+            build_model(model_dir, demo._texts(demo.build_demo(args.folder / "demo").data))
+        model_dir = visible_vocab(model_dir, args.folder / "m18-visible")
+    else:
+        model_dir = demo.build_demo(args.folder / "demo").model
+        if args.cpu_model == "small":
+            model_dir = small_cpu_model(args.folder / "small-cpu", model_dir)
+    result: dict = {"device": torch.cuda.get_device_name(0) if gpu else "cpu", "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "new_tokens": args.new_tokens, "model": str(model_dir)}  # fmt: skip
+    if args.rounds == 1:
+        result.update(measure(model_dir, gpu, args))
+    else:
+        result["rounds"] = [measure(model_dir, gpu, args) for _ in range(args.rounds)]
+        result["x_plain_generate"] = {
+            path: [r[path][key] / r["plain_generate"]["tok_s"] for r in result["rounds"]]
+            for path, key in RATES.items() if path in result["rounds"][0] and "plain_generate" in result["rounds"][0]
+        }  # fmt: skip
     print(json.dumps(result, indent=1))
 
 

@@ -21,7 +21,7 @@ from engine.chat_spec import ChatSpec
 from engine.decoding import Sampling
 from engine.templates import template as find_template
 from tui.screens.chat_messages import ChatDelta, ChatDone, ChatIdle, ChatStatus, ModelReady, NeedsDevice
-from tui.widgets.chat_column import ChatColumn
+from tui.widgets.chat_column import ChatColumn, update_text
 from tui.widgets.image_preview import ImagePreview
 from tui.widgets.path_input import PathInput
 
@@ -146,7 +146,7 @@ class ChatScreen(Screen):
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#chat-status", Static)
-        status.update(text)
+        update_text(status, text)
         if status.has_class("error") != error:  # a class change restyles the screen: only when it changes
             status.set_class(error, "error")
 
@@ -224,8 +224,7 @@ class ChatScreen(Screen):
 
     def on_chat_delta(self, message: ChatDelta) -> None:
         """Append streamed text; show the speed."""
-        columns = list(self.query(ChatColumn))
-        columns[message.column].extend(message.text)
+        self.query_one("#chat-columns").children[message.column].extend(message.text)
         now = time.monotonic()
         if message.elapsed_s > 0 and now - self._speed_shown >= SPEED_EVERY_S:
             self._speed_shown = now

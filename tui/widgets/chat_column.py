@@ -25,6 +25,16 @@ def ending_text(reason: str | None, tokens: int, tokens_per_s: float | None) -> 
     return " · ".join(parts)
 
 
+def update_text(static: Static, text: str) -> bool:
+    """Replace a Static's text; lay the screen out again (screen-wide) only when its height changes, and say so."""
+    static.update(text, layout=False)
+    width, height = static.content_size
+    if width and static.visual.get_height(static.styles, width) == height:
+        return False
+    static.refresh(layout=True)
+    return True
+
+
 class ChatColumn(VerticalScroll, can_focus=False):
     """A scrolling transcript for one model (or one variant of it); stays at the bottom while it grows."""
 
@@ -74,8 +84,8 @@ class ChatColumn(VerticalScroll, can_focus=False):
         if self._answer is None:
             self._answer = self._add("", "answer")
         self._text += text
-        self._answer.update(self._text)
-        self._follow()
+        if update_text(self._answer, self._text):
+            self._follow()
 
     @property
     def answer_text(self) -> str:
