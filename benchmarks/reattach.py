@@ -1,0 +1,90 @@
+"""Reattach: `xtui WORK_DIR` on a long run's log until its whole history is on screen, next to a hello-world app.
+
+The work dir holds a long mmengine log grown from the real H200 fixture: its head (config dump, model load), then
+one `Iter(train)` line per `--log-every` iterations up to `--iters` (the fixture's figures, cycled), an evaluation
+(two EvaluateChatHook samples, answers varying) every `--eval-every` and a checkpoint line every `--save-every`.
+Timed: spawn in an 80x24 pty until the progress line shows the last iteration (the whole log read, the view
+painted); the anchor is a hello-world Textual app's first frame. Medians of `--rounds`, alternating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from startup import HELLO, ROOT, first_frame
+
+FIXTURE = ROOT / "tests" / "fixtures" / "xtuner-0.2.0-h200-lora-console.log"
+STAMP = re.compile(r"^\d\d/\d\d \d\d:\d\d:\d\d")
+ITER = re.compile(r"\[\s*\d+/\d+\]")
+ANSWERS = ("我是小明的小助手", "我是小明的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦", "我是一个AI助手")
+
+
+def long_log(iters: int, log_every: int, eval_every: int, save_every: int) -> str:
+    """A long xtuner 0.2.0 console log with the fixture's head and line formats."""
+    lines = FIXTURE.read_text(encoding="utf-8").splitlines()
+    first = next(i for i, line in enumerate(lines) if "Iter(train)" in line)
+    head, steps = lines[:first], [line for line in lines if "Iter(train)" in line]
+    start = datetime(2026, 11, 28, 13, 52, 24)
+    out = list(head)
+    for it in range(log_every, iters + 1, log_every):
+        now = (start + timedelta(seconds=it * 0.3)).strftime("%m/%d %H:%M:%S")
+        step = STAMP.sub(now, steps[(it // log_every) % len(steps)])
+        out.append(ITER.sub(f"[{it}/{iters}]", step))
+        if it % eval_every == 0 or it == iters:
+            out.append(f"{now} - mmengine - INFO - after_train_iter in EvaluateChatHook.")
+            for n, prompt in enumerate(("请你介绍一下你自己", "你是谁")):
+                answer = ANSWERS[(it // eval_every + n) % len(ANSWERS)]
+                out += [f"{now} - mmengine - INFO - Sample output:", "<|im_start|>user", f"{prompt}<|im_end|>",
+                        "<|im_start|>assistant", f"{answer}<|im_end|>", ""]
+        if it % save_every == 0 or it == iters:
+            out.append(f"{now} - mmengine - INFO - Saving checkpoint at {it} iterations")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    """Build the work dir, alternate rounds of both programs, print the table."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--iters", type=int, default=20000)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--save-every", type=int, default=500)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="xtui-reattach-"))
+    work_dir = tmp / "work"
+    (work_dir / "20261128_135200").mkdir(parents=True)
+    log = work_dir / "20261128_135200" / "20261128_135200.log"
+    log.write_text(long_log(args.iters, args.log_every, args.eval_every, args.save_every), encoding="utf-8")
+    hello = tmp / "hello.py"
+    hello.write_text(HELLO)
+    programs = {
+        "hello-world Textual app (first frame)": ([sys.executable, str(hello)], b"Hello, world"),
+        "xtui WORK_DIR (whole history shown)": ([sys.executable, "-m", "tui.cli", str(work_dir)],
+                                                f"iter {args.iters}/{args.iters}".encode()),
+    }
+    results: dict[str, list[tuple[float, int]]] = {name: [] for name in programs}
+    for program in programs.values():  # fills the bytecode cache
+        first_frame(*program)
+    for i in range(args.rounds):
+        for name in programs if i % 2 == 0 else reversed(programs):
+            results[name].append(first_frame(*programs[name]))
+    lines = log.read_text(encoding="utf-8").count("\n")
+    print(f"log: {lines} lines, {log.stat().st_size / 2**20:.1f} MiB, {args.iters} iterations\n")
+    print("| program | median s | median RSS MiB | all s |\n|---|---|---|---|")
+    med = {}
+    for name, runs in results.items():
+        med[name] = statistics.median(t for t, _ in runs)
+        rss = statistics.median(r for _, r in runs) / 1024
+        print(f"| {name} | {med[name]:.3f} | {rss:.1f} | {', '.join(f'{t:.2f}' for t, _ in runs)} |")
+    anchor, xtui = med.values()
+    print(f"\nxtui / hello-world: {xtui / anchor:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
