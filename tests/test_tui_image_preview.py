@@ -17,7 +17,14 @@ from textual.widgets import Footer, Input
 from engine.images import IMAGE_SUFFIXES, check_image
 from themes import THEMES
 from tui.widgets import image_preview
-from tui.widgets.image_preview import UPPER_HALF, ImagePreview, fit, half_block_lines
+from tui.widgets.image_preview import (
+    SIXEL_COLOR,
+    UPPER_HALF,
+    ImagePreview,
+    fit,
+    half_block_lines,
+    sixel_colors_first,
+)
 from tui.widgets.path_input import PathInput, path_matches
 
 pytestmark = pytest.mark.anyio
@@ -202,6 +209,50 @@ async def test_graphics_modes_go_through_textual_image(no_terminal, root, mode, 
         assert child.region.size == (74, 23)  # 160x100 fitted in 80x23 cells of 10x20 pixels (the default)
         drawn = "".join(s.text for w in (child, *child.children) for line in w.render_lines(w.region.reset_offset) for s in line)
         assert marker in no_terminal.getvalue() + drawn
+        if mode == "sixel":  # the palette first: xterm miscolours registers defined inside the pixel data
+            sixels = drawn[drawn.index("\x1bP") :]
+            assert sixels == sixel_colors_first(sixels) and SIXEL_COLOR.search(sixels).start() == sixels.index('"') + len('"1;1;740;460')
+
+
+def test_sixel_palette_goes_first(root) -> None:
+    from textual_image._sixel import image_to_sixels
+
+    image = Image.open(shapes_png(root / "shapes.png")).convert("RGB")
+    lazy = image_to_sixels(image)  # each register defined where the pixels first use it
+    header = '\x1bP0;0;0q"1;1;160;100'
+    assert lazy.startswith(header) and not lazy[len(header) :].startswith("#0;2;")
+    eager = sixel_colors_first(lazy)
+    defined = SIXEL_COLOR.findall(lazy)
+    palette = "".join(f"#{';'.join(color)}" for color in defined)
+    assert eager.startswith(header + palette) and SIXEL_COLOR.findall(eager) == defined
+    assert _sixel_pixels(eager) == _sixel_pixels(lazy) and len(set(_sixel_pixels(eager).values())) >= 20
+    assert sixel_colors_first(eager) == eager
+    twice = '\x1bPq"1;1;2;6#1;2;100;0;0~#1;2;0;100;0~\x1b\\'  # a register redefined: its meaning depends on where
+    assert sixel_colors_first(twice) == twice and sixel_colors_first("not sixel") == "not sixel"
+
+
+def _sixel_pixels(data: str) -> dict[tuple[int, int], tuple[str, ...]]:
+    """Each set pixel's colour (the register's definition), decoded from a sixel image: enough of the format for the test."""
+    import re
+
+    body = data[data.index("q") + 1 : data.index("\x1b\\")]
+    colors, pixels, x, band, current = {}, {}, 0, 0, None
+    for token in re.finditer(r'"[\d;]+|#(\d+)((?:;\d+){4})?|!(\d+)([?-~])|([?-~])|(\$)|(-)', body):
+        select, definition, count, repeated, single, cr, nl = token.groups()
+        if select is not None:
+            current = select
+            if definition:
+                colors[select] = tuple(definition[1:].split(";"))
+        elif repeated or single:
+            for _ in range(int(count or 1)):
+                bits = ord(repeated or single) - 63
+                pixels.update({(x, band * 6 + b): colors[current] for b in range(6) if bits >> b & 1})
+                x += 1
+        elif cr:
+            x = 0
+        elif nl:
+            x, band = 0, band + 1
+    return pixels
 
 @pytest.fixture
 def tree(tmp_path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import termios
 from functools import lru_cache
@@ -28,6 +29,9 @@ MODES: tuple[Mode, ...] = ("halfblock", "kitty", "sixel")
 MODE_ENV = "XTUI_IMAGE_MODE"  # halfblock | kitty | sixel | auto (the default)
 MAX_SIDE = 2048  # pixels kept per image: more than any terminal shows
 UPPER_HALF = "▀"
+SIXEL_COLOR = re.compile(r"#(\d+);([12]);(\d+);(\d+);(\d+)")  # a colour register's definition: #N;space;a;b;c
+SIXEL_NO_OP = re.compile(r"#\d+(?=#)")  # a register chosen and left unused
+SIXEL_RASTER = re.compile(r'"\d+;\d+(?:;\d+;\d+)?')  # raster attributes, right after the DCS ... q
 
 _detected: Mode | None = None
 
@@ -97,6 +101,43 @@ def half_block_lines(image: Image, columns: int, rows: int) -> list[Strip]:
         segments.append(Segment(" " * (columns - left - width)))
         lines.append(Strip(segments, columns).simplify())
     return lines + [blank] * (rows - len(lines))
+
+
+def sixel_colors_first(data: str) -> str:
+    """One sixel image with every colour register defined up front (after the raster attributes), each use a bare #N.
+
+    textual-image defines a register where the pixel data first uses it; xterm (379, -ti vt340) then paints parts of
+    the picture in other registers' colours (a yellow band on top, stray stripes) although the stream is valid.
+    ImageMagick and libsixel put the palette first, which xterm draws right; so do we. A register defined twice is
+    left alone, its meaning depends on where.
+    """
+    start = data.find("q") + 1
+    if not start:
+        return data
+    raster = SIXEL_RASTER.match(data, start)
+    body = raster.end() if raster else start
+    colors = SIXEL_COLOR.findall(data, body)
+    registers = [color[0] for color in colors]
+    if not colors or len(set(registers)) < len(registers):
+        return data
+    palette = "".join(f"#{';'.join(color)}" for color in colors)
+    return data[:body] + palette + SIXEL_NO_OP.sub("", SIXEL_COLOR.sub(r"#\1", data[body:]))
+
+
+@lru_cache(maxsize=1)
+def _sixel_widget() -> type[Widget]:
+    """textual-image's sixel widget, its palette put first (sixel_colors_first); imported late: importing asks the terminal."""
+    from textual_image.widget.sixel import Image, _ImageSixelImpl, _NoopRenderable
+
+    class _PaletteFirstSixels(_ImageSixelImpl):
+        def _image_to_sixels(self, image, sixel_options=None, background=None) -> str:
+            return sixel_colors_first(super()._image_to_sixels(image, sixel_options, background))
+
+    class PaletteFirstSixelImage(Image, Renderable=_NoopRenderable):
+        def compose(self):
+            yield _PaletteFirstSixels(self.image, self._sixel_options)
+
+    return PaletteFirstSixelImage
 
 
 class ImagePreview(Widget):
@@ -207,11 +248,11 @@ class ImagePreview(Widget):
         """In kitty or sixel mode, put the loaded image in a textual-image widget (the old one goes)."""
         if self.mode == "halfblock" or not self.is_attached:
             return
-        from textual_image.widget import SixelImage, TGPImage
+        from textual_image.widget import TGPImage
 
         self.remove_children()
         if self._image is not None:
-            kind = SixelImage if self.mode == "sixel" else TGPImage
+            kind = _sixel_widget() if self.mode == "sixel" else TGPImage
             self.mount(kind(self._image, classes="image-preview--graphics"))
 
     def render(self) -> Content:
