@@ -198,6 +198,28 @@ def test_mode_choice(no_terminal, monkeypatch, env, expected) -> None:
     assert image_preview.detect_graphics() == expected == image_preview.image_mode() == ImagePreview().mode
 
 
+@pytest.mark.parametrize(
+    ("version", "kitty"),
+    [("kitty(0.26.5)", False), ("kitty(0.27.1)", False), ("kitty(0.28.0)", True), ("kitty(0.42.2)", True),
+     ("kitty(1.0.0)", True), ("ghostty 1.1.3", True), ("WezTerm 20240203", True), (None, True)],
+)
+def test_old_kitty_gets_half_blocks(no_terminal, monkeypatch, version, kitty) -> None:
+    """kitty before 0.28 answers the graphics query but shows textual-image's Unicode placeholders as boxes."""
+    from textual_image import renderable
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "__stdout__", Tty())
+    monkeypatch.setattr(sys, "__stdin__", Tty())
+    monkeypatch.setattr(renderable, "Image", renderable.TGPImage)
+    monkeypatch.setattr(image_preview, "terminal_version", lambda: version)
+    monkeypatch.setitem(sys.modules, "textual_image.widget", sys.modules.get("textual_image.widget") or object())
+    assert image_preview.placeholders_work(version) is kitty
+    assert image_preview.detect_graphics() == ("kitty" if kitty else "halfblock")
+
+
 @pytest.mark.parametrize(("mode", "marker"), [("kitty", "\x1b_G"), ("sixel", "\x1bP")])
 async def test_graphics_modes_go_through_textual_image(no_terminal, root, mode, marker) -> None:
     app = PreviewApp(shapes_png(root / "shapes.png"), mode=mode)

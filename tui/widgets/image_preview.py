@@ -29,6 +29,8 @@ MODES: tuple[Mode, ...] = ("halfblock", "kitty", "sixel")
 MODE_ENV = "XTUI_IMAGE_MODE"  # halfblock | kitty | sixel | auto (the default)
 MAX_SIDE = 2048  # pixels kept per image: more than any terminal shows
 UPPER_HALF = "▀"
+KITTY_PLACEHOLDERS = (0, 28)  # the first kitty that draws images through Unicode placeholders (textual-image's way)
+XTVERSION_REPLY = "\x1bP>|"  # the terminal's answer to CSI > 0 q: DCS > | name(version) ST
 SIXEL_COLOR = re.compile(r"#(\d+);([12]);(\d+);(\d+);(\d+)")  # a colour register's definition: #N;space;a;b;c
 SIXEL_NO_OP = re.compile(r"#\d+(?=#)")  # a register chosen and left unused
 SIXEL_RASTER = re.compile(r'"\d+;\d+(?:;\d+;\d+)?')  # raster attributes, right after the DCS ... q
@@ -52,9 +54,30 @@ def detect_graphics() -> Mode:
             _detected = "halfblock"
         else:
             _detected = {renderable.SixelImage: "sixel", renderable.TGPImage: "kitty"}.get(renderable.Image, "halfblock")
+            if _detected == "kitty" and not placeholders_work(terminal_version()):
+                _detected = "halfblock"  # an old kitty answers the graphics query but shows textual-image's placeholders as boxes
     if _detected != "halfblock":
         import textual_image.widget  # noqa: F401  # measures the cell size while the terminal can still answer
     return _detected
+
+
+def terminal_version() -> str | None:
+    """The terminal's name and version from XTVERSION ("kitty(0.26.5)"), None without an answer; only before the app starts."""
+    from textual_image._terminal import TerminalError, capture_terminal_response
+
+    try:
+        with capture_terminal_response(XTVERSION_REPLY, "\x1b\\", 0.3) as response:
+            sys.__stdout__.write("\x1b[>0q")
+            sys.__stdout__.flush()
+    except (TerminalError, TimeoutError, OSError, ValueError, termios.error):
+        return None
+    return response.sequence[len(XTVERSION_REPLY) : -2]
+
+
+def placeholders_work(version: str | None) -> bool:
+    """False for a kitty older than 0.28: textual-image draws through Unicode placeholders, which came in 0.28."""
+    found = re.fullmatch(r"kitty\((\d+)\.(\d+)\b.*\)", version or "")
+    return not found or (int(found[1]), int(found[2])) >= KITTY_PLACEHOLDERS
 
 
 def image_mode() -> Mode:
