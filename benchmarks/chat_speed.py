@@ -2,7 +2,9 @@
 
 GPU: the 1.89B InternLM2-shaped random model in fp16 (benchmarks/gpu_train.build_model). CPU: the demo's tiny
 model, or (`--cpu-model small`) a random 142M one of realistic per-token cost. Greedy, no EOS, so every path makes
-the same number of tokens. Prints one JSON object.
+the same number of tokens. `--paired` (for a shared machine) times plain `generate` and the engine alone between the
+pane's answers, on the pane's loaded model, so that other processes' load falls on all three alike; every result
+says how much of the machine's CPU other processes used meanwhile. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from pathlib import Path
 
 PROMPT = "你是谁"
 TEMPLATE = "internlm2_chat"
-RATES = {"xtui_eager": "engine_tok_s", "xtui_graph": "engine_tok_s", "xtui_compile": "engine_tok_s",
-         "pane_eager": "pane_tok_s", "pane_graph": "pane_tok_s", "pane_compile": "pane_tok_s"}
 SMALL_SHAPE = dict(  # InternLM2's proportions (GQA 2:1, MLP 2.75x) at 142M parameters with the demo's vocabulary
     hidden_size=1024, intermediate_size=2816, num_hidden_layers=12, num_attention_heads=16, num_key_value_heads=8,
     max_position_embeddings=2048,
@@ -125,11 +125,16 @@ def xtui_chat(model_dir: Path, device: str, new_tokens: int, repeats: int, mode:
     return {"load_s": load_s, "warm_up_s": warm_s, **med}
 
 
-async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mode: str) -> dict:
-    """The chat screen in a headless app: tokens/s and first-token time as the pane receives them."""
+async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mode: str, paired: bool = False) -> dict:
+    """The chat screen in a headless app: tokens/s and first-token time as the pane receives them.
+
+    `paired`: plain `generate` and the engine alone answer too, on the pane's model, in turn with each pane answer.
+    """
+    from engine.chat import ChatSession
     from engine.chat_models import LoadOptions, ModelSource
     from engine.chat_spec import ChatSpec
     from engine.decoding import Sampling
+    from engine.templates import template
     from tui.app import XtuiApp
     from tui.screens.chat import ChatScreen
     from tui.screens.chat_messages import ChatDelta
@@ -147,12 +152,16 @@ async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mod
         app.push_screen(screen)
         while screen.loaded is None:
             await pilot.pause(0.2)
-        screen.loaded.eos_ids = lambda: []
+        loaded = screen.loaded
+        loaded.eos_ids = lambda: []
+        sampling = Sampling(temperature=0, max_new_tokens=new_tokens)
         for session in screen.sessions:
-            session.sampling = Sampling(temperature=0, max_new_tokens=new_tokens)
+            session.sampling = sampling
             session.stop_words = lambda: ()
-        runs = []
-        for _ in range(repeats + 1):  # the first one warms up
+        alone = ChatSession(loaded, template(TEMPLATE), sampling=sampling)
+        alone.stop_words = lambda: ()
+
+        async def pane() -> dict:
             stamps.clear()
             screen.query_one("#prompt").value = PROMPT
             asked, ui_cpu = time.perf_counter(), time.thread_time()
@@ -161,10 +170,33 @@ async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mod
                 await asyncio.sleep(0.05)  # not pilot.pause: it walks every widget and forces a repaint
             (t0, n0), (t1, n1) = stamps[0], stamps[-1]
             ui_ms = 1000 * (time.thread_time() - ui_cpu)  # this loop runs on the UI thread
-            runs.append({"first_text_ms": 1000 * (t0 - asked), "pane_tok_s": (n1 - n0) / (t1 - t0), "updates": len(stamps),
-                         "ui_cpu_ms_per_update": ui_ms / len(stamps), "ui_cpu_share": ui_ms / 1000 / (time.perf_counter() - asked)})  # fmt: skip
             screen.action_reset()
-    return {key: statistics.median(r[key] for r in runs[1:]) for key in runs[0]}
+            return {"first_text_ms": 1000 * (t0 - asked), "pane_tok_s": (n1 - n0) / (t1 - t0), "updates": len(stamps),
+                    "ui_cpu_ms_per_update": ui_ms / len(stamps), "ui_cpu_share": ui_ms / 1000 / (time.perf_counter() - asked)}  # fmt: skip
+
+        async def engine() -> dict:
+            alone.reset()
+            for _ in alone.reply(PROMPT):
+                pass
+            return {"engine_tok_s": alone.last.tokens_per_s}
+
+        async def plain() -> dict:
+            return {"plain_tok_s": plain_generate(loaded.model, loaded.tokenizer, device, new_tokens, 1)["tok_s"]}
+
+        paths = [pane, engine, plain] if paired else [pane]
+        await pane()  # warm-up
+        runs = []
+        for n in range(repeats):
+            run: dict = {}
+            for path in paths[n % len(paths) :] + paths[: n % len(paths)]:  # each path first in turn
+                run.update(await path())
+            runs.append(run)
+    result = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    if paired:
+        result["pairs"] = runs
+        result["pane_x_plain"] = [r["pane_tok_s"] / r["plain_tok_s"] for r in runs]
+        result["engine_x_plain"] = [r["engine_tok_s"] / r["plain_tok_s"] for r in runs]
+    return result
 
 
 def visible_vocab(model_dir: Path, out_dir: Path) -> Path:
@@ -230,7 +262,7 @@ def measure(model_dir: Path, gpu: bool, args) -> dict:
             result[f"xtui_{mode}"] = xtui_chat(model_dir, args.device, args.new_tokens, args.repeats, mode)
     for mode in ("graph", "compile") if gpu else ("eager",):
         if f"pane-{mode}" not in args.skip:
-            result[f"pane_{mode}"] = asyncio.run(_pane(model_dir, args.device, args.new_tokens, args.repeats, mode))
+            result[f"pane_{mode}"] = asyncio.run(_pane(model_dir, args.device, args.new_tokens, args.repeats, mode, args.paired))
     if "xtuner" not in args.skip:
         result["xtuner_chat"] = xtuner_chat(model_dir, args.new_tokens, "fp16" if gpu else "fp32")
     others = _busy_s() - busy - (sum(os.times()[:4]) - own)
@@ -245,7 +277,7 @@ def main() -> None:
     parser.add_argument("--cpu-model", choices=("tiny", "small"), default="tiny", help="tiny: the demo's 1.6M model; small: 142M")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=1, help="measure every path this many times in turn (a shared machine)")
+    parser.add_argument("--paired", action="store_true", help="CPU: also time plain generate and the engine between the pane's answers (a shared machine)")
     parser.add_argument("--skip", nargs="*", default=[], help="parts to leave out: plain streamer xtuner eager graph compile pane-graph pane-compile pane-eager")
     args = parser.parse_args()
 
@@ -267,14 +299,7 @@ def main() -> None:
             model_dir = small_cpu_model(args.folder / "small-cpu", model_dir)
     result: dict = {"device": torch.cuda.get_device_name(0) if gpu else "cpu", "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "new_tokens": args.new_tokens, "model": str(model_dir)}  # fmt: skip
-    if args.rounds == 1:
-        result.update(measure(model_dir, gpu, args))
-    else:
-        result["rounds"] = [measure(model_dir, gpu, args) for _ in range(args.rounds)]
-        result["x_plain_generate"] = {
-            path: [r[path][key] / r["plain_generate"]["tok_s"] for r in result["rounds"]]
-            for path, key in RATES.items() if path in result["rounds"][0] and "plain_generate" in result["rounds"][0]
-        }  # fmt: skip
+    result.update(measure(model_dir, gpu, args))
     print(json.dumps(result, indent=1))
 
 
