@@ -17,7 +17,7 @@ from engine.chat_spec import ChatSpec
 from engine.decoding import Sampling
 from engine.templates import Turn
 from tui.app import XtuiApp
-from tui.screens.chat import ChatScreen
+from tui.screens.chat import STATUS_CHARS, ChatScreen
 from tui.screens.chat_setup import ChatSetupScreen
 from tui.widgets.chat_column import ChatColumn
 from tui.widgets.image_preview import ImagePreview
@@ -203,6 +203,19 @@ async def test_a_source_that_cannot_load_says_why_and_images_are_checked_on_atta
         preview = screen.query_one(ImagePreview)
         await _until(pilot, lambda: preview.info is not None)
         assert screen.image == str(picture) and "red.png (40x30)" in _status(screen)
+
+
+async def test_a_long_load_error_keeps_the_status_short_and_shows_whole_in_the_column(tiny, tmp_path) -> None:
+    unknown = tmp_path / "unknown-model"
+    unknown.mkdir()
+    (unknown / "config.json").write_text('{"model_type": "no-such-architecture"}')  # transformers lists every type
+    app = _app(tiny["folder"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await _open(app, pilot, ChatSpec(ModelSource("base", model=unknown), CPU, "internlm2_chat"))
+        status = _status(screen)
+        assert status.startswith("cannot load") and len(status) <= STATUS_CHARS and "\n" not in status
+        errors = [str(w.render()) for w in screen.query(ChatColumn).first().query(".error")]
+        assert len(errors) == 1 and "no-such-architecture" in errors[0] and len(errors[0]) > STATUS_CHARS
 
 
 async def test_setup_form_checks_paths_and_opens_the_chat(tiny) -> None:

@@ -26,6 +26,7 @@ from tui.widgets.image_preview import ImagePreview
 from tui.widgets.path_input import PathInput
 
 SPEED_EVERY_S = 0.5  # the live tok/s in the status line
+STATUS_CHARS = 76  # an error status longer than this (a line at 80 columns) shows its start; the column holds it whole
 FRAME_S = 1 / 15  # streamed text reaches the screen at most this often (the first piece at once)
 
 
@@ -93,7 +94,8 @@ class ChatScreen(Screen):
             if self.spec.compare is not None:
                 loaded.add_adapter(*self._compare_adapter(say))
         except Exception as exc:  # anything the load raises is shown, never a crash
-            self.post_message(ChatStatus(f"cannot load: {exc}", error=True))
+            text = str(exc) if str(exc).startswith("cannot load") else f"cannot load: {exc}"  # the engine's own say so
+            self.post_message(ChatStatus(text, error=True))
             return
         self.post_message(ModelReady(loaded))
 
@@ -141,8 +143,12 @@ class ChatScreen(Screen):
         self.app.push_screen(DeviceChoiceScreen(message.plan), chosen)
 
     def on_chat_status(self, message: ChatStatus) -> None:
-        """Show a loading step or an error."""
-        self._status(message.text, message.error)
+        """Show a loading step or an error; an error longer than a line goes whole to the first column, shortened here."""
+        text = message.text
+        if message.error and (len(text) > STATUS_CHARS or "\n" in text):
+            self.query(ChatColumn).first().fail(text)
+            text = text.splitlines()[0][: STATUS_CHARS - 1].rstrip() + "…"
+        self._status(text, message.error)
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#chat-status", Static)
