@@ -77,6 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--log-every", type=int, default=10, help="the demo's logger interval (iterations)")
+    parser.add_argument("--eval-every", type=int, default=20, help="the demo's evaluation_freq (iterations)")
+    parser.add_argument("--live-only", action="store_true", help="only the two live rows (and the anchor)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="xtui-idle-"))
     hello = tmp / "hello.py"
@@ -88,10 +91,13 @@ def main() -> None:
         return name, median_of(args.repeat, argv, marker, args.window, steps)
 
     rows = [row("hello-world Textual app", [sys.executable, str(hello)], b"Hello, world")]
-    rows.append(row("xtui, no runs", [*xtui, str(ROOT / "tests" / "fixtures")], b"Status"))
-    rows.append(row("xtui, a finished run", [*xtui, str(finished_run(tmp / "finished"))], b"finished"))
+    if not args.live_only:
+        rows.append(row("xtui, no runs", [*xtui, str(ROOT / "tests" / "fixtures")], b"Status"))
+        rows.append(row("xtui, a finished run", [*xtui, str(finished_run(tmp / "finished"))], b"finished"))
     demo = build_demo(tmp / "demo")
-    cfg = configs.edit_settings(demo.config.read_text(encoding="utf-8"), {"max_epochs": "30"})  # outlasts the windows
+    settings = {"max_epochs": "30", "evaluation_freq": str(args.eval_every)}  # 30 epochs outlast the windows
+    cfg = configs.edit_settings(demo.config.read_text(encoding="utf-8"), settings)
+    cfg = configs.edit_call(cfg, "default_hooks.logger", {"interval": str(args.log_every)})
     demo.config.write_text(cfg, encoding="utf-8")
     start(LaunchSpec(config=demo.config, work_dir=demo.work_dir, cwd=demo.folder))
     try:

@@ -23,7 +23,7 @@ from themes import DEFAULT_THEME, THEMES
 from tui import settings
 from tui.messages import GpuUpdate, RunUpdate
 from tui.notify import notification_sequence
-from tui.ticks import poll_on_ticks
+from tui.ticks import PAINT_EVERY_POLLS, poll_on_ticks
 
 DISCOVER_EVERY_S = 10.0
 CHECKPOINTS_EVERY_S = 10.0
@@ -185,7 +185,8 @@ class XtuiApp(App[None]):
                     labels[status.pid] = f"{work_dir.parent.name}/{work_dir.name}"
             self._pgid_labels = labels
 
-        poll_on_ticks(get_current_worker(), self.poll_s, step, self.poll_failed("watching runs"))
+        # read on the screens' paint beat: what came between two paints would not show sooner
+        poll_on_ticks(get_current_worker(), PAINT_EVERY_POLLS * self.poll_s, step, self.poll_failed("watching runs"))
 
     @work(thread=True, exclusive=True, group="gpu", name="watch gpus")
     def watch_gpus(self) -> None:

@@ -201,7 +201,7 @@ class RunScreen(Screen):
 
     @work(thread=True, exclusive=True, group="log-tail")
     def tail_log(self) -> None:
-        """Post the log's new text once a second: xtui's console file, else the newest mmengine log."""
+        """Post the log's new text on the paint beat: xtui's console file, else the newest mmengine log."""
         follower: TextFollower | None = None
 
         def step() -> None:
@@ -215,7 +215,7 @@ class RunScreen(Screen):
             if text:
                 self.post_message(LogText(text))
 
-        poll_on_ticks(get_current_worker(), 1.0, step, self.app.poll_failed("reading the log"))
+        poll_on_ticks(get_current_worker(), PAINT_EVERY_POLLS * self.app.poll_s, step, self.app.poll_failed("reading the log"))
 
     def on_log_text(self, message: LogText) -> None:
         """Keep new log text for the next paint."""
