@@ -86,6 +86,15 @@ async def test_runs_table_cursor_keys_and_clicks_open_the_run_under_the_cursor(t
         assert str(app.screen.work_dir) == table.keys[2]
 
 
+async def test_runs_table_keeps_the_end_of_a_long_work_dir(tmp_path) -> None:
+    work_dir = fixture_run(tmp_path / ("deep_folder_" * 6), "qlora_alpaca_e3_second_try")
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot, app, lambda: app.screen.query_one(RunsTable).row_count == 1)
+        line = app.screen.query_one(RunsTable).render_line(1).text
+        assert len(line) == 80 and "…" in line and line.rstrip().endswith(f"/{work_dir.name}")
+
+
 async def test_opening_a_work_dir_directly(tmp_path) -> None:
     work_dir = fixture_run(tmp_path)
     app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)

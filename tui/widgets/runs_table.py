@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.cells import set_cell_size
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -96,7 +96,7 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
             return
         if key not in self._rows:
             self._keys.append(key)
-            resize_virtual(self, Size(self.size.width, len(self._keys) + 1))
+            resize_virtual(self, Size(0, len(self._keys) + 1))  # lines fit the width: no sideways scrolling
         self._rows[key] = cells
         self.refresh_line(self._keys.index(key) + 1)
 
@@ -127,6 +127,8 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
             for column, ((_, size), text) in enumerate(zip(COLUMNS, cells)):
                 size = size or max(1, width - sum(s + 2 for _, s in COLUMNS))
                 style = base + Style(color=colour, bold=True) if colour and column == 0 else base
+                if column == len(COLUMNS) - 1 and cell_len(text) > size:  # a long path keeps its end: the run's name
+                    text = "…" + text[-(size - 1):] if size > 1 else "…"
                 segments.append(Segment(f" {set_cell_size(text, size)} ", style))
             strip = Strip(segments).crop_extend(0, width, base)
             self._strips[key] = strip
