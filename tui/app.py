@@ -233,18 +233,23 @@ class XtuiApp(App[None]):
         now = message.status.state
         if now != before and now in ALERT_STATES and before in ("running", "stalled"):
             self.alert(rec)
-        for screen in self.screen_stack:
+        for screen in self._screens_to_tell():
             handler = getattr(screen, "run_updated", None)
-            if handler and screen.is_mounted:  # one not mounted yet reads the record in on_mount
+            if handler:
                 handler(rec, message.events)
 
     def on_gpu_update(self, message: GpuUpdate) -> None:
         """Keep the snapshot and hand it to the screens that show GPUs."""
         self.gpu = message
-        for screen in self.screen_stack:
+        for screen in self._screens_to_tell():
             handler = getattr(screen, "gpu_updated", None)
-            if handler and screen.is_mounted:  # one not mounted yet reads app.gpu in on_mount
+            if handler:
                 handler(message)
+
+    def _screens_to_tell(self) -> list:
+        """Screens that take new figures: mounted ones (one not mounted yet reads the app's state in on_mount), none
+        once the app is shutting down (its widgets are being removed: a message still queued must not reach them)."""
+        return [screen for screen in self.screen_stack if screen.is_mounted] if self.is_running else []
 
     def alert(self, rec: RunRecord) -> None:
         """Toast, terminal bell and a desktop notification for a run that ended or stalled."""
