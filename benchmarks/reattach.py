@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import sys
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from startup import HELLO, ROOT, first_frame
+from startup import HELLO, ROOT, compare
 
 FIXTURE = ROOT / "tests" / "fixtures" / "xtuner-0.2.0-h200-lora-console.log"
 STAMP = re.compile(r"^\d\d/\d\d \d\d:\d\d:\d\d")
@@ -68,21 +67,9 @@ def main() -> None:
         "xtui WORK_DIR (whole history shown)": ([sys.executable, "-m", "tui.cli", str(work_dir)],
                                                 f"iter {args.iters}/{args.iters}".encode()),
     }
-    results: dict[str, list[tuple[float, int]]] = {name: [] for name in programs}
-    for program in programs.values():  # fills the bytecode cache
-        first_frame(*program)
-    for i in range(args.rounds):
-        for name in programs if i % 2 == 0 else reversed(programs):
-            results[name].append(first_frame(*programs[name]))
     lines = log.read_text(encoding="utf-8").count("\n")
     print(f"log: {lines} lines, {log.stat().st_size / 2**20:.1f} MiB, {args.iters} iterations\n")
-    print("| program | median s | median RSS MiB | all s |\n|---|---|---|---|")
-    med = {}
-    for name, runs in results.items():
-        med[name] = statistics.median(t for t, _ in runs)
-        rss = statistics.median(r for _, r in runs) / 1024
-        print(f"| {name} | {med[name]:.3f} | {rss:.1f} | {', '.join(f'{t:.2f}' for t, _ in runs)} |")
-    anchor, xtui = med.values()
+    anchor, xtui = compare(programs, args.rounds, header="median s")
     print(f"\nxtui / hello-world: {xtui / anchor:.2f}x")
 
 
