@@ -128,7 +128,9 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
                 size = size or max(1, width - sum(s + 2 for _, s in COLUMNS))
                 style = base + Style(color=colour, bold=True) if colour and column == 0 else base
                 if column == len(COLUMNS) - 1 and cell_len(text) > size:  # a long path keeps its end: the run's name
-                    text = "…" + text[-(size - 1):] if size > 1 else "…"
+                    while text and cell_len(text) > size - 1:  # by cells: a CJK folder name is two a character
+                        text = text[1:]
+                    text = "…" + text
                 segments.append(Segment(f" {set_cell_size(text, size)} ", style))
             strip = Strip(segments).crop_extend(0, width, base)
             self._strips[key] = strip
