@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the engine loads in the watcher threads, after the first fr
 from themes import DEFAULT_THEME, THEMES
 from tui import settings
 from tui.messages import GpuUpdate, RunUpdate
-from tui.notify import notification_sequence
+from tui.notify import notification
 from tui.ticks import PAINT_EVERY_POLLS, poll_on_ticks
 
 DISCOVER_EVERY_S = 10.0
@@ -259,4 +259,4 @@ class XtuiApp(App[None]):
         self.notify(text, title="xtui", severity=severity, timeout=10)
         self.bell()
         if self._driver is not None and not self.is_headless:  # through the driver: in order with the frames
-            self._driver.write(notification_sequence("xtui", text, in_tmux=bool(os.environ.get("TMUX"))))
+            self._driver.write(notification("xtui", text))
