@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine import kv_cache
+
 
 # Positions the static cache holds: 4096 is ~400 MB for a 1.8B model with 8 KV heads in fp16.
 STATIC_CAPACITY = 4096
@@ -68,9 +70,10 @@ def context_length(model) -> int:
 
 
 class EagerDecoder:
-    """Plain forward calls with a growing (dynamic) KV cache: what HF `generate` does, without its overhead."""
+    """Plain forward calls with a growing KV cache: what HF `generate` does, with fewer copies per token (kv_cache)."""
 
     def __init__(self, model) -> None:
+        kv_cache.use_grouped_attention()
         self.model = model
         self.capacity = context_length(model)
         self.key: str | None = None  # unused here: every call runs the model as it is
@@ -79,9 +82,7 @@ class EagerDecoder:
 
     def prefill(self, input_ids=None, inputs_embeds=None):
         """Run the prompt; the last position's logits."""
-        from transformers import DynamicCache
-
-        self._cache = DynamicCache()
+        self._cache = kv_cache.growing_cache()
         out = self.model(
             input_ids=input_ids, inputs_embeds=inputs_embeds, past_key_values=self._cache, use_cache=True,
             num_logits_to_keep=1,

@@ -522,3 +522,33 @@ def test_a_failing_compile_falls_back_to_cuda_graphs_and_says_so(monkeypatch) ->
     assert isinstance(decoding.make_decoder(model), decoding.EagerDecoder)  # auto on the CPU
     with pytest.raises(ValueError, match="decoder must be one of"):
         decoding.make_decoder(model, "fastest")
+
+
+@pytest.mark.parametrize("kv_heads", [2, 4])
+def test_eager_decoder_matches_hf_attention_past_the_caches_first_room(kv_heads: int) -> None:
+    """The growing cache and grouped attention give HF's logits, token after token, across a buffer doubling."""
+    import torch
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+    from engine.decoding import EagerDecoder
+    from engine.kv_cache import ROOM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=kv_heads,
+                                         max_position_embeddings=1024, attn_implementation="sdpa")).eval()  # fmt: skip
+    prompt = torch.randint(0, 64, (1, 30))
+    decoder = EagerDecoder(model)
+    with torch.inference_mode():
+        ours = [decoder.prefill(input_ids=prompt)]
+        tokens = [ours[0].argmax(-1)]
+        for _ in range(ROOM):
+            ours.append(decoder.step(tokens[-1]))
+            tokens.append(ours[-1].argmax(-1))
+        model.config._attn_implementation = "eager"  # HF's plain attention, heads repeated, over its DynamicCache
+        cache = DynamicCache()
+        theirs = [model(input_ids=prompt, past_key_values=cache).logits[:, -1]]
+        theirs += [model(input_ids=t.view(1, 1), past_key_values=cache).logits[:, -1] for t in tokens[:-1]]
+    assert decoder._cache.get_seq_length() == ROOM + 30 == cache.get_seq_length()
+    for step, (a, b) in enumerate(zip(ours, theirs)):
+        assert torch.allclose(a, b, atol=1e-5), step
