@@ -88,6 +88,15 @@ class XtuiApp(App[None]):
         saved = settings.load().get("theme")
         self.theme = saved if saved in self.available_themes else DEFAULT_THEME
 
+    def get_driver_class(self):
+        """Textual's choice, with the Linux driver swapped for one whose input thread sleeps while idle."""
+        chosen = super().get_driver_class()
+        if chosen.__name__ != "LinuxDriver":  # Windows, headless, web: as Textual has them
+            return chosen
+        from tui.driver import QuietLinuxDriver
+
+        return QuietLinuxDriver
+
     def get_default_screen(self) -> Screen:
         """The dashboard is the bottom screen (one screen to compose before the first frame, not two)."""
         from tui.screens.dashboard import DashboardScreen
