@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
+from rich.style import Style
 from textual.app import App, ComposeResult
 from textual.content import Content
 from textual.widgets import Footer, Input
@@ -100,11 +101,20 @@ def test_half_block_lines_centre_and_colour() -> None:
     assert colours == [((0, 0, 255), (0, 0, 255))]
 
 
-def test_odd_pixel_height_leaves_the_lower_half_empty() -> None:
-    lines = half_block_lines(Image.new("RGB", (2, 3), (0, 255, 0)), 2, 5)
+def test_odd_pixel_height_leaves_the_lower_half_in_the_widgets_background() -> None:
+    base = Style(bgcolor="#102030")
+    lines = half_block_lines(Image.new("RGB", (2, 3), (0, 255, 0)), 2, 5, base)
     drawn = [line for line in lines if line.text.strip()]
     assert len(drawn) == 2
-    assert [s.style.bgcolor for s in drawn[-1] if s.text.strip()] == [None]
+    assert [s.style.bgcolor for s in drawn[-1] if s.text.strip()] == [base.bgcolor]
+
+
+def test_cells_around_the_picture_take_the_widgets_background() -> None:
+    """Not the terminal's default background (a black band beside a centred picture in a dark theme)."""
+    base = Style(bgcolor="#102030")
+    lines = half_block_lines(Image.new("RGB", (2, 2), (255, 0, 0)), 6, 3, base)
+    padding = [s for line in lines for s in line if not s.text.strip()]
+    assert padding and all(s.style.bgcolor == base.bgcolor for s in padding)
 
 
 async def test_shows_and_posts_loaded(root) -> None:
@@ -139,9 +149,9 @@ async def test_drawn_once_per_file_version_and_size(root, monkeypatch) -> None:
     calls: list[tuple[int, int]] = []
     real = image_preview.half_block_lines
 
-    def counting(image, columns, rows):
+    def counting(image, columns, rows, base):
         calls.append((columns, rows))
-        return real(image, columns, rows)
+        return real(image, columns, rows, base)
 
     monkeypatch.setattr(image_preview, "half_block_lines", counting)
     path = shapes_png(root / "shapes.png")

@@ -97,10 +97,12 @@ def fit(width: int, height: int, max_width: int, max_height: int) -> tuple[int, 
     return max(1, min(max_width, round(width * scale))), max(1, min(max_height, round(height * scale)))
 
 
-def half_block_lines(image: Image, columns: int, rows: int) -> list[Strip]:
-    """`image` fitted into `columns` x `rows` cells and centred: one "▀" a cell, its colour the upper pixel, its background the lower."""
+def half_block_lines(image: Image, columns: int, rows: int, base: Style | None = None) -> list[Strip]:
+    """`image` fitted into `columns` x `rows` cells and centred: one "▀" a cell, its colour the upper pixel, its background
+    the lower. `base` (the widget's style) paints the cells around it, else the terminal's default background shows."""
     from PIL import Image as PILImage
 
+    base = base or Style()
     width, height = fit(image.width, image.height, columns, rows * 2)  # a cell is about twice as tall as wide
     method = PILImage.Resampling.LANCZOS if width < image.width else PILImage.Resampling.NEAREST
     pixels = image.resize((width, height), method, reducing_gap=2.0).load()
@@ -114,14 +116,14 @@ def half_block_lines(image: Image, columns: int, rows: int) -> list[Strip]:
         return found
 
     left, top = (columns - width) // 2, (rows - (height + 1) // 2) // 2
-    blank = Strip.blank(columns)
+    blank = Strip.blank(columns, base)
     lines = [blank] * top
     for y in range(0, height, 2):
-        segments = [Segment(" " * left)] if left else []
+        segments = [Segment(" " * left, base)] if left else []
         for x in range(width):
-            lower = color(x, y + 1) if y + 1 < height else None
+            lower = color(x, y + 1) if y + 1 < height else base.bgcolor
             segments.append(Segment(UPPER_HALF, Style(color=color(x, y), bgcolor=lower)))
-        segments.append(Segment(" " * (columns - left - width)))
+        segments.append(Segment(" " * (columns - left - width), base))
         lines.append(Strip(segments, columns).simplify())
     return lines + [blank] * (rows - len(lines))
 
@@ -293,8 +295,9 @@ class ImagePreview(Widget):
         if self.mode != "halfblock" or self._image is None or self.info is None:
             return super().render_line(y)
         columns, rows = self.content_size
-        key = (self.info.key, columns, rows)
+        base = self.rich_style
+        key = (self.info.key, columns, rows, base)
         if self._lines is None or self._lines[0] != key:
-            self._lines = (key, half_block_lines(self._image, columns, rows) if columns and rows else [])
+            self._lines = (key, half_block_lines(self._image, columns, rows, base) if columns and rows else [])
         lines = self._lines[1]
-        return lines[y] if y < len(lines) else Strip.blank(columns)
+        return lines[y] if y < len(lines) else Strip.blank(columns, base)
