@@ -30,7 +30,7 @@ SMALL_SHAPE = dict(  # InternLM2's proportions (GQA 2:1, MLP 2.75x) at 142M para
 
 
 def _prompt_ids(tokenizer, device: str):
-    from engine.templates import render, template
+    from engine.xtuner.templates import render, template
 
     return tokenizer(render(template(TEMPLATE), [], PROMPT), return_tensors="pt").input_ids.to(device)
 
@@ -111,10 +111,10 @@ def xtuner_chat(model_dir: Path, new_tokens: int, dtype: str) -> dict:
 
 def xtui_chat(model_dir: Path, device: str, new_tokens: int, repeats: int, mode: str) -> dict:
     """xtui's path: load, a ChatSession answering through the decoder, text pieces read as they come."""
-    from engine.chat import ChatSession
-    from engine.chat_models import LoadOptions, ModelSource, load
-    from engine.decoding import Sampling
-    from engine.templates import template
+    from engine.chat.session import ChatSession
+    from engine.chat.models import LoadOptions, ModelSource, load
+    from engine.chat.decoding import Sampling
+    from engine.xtuner.templates import template
 
     start = time.perf_counter()
     loaded = load(ModelSource("base", model=model_dir), LoadOptions(device=device, decoder=mode))
@@ -145,11 +145,11 @@ async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mod
 
     `paired`: plain `generate` and the engine alone answer too, on the pane's model, in turn with each pane answer.
     """
-    from engine.chat import ChatSession
-    from engine.chat_models import LoadOptions, ModelSource
-    from engine.chat_spec import ChatSpec
-    from engine.decoding import Sampling
-    from engine.templates import template
+    from engine.chat.session import ChatSession
+    from engine.chat.models import LoadOptions, ModelSource
+    from engine.chat.spec import ChatSpec
+    from engine.chat.decoding import Sampling
+    from engine.xtuner.templates import template
     from tui.app import XtuiApp
     from tui.screens.chat import ChatScreen
     from tui.screens.chat_messages import ChatDelta
@@ -298,7 +298,7 @@ def main() -> None:
 
     import torch
 
-    from engine import demo
+    from engine.demo import build as demo
 
     gpu = args.device.startswith("cuda")
     if gpu:

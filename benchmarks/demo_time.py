@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.demo import build_demo
-from engine.events import Sample
-from engine.logs import LogFollower
-from engine.runs import log_files
+from engine.demo.build import build_demo
+from engine.runs.events import Sample
+from engine.runs.logs import LogFollower
+from engine.runs.watch import log_files
 
 NAME = "小明"
 ROOT = Path(__file__).resolve().parents[1]

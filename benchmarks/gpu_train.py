@@ -17,11 +17,15 @@ import threading
 import time
 from pathlib import Path
 
-from engine import configs, demo, tinymodel
-from engine.events import TrainStep
+from engine.xtuner import configs
+
+from engine.demo import build as demo
+
+from engine.demo import tinymodel
+from engine.runs.events import TrainStep
 from engine.gpu import GpuMonitor
-from engine.logs import read_events
-from engine.runs import log_files
+from engine.runs.logs import read_events
+from engine.runs.watch import log_files
 
 SHAPE = dict(  # InternLM2-1.8B's shape as a Llama: 1.89B parameters
     hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from startup import HELLO, ROOT, end, read_until, spawn
 
-from engine import configs
-from engine.demo import build_demo
-from engine.launcher import LaunchError, LaunchSpec, start, stop
+from engine.xtuner import configs
+from engine.demo.build import build_demo
+from engine.runs.launch import LaunchError, LaunchSpec, start, stop
 
 
 def cpu_seconds(pid: int) -> float:

@@ -1,4 +1,4 @@
-"""Throughput and peak memory of engine.logs on a synthetic 1,000,000-line mmengine log.
+"""Throughput and peak memory of engine.runs.logs on a synthetic 1,000,000-line mmengine log.
 
 Run: `.venv/bin/python benchmarks/log_parse.py [--lines N]`. Each measurement runs in its own child
 process so that its peak RSS (ru_maxrss) is its own; prints a markdown table.
@@ -80,7 +80,7 @@ def _findall(path: str) -> dict:
 
 def _events_floor(path: str) -> dict:
     """Anchor: only build as many TrainSteps as the file has train lines, 8 float() conversions each."""
-    from engine.events import TrainStep
+    from engine.runs.events import TrainStep
 
     with open(path, encoding="utf-8", errors="replace") as f:
         n = f.read().count("Iter(train)")
@@ -93,7 +93,7 @@ def _events_floor(path: str) -> dict:
 
 def _poll_once(path: str) -> dict:
     """LogFollower.poll over the whole file in one call, then flush; keeps every event."""
-    from engine.logs import LogFollower
+    from engine.runs.logs import LogFollower
 
     start = time.perf_counter()
     follower = LogFollower(path)
@@ -103,7 +103,7 @@ def _poll_once(path: str) -> dict:
 
 def _poll_appends(path: str) -> dict:
     """The file grows by 64 KiB between polls; only poll time counts; events are dropped after each poll."""
-    from engine.logs import LogFollower
+    from engine.runs.logs import LogFollower
 
     target = path + ".growing"
     polled = 0.0
@@ -124,7 +124,7 @@ def _poll_appends(path: str) -> dict:
 
 def _baseline(path: str) -> dict:
     """Nothing but the imports: the peak RSS every child starts from."""
-    import engine.logs  # noqa: F401
+    import engine.runs.logs  # noqa: F401
 
     return {"seconds": 0.0}
 

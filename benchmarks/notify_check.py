@@ -56,7 +56,7 @@ def fail(settle: float, linger: float) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from tui_fakes import fixture_run
 
-    from engine import manifest as mf
+    from engine.runs import manifest as mf
 
     work_dir = fixture_run(Path(tempfile.mkdtemp(prefix="xtui-notify-")))
     log = next(work_dir.glob("*/*.log"))

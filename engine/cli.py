@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from engine.launcher import DEEPSPEED_PRESETS, LaunchError, LaunchSpec, preflight, resume, start, stop
-from engine.runs import Run, discover
+from engine.runs.launch import DEEPSPEED_PRESETS, LaunchError, LaunchSpec, preflight, resume, start, stop
+from engine.runs.watch import Run, discover
 
 POLL_S = 1.0
 
@@ -92,7 +92,7 @@ def resolve_config(name: str) -> Path:
         return path
     if path.suffix == ".py" or "/" in name:
         raise CliError(f"config not found: {name}")
-    from engine.configs import ConfigError, find_builtin
+    from engine.xtuner.configs import ConfigError, find_builtin
 
     try:
         return find_builtin(name)
@@ -133,8 +133,8 @@ def _print_preflight(result) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build the tiny demo and train it, printing progress."""
-    from engine.demo import DemoError
-    from engine.demo_run import run_demo
+    from engine.demo.build import DemoError
+    from engine.demo.run import run_demo
 
     try:
         return run_demo(Path(args.dir), name=args.name, follow=not args.no_follow)

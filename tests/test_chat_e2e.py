@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from engine import convert
-from engine.chat import IMAGE_TOKEN_INDEX, ChatSession
-from engine.chat_models import BASE, LoadedModel, ModelError, ModelSource, load
-from engine.decoding import Sampling
-from engine.images import ImageError
-from engine.templates import template
+from engine.xtuner import convert
+from engine.chat.session import IMAGE_TOKEN_INDEX, ChatSession
+from engine.chat.models import BASE, LoadedModel, ModelError, ModelSource, load
+from engine.chat.decoding import Sampling
+from engine.chat.images import ImageError
+from engine.xtuner.templates import template
 
 pytestmark = pytest.mark.e2e
 NAME = "小测"
@@ -43,10 +43,10 @@ class Trained:
     def __init__(self, root: Path) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        from engine import tinyllava
-        from engine.demo import build_demo
-        from engine.launcher import LaunchSpec, start
-        from engine.runs import Run
+        from tests.support import tinyllava
+        from engine.demo.build import build_demo
+        from engine.runs.launch import LaunchSpec, start
+        from engine.runs.watch import Run
 
         self.times: dict[str, float] = {}
         t0 = time.monotonic()
@@ -253,7 +253,7 @@ def test_error_in_generation_surfaces_and_the_history_survives(tpl, adapter_mode
 
 
 def test_prompt_that_fills_the_context_is_refused(tpl, adapter_model) -> None:
-    from engine.decoding import ContextFull
+    from engine.chat.decoding import ContextFull
 
     session = ChatSession(adapter_model, tpl, sampling=GREEDY)
     with pytest.raises(ContextFull, match="reset the chat"):
@@ -266,7 +266,7 @@ def test_prompt_that_fills_the_context_is_refused(tpl, adapter_model) -> None:
 
 
 def _spy_on_embeds(monkeypatch) -> list[tuple[list[int], object]]:
-    from engine import llava
+    from engine.chat import llava
 
     seen = []
     real = llava.multimodal_embeds
@@ -365,8 +365,8 @@ async def test_llava_in_the_chat_screen_answers_with_the_attached_image(trained,
     from textual.widgets import Input
     from tui_fakes import NoGpus
 
-    from engine.chat_models import LoadOptions
-    from engine.chat_spec import ChatSpec
+    from engine.chat.models import LoadOptions
+    from engine.chat.spec import ChatSpec
     from tui.app import XtuiApp
     from tui.screens.chat import ChatScreen
     from tui.widgets.chat_column import ChatColumn

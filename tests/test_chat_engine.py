@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import convert
-from engine.chat_device import GIB, HEADROOM, OVERHEAD, memory_need, plan, stored_dtype
-from engine.chat_models import (
+from engine.xtuner import convert
+from engine.chat.device import GIB, HEADROOM, OVERHEAD, memory_need, plan, stored_dtype
+from engine.chat.models import (
     BASE,
     LoadedModel,
     LoadOptions,
@@ -17,10 +17,10 @@ from engine.chat_models import (
     ModelSource,
     load,
 )
-from engine.decoding import ContextFull, Sampling, choose
-from engine.generation import Generation, TextStream
+from engine.chat.decoding import ContextFull, Sampling, choose
+from engine.chat.generation import Generation, TextStream
 from engine.gpu import GpuProcess, GpuReading
-from engine.templates import (
+from engine.xtuner.templates import (
     TemplateError,
     Turn,
     render,
@@ -39,7 +39,8 @@ STOP = "<eoa>"  # splits into five tokens with the demo tokenizer
 @pytest.fixture(scope="module")
 def tok():
     """The demo's tokenizer, trained on the demo's texts (each CJK character its own token; others as bytes)."""
-    from engine import demo, tinymodel
+    from engine.demo import build as demo
+    from engine.demo import tinymodel
 
     rows = demo.self_cognition_rows("小测", repeats=1)
     return tinymodel.train_tokenizer([t for r in rows for c in r["conversation"] for t in (c["input"], c["output"])])
@@ -502,8 +503,8 @@ def test_loaded_model_eos_and_variants_without_adapters(tmp_path) -> None:
 def test_a_failing_compile_falls_back_to_cuda_graphs_and_says_so(monkeypatch) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from engine import decoding
-    from engine.chat_models import ready_decoder
+    from engine.chat import decoding
+    from engine.chat.models import ready_decoder
 
     model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                          num_attention_heads=2, max_position_embeddings=64))  # fmt: skip
@@ -530,8 +531,8 @@ def test_eager_decoder_matches_hf_attention_past_the_caches_first_room(kv_heads:
     import torch
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-    from engine.decoding import EagerDecoder
-    from engine.kv_cache import ROOM
+    from engine.chat.decoding import EagerDecoder
+    from engine.chat.kv_cache import ROOM
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

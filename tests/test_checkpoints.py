@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoints import check, last_checkpoint, list_checkpoints
+from engine.runs.checkpoints import check, last_checkpoint, list_checkpoints
 
 
 def _save(path: Path, n: int = 4096) -> None:

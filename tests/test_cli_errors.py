@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.configs import find_builtin
+from engine.xtuner.configs import find_builtin
 
 CONFIG = """\
 pretrained_model_name_or_path = {model!r}

@@ -6,8 +6,8 @@ import ast
 
 import pytest
 
-from engine import configs
-from engine.configs import ConfigError
+from engine.xtuner import configs
+from engine.xtuner.configs import ConfigError
 
 SEED = "internlm2_1_8b_qlora_alpaca_e3"
 

@@ -7,7 +7,12 @@ import json
 
 import pytest
 
-from engine import configs, demo, tinymodel
+from engine.xtuner import configs
+
+from engine.demo import build as demo
+
+from engine.demo import tinymodel
+from engine.xtuner.compat import NO_BF16_ON_CPU
 
 NAME = "小测"
 
@@ -38,7 +43,7 @@ def test_cpu_config_is_the_seed_adapted_without_exec(built) -> None:
     assert "AmpOptimWrapper" not in source and "quantization_config" not in source
     assert "loss_scale" not in source and "os.environ" not in source
     assert _imports(source) == [i.replace("AmpOptimWrapper", "OptimWrapper") for i in _imports(seed)]
-    assert demo.NO_BF16_ON_CPU in source.splitlines()
+    assert NO_BF16_ON_CPU in source.splitlines()
     settings = configs.read_settings(source)
     assert settings["pretrained_model_name_or_path"] == repr(str(built.model))
     assert settings["alpaca_en_path"] == repr(str(built.data))
@@ -66,7 +71,7 @@ def test_cpu_config_loads_in_mmengine(built) -> None:
 def test_cuda_config_keeps_the_seed_qlora(built) -> None:
     source = demo.demo_config(built.model, built.data, cuda=True)
     assert "AmpOptimWrapper" in source and 'bnb_4bit_quant_type="nf4"' in source
-    assert "torch_dtype=torch.float16" in source and demo.NO_BF16_ON_CPU not in source
+    assert "torch_dtype=torch.float16" in source and NO_BF16_ON_CPU not in source
     assert "r=64" in source
     ast.parse(source)
 

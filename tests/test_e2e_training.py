@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import manifest as mf
-from engine.events import CheckpointSaved, Resumed, Sample, Started, TrainStep
-from engine.launcher import LaunchError, LaunchSpec, preflight, resume, start, stop
-from engine.processes import group_members, is_alive
-from engine.runs import Run
+from engine.runs import manifest as mf
+from engine.runs.events import CheckpointSaved, Resumed, Sample, Started, TrainStep
+from engine.runs.launch import LaunchError, LaunchSpec, preflight, resume, start, stop
+from engine.runs.processes import group_members, is_alive
+from engine.runs.watch import Run
 
 pytestmark = pytest.mark.e2e
 NAME = "小测"
@@ -24,7 +24,7 @@ TIMEOUT_S = 600
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from engine.demo import build_demo
+    from engine.demo.build import build_demo
 
     return build_demo(tmp_path_factory.mktemp("demo"), name=NAME)
 

@@ -1,4 +1,4 @@
-"""engine.images: every way a path can fail to be a usable image, with real files, and loading as RGB."""
+"""engine.chat.images: every way a path can fail to be a usable image, with real files, and loading as RGB."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine.images import MAX_BYTES, ImageError, check_image, expand_user_path, load_rgb
+from engine.chat.images import MAX_BYTES, ImageError, check_image, expand_user_path, load_rgb
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""engine.logs on the real xtuner 0.2.0 console log, synthetic mmengine lines, and fuzzed input."""
+"""engine.runs.logs on the real xtuner 0.2.0 console log, synthetic mmengine lines, and fuzzed input."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.events import CheckpointSaved, DataloaderAdvance, Resumed, RunError, Sample, TrainStep
-from engine.logs import LogFollower, LogParser, ScalarsFollower, read_events, split_sample
+from engine.runs.events import CheckpointSaved, DataloaderAdvance, Resumed, RunError, Sample, TrainStep
+from engine.runs.logs import LogFollower, LogParser, ScalarsFollower, read_events, split_sample
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures/xtuner-0.2.0-h200-lora-console.log"
 LOSSES = [11.6057, 11.5813, 11.5855, 11.3563, 11.0345, 10.9708, 10.9074, 10.8431]

@@ -79,7 +79,7 @@ def test_a_failing_run_sends_bell_and_one_notification_to_the_real_terminal(tmp_
     from tui_fakes import fixture_run
 
     from benchmarks.startup import end, read_until, spawn
-    from engine import manifest as mf
+    from engine.runs import manifest as mf
 
     work_dir = fixture_run(tmp_path)
     log = next(work_dir.glob("*/*.log"))

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psutil
 
-from engine import manifest as mf
-from engine import processes
-from engine.runs import Run, discover
+from engine.runs import manifest as mf
+from engine.runs import processes
+from engine.runs.watch import Run, discover
 
 LINE = "{ts} - mmengine - INFO - Iter(train) [{i:>3}/{n}]  lr: 1.0000e-03  eta: 0:00:10  time: {t:.4f}  data_time: 0.0050  loss: {loss:.4f}\n"
 

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from engine import llava, tinyllava
-from engine.tinyllava import LlavaBuildError, build_tiny_llava
+from engine.chat import llava
+
+from tests.support import tinyllava
+from tests.support.tinyllava import LlavaBuildError, build_tiny_llava
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tinyllava.LlavaPaths:
-    from engine.demo import build_demo
+    from engine.demo.build import build_demo
 
     root = tmp_path_factory.mktemp("tinyllava")
     return build_tiny_llava(root / "llava", build_demo(root / "demo", cuda=False).model)

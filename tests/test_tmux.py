@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from engine import configs, manifest as mf
-from engine.demo import build_demo
-from engine.launcher import stop
-from engine.processes import is_alive
+from engine.xtuner import configs
+
+from engine.runs import manifest as mf
+from engine.demo.build import build_demo
+from engine.runs.launch import stop
+from engine.runs.processes import is_alive
 
 pytestmark = pytest.mark.e2e
 NAME = "小测"

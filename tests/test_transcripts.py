@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.chat import Exchange
-from engine.decoding import Sampling
-from engine.templates import Turn
-from engine.transcripts import (
+from engine.chat.session import Exchange
+from engine.chat.decoding import Sampling
+from engine.xtuner.templates import Turn
+from engine.chat.transcripts import (
     Column,
     Transcript,
     TranscriptError,

@@ -6,10 +6,10 @@ import pytest
 from textual.widgets import Button, Input
 from tui_fakes import NoGpus
 
-from engine.checkpoints import list_checkpoints
-from engine.demo import build_demo
-from engine.launcher import LaunchError, stop
-from engine.processes import group_members
+from engine.runs.checkpoints import list_checkpoints
+from engine.demo.build import build_demo
+from engine.runs.launch import LaunchError, stop
+from engine.runs.processes import group_members
 from tui.app import XtuiApp
 from tui.screens.confirm import ResumeScreen, StopScreen
 from tui.screens.launch import LaunchScreen

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Static
 
-from engine import manifest as mf
+from engine.runs import manifest as mf
 from tui_fakes import FakeGpus, NoGpus, fixture_run
 from tui.app import XtuiApp
 from tui.screens.dashboard import DashboardScreen
@@ -184,7 +184,7 @@ async def test_help_lists_bindings_with_descriptions(tmp_path) -> None:
 
 
 async def test_checkpoint_cursor_stays_on_its_checkpoint_when_a_new_one_lands(tmp_path) -> None:
-    from engine.checkpoints import list_checkpoints
+    from engine.runs.checkpoints import list_checkpoints
 
     work_dir = fixture_run(tmp_path)
     for n in (20, 40):

@@ -11,11 +11,11 @@ from PIL import Image
 from textual.widgets import Input, Static
 from tui_fakes import NoGpus
 
-from engine.chat import Exchange
-from engine.chat_models import LoadOptions, ModelSource
-from engine.chat_spec import ChatSpec
-from engine.decoding import Sampling
-from engine.templates import Turn
+from engine.chat.session import Exchange
+from engine.chat.models import LoadOptions, ModelSource
+from engine.chat.spec import ChatSpec
+from engine.chat.decoding import Sampling
+from engine.xtuner.templates import Turn
 from tui.app import XtuiApp
 from tui.screens.chat import STATUS_CHARS, ChatScreen
 from tui.screens.chat_setup import ChatSetupScreen
@@ -34,7 +34,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from engine.demo import build_demo
+    from engine.demo.build import build_demo
 
     folder = tmp_path_factory.mktemp("chat")
     model_dir = build_demo(folder).model
@@ -271,7 +271,7 @@ async def test_settings_apply_to_the_sessions_and_a_saved_transcript_reopens(tin
 
 
 async def test_a_full_gpu_offers_the_alternatives_and_the_choice_comes_back(tiny) -> None:
-    from engine.chat_device import GIB, plan
+    from engine.chat.device import GIB, plan
     from engine.gpu import GpuProcess, GpuReading
     from tui.screens.device_choice import DeviceChoiceScreen
 

@@ -12,10 +12,10 @@ from textual.app import App
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Select, Static, TextArea
 
-from engine.chat import Exchange
-from engine.decoding import Sampling
-from engine.templates import Turn
-from engine.transcripts import Column, Transcript, save, transcript_dir
+from engine.chat.session import Exchange
+from engine.chat.decoding import Sampling
+from engine.xtuner.templates import Turn
+from engine.chat.transcripts import Column, Transcript, save, transcript_dir
 from themes import THEMES
 from tui.screens.chat_settings import ChatSettings, ChatSettingsScreen
 from tui.screens.transcripts import TranscriptsScreen

@@ -10,8 +10,8 @@ from textual.app import App, ComposeResult
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
-from engine.events import TrainStep
-from engine.logs import read_events
+from engine.runs.events import TrainStep
+from engine.runs.logs import read_events
 from themes import THEMES
 from tui.widgets.curves import Curves
 

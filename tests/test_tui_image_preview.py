@@ -15,7 +15,7 @@ from textual.app import App, ComposeResult
 from textual.content import Content
 from textual.widgets import Footer, Input
 
-from engine.images import IMAGE_SUFFIXES, check_image
+from engine.chat.images import IMAGE_SUFFIXES, check_image
 from themes import THEMES
 from tui.widgets import image_preview
 from tui.widgets.image_preview import (

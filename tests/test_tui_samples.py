@@ -8,8 +8,8 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import Footer
 
-from engine.events import Sample
-from engine.logs import read_events
+from engine.runs.events import Sample
+from engine.runs.logs import read_events
 from themes import THEMES
 from tui.widgets.samples_pane import INSERTED, REMOVED, SamplesPane, answer_diff
 

@@ -16,9 +16,9 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 
 if TYPE_CHECKING:  # the engine loads in the watcher threads, after the first frame
-    from engine.checkpoints import Checkpoint
+    from engine.runs.checkpoints import Checkpoint
     from engine.gpu import GpuBackend, GpuMonitor
-    from engine.runs import RunState, Status
+    from engine.runs.watch import RunState, Status
 from themes import DEFAULT_THEME, THEMES
 from tui import settings
 from tui.messages import GpuUpdate, RunUpdate
@@ -31,8 +31,8 @@ ALERT_STATES = {"finished", "failed", "stalled"}
 
 
 def _engine_runs():
-    """engine.runs, imported on first use."""
-    from engine import runs
+    """engine.runs.watch, imported on first use."""
+    from engine.runs import watch as runs
 
     return runs
 
@@ -163,7 +163,7 @@ class XtuiApp(App[None]):
     @work(thread=True, exclusive=True, group="runs", name="watch runs")
     def watch_runs(self) -> None:
         """Poll every known run; post only what changed."""
-        from engine.runs import Run, discover
+        from engine.runs.watch import Run, discover
 
         runs: dict[Path, Run] = {}
         last: dict[Path, tuple] = {}

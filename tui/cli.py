@@ -10,7 +10,7 @@ HEADLESS = {"status", "events", "train", "stop", "resume"}
 
 def open_tui(dirs: list[str]) -> int:
     """Watch the runs under `dirs` (or open the one run a single work dir names)."""
-    from engine.workdirs import is_run_dir
+    from engine.runs.workdir import is_run_dir
     from tui.app import XtuiApp
 
     paths = [Path(d) for d in dirs] or [Path.cwd()]
@@ -31,8 +31,8 @@ def open_demo(argv: list[str]) -> int:
     args = engine_cli.parser().parse_args(["demo", *argv])
     if args.headless or args.no_follow:
         return engine_cli.main(["demo", *argv])
-    from engine.demo import DemoError
-    from engine.demo_run import launch_demo
+    from engine.demo.build import DemoError
+    from engine.demo.run import launch_demo
     from tui.app import XtuiApp
 
     print(f"building the demo in {args.dir} (tiny model, tokenizer, data, config)...", flush=True)
@@ -69,16 +69,16 @@ def chat_parser():
 
 def chat_spec(argv: list[str]):
     """The ChatSpec the `xtui chat` arguments describe; ValueError with the reason when they do not fit."""
-    from engine.chat_models import LoadOptions, ModelSource
-    from engine.templates import template
-    from engine.workdirs import is_run_dir
-    from engine.chat_spec import ChatSpec, spec_for_run
+    from engine.chat.models import LoadOptions, ModelSource
+    from engine.xtuner.templates import template
+    from engine.runs.workdir import is_run_dir
+    from engine.chat.spec import ChatSpec, spec_for_run
 
     args = chat_parser().parse_args(argv)
     path = Path(args.path).resolve()
     options = LoadOptions(device=args.device, bits=4 if args.bits4 else None, decoder=args.decoder)
     if is_run_dir(path):
-        from engine.checkpoints import list_checkpoints
+        from engine.runs.checkpoints import list_checkpoints
 
         good = [c.path for c in list_checkpoints(path) if c.ok]
         checkpoint = Path(args.checkpoint).resolve() if args.checkpoint else (good[-1] if good else None)

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:  # the engine loads in the watcher threads, after the first frame
-    from engine.checkpoints import Checkpoint
-    from engine.events import Event
+    from engine.runs.checkpoints import Checkpoint
+    from engine.runs.events import Event
     from engine.gpu import GpuReading, Snapshot
-    from engine.runs import Status
+    from engine.runs.watch import Status
 
 
 class RunUpdate(Message, bubble=False):

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import psutil
 
-from engine.demo import build_demo
-from engine.events import Resumed, Started, TrainStep
-from engine.launcher import LaunchSpec, preflight, resume, start, stop
-from engine.processes import group_members
-from engine.runs import Run
+from engine.demo.build import build_demo
+from engine.runs.events import Resumed, Started, TrainStep
+from engine.runs.launch import LaunchSpec, preflight, resume, start, stop
+from engine.runs.processes import group_members
+from engine.runs.watch import Run
 
 REPORT: dict = {}
 

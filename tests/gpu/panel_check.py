@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from engine.demo import build_demo
-from engine.launcher import LaunchSpec, start, stop
-from engine.runs import Run
+from engine.demo.build import build_demo
+from engine.runs.launch import LaunchSpec, start, stop
+from engine.runs.watch import Run
 from tui.app import XtuiApp
 
 

@@ -15,11 +15,11 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from engine.chat import ChatSession
-from engine.chat_models import BASE, LoadedModel, LoadOptions
-from engine.chat_spec import ChatSpec
-from engine.decoding import Sampling
-from engine.templates import template as find_template
+from engine.chat.session import ChatSession
+from engine.chat.models import BASE, LoadedModel, LoadOptions
+from engine.chat.spec import ChatSpec
+from engine.chat.decoding import Sampling
+from engine.xtuner.templates import template as find_template
 from tui.screens.chat_messages import ChatDelta, ChatDone, ChatIdle, ChatStatus, ModelReady, NeedsDevice
 from tui.widgets.chat_column import ChatColumn, update_text
 from tui.widgets.image_preview import ImagePreview
@@ -80,7 +80,7 @@ class ChatScreen(Screen):
     @work(thread=True, exclusive=True, group="chat-load")
     def load_model(self, options: LoadOptions) -> None:
         """Check GPU memory, load (converting a checkpoint first), add the A/B adapter; post the outcome."""
-        from engine import chat_models
+        from engine.chat import models as chat_models
 
         say = lambda text: self.post_message(ChatStatus(text))  # noqa: E731
         try:
@@ -102,7 +102,7 @@ class ChatScreen(Screen):
 
     def _compare_adapter(self, say) -> tuple[str, Path]:
         """The A/B adapter's name and folder (a checkpoint is converted first)."""
-        from engine import chat_models
+        from engine.chat import models as chat_models
 
         other = self.spec.compare
         say(f"loading {other.label} for A/B")
@@ -117,7 +117,7 @@ class ChatScreen(Screen):
         """Where the model fits, read off NVML before loading; None when there is nothing to choose."""
         if options.device == "cpu" or self.spec.source.model is None:
             return None
-        from engine.chat_device import memory_need, plan
+        from engine.chat.device import memory_need, plan
         from engine.gpu import NvmlBackend
 
         gpus, _ = NvmlBackend().read(with_processes=True)
@@ -324,7 +324,7 @@ class ChatScreen(Screen):
     @on(Input.Submitted, "#image-path")
     def attach(self, event: Input.Submitted) -> None:
         """Check the image and attach it to the next question; the preview shows it."""
-        from engine.images import ImageError, check_image, expand_user_path
+        from engine.chat.images import ImageError, check_image, expand_user_path
 
         try:
             info = check_image(expand_user_path(event.value))
@@ -338,7 +338,7 @@ class ChatScreen(Screen):
 
     def action_save(self) -> None:
         """Save the transcript (every column)."""
-        from engine import transcripts
+        from engine.chat import transcripts
 
         columns = tuple(
             transcripts.Column(col.border_title or "", tuple(s.exchanges))
@@ -357,7 +357,7 @@ class ChatScreen(Screen):
 
     def action_open(self) -> None:
         """Reopen a saved transcript: its history continues here."""
-        from engine import transcripts
+        from engine.chat import transcripts
         from tui.screens.transcripts import TranscriptsScreen
 
         def opened(path: Path | None) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from engine.chat import Exchange
-from engine.chat_models import LoadedModel
+from engine.chat.session import Exchange
+from engine.chat.models import LoadedModel
 
 
 class ChatStatus(Message, bubble=False):

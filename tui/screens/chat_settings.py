@@ -10,8 +10,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
-from engine.decoding import Sampling
-from engine.templates import TemplateError, templates
+from engine.chat.decoding import Sampling
+from engine.xtuner.templates import TemplateError, templates
 
 # (field of Sampling, label, its name in a sentence, Input type)
 FIELDS = [

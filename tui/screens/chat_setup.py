@@ -10,10 +10,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from engine.chat_models import KINDS, LoadOptions, ModelSource
-from engine.decoding import DECODERS
-from engine.templates import templates
-from engine.chat_spec import ChatSpec
+from engine.chat.models import KINDS, LoadOptions, ModelSource
+from engine.chat.decoding import DECODERS
+from engine.xtuner.templates import templates
+from engine.chat.spec import ChatSpec
 from tui.widgets.path_input import PathInput
 
 # Which fields each kind uses: (field id, label).
@@ -89,7 +89,7 @@ class ChatSetupScreen(ModalScreen[ChatSpec | None]):
             field.display = field.id.removeprefix("field-") in USES[kind]
 
     def _path(self, field_id: str) -> Path | None:
-        from engine.images import expand_user_path
+        from engine.chat.images import expand_user_path
 
         text = self.query_one(f"#{field_id}", Input).value.strip()
         return expand_user_path(text, self.cwd) if text else None

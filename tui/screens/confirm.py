@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from engine.launcher import LaunchError, preflight, resume, stop
+from engine.runs.launch import LaunchError, preflight, resume, stop
 
 
 class _RunAction(ModalScreen[None]):

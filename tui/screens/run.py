@@ -14,10 +14,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from engine import manifest as mf
-from engine.events import DataloaderAdvance, Sample, Started, TrainStep
-from engine.logs import TextFollower
-from engine.runs import log_files
+from engine.runs import manifest as mf
+from engine.runs.events import DataloaderAdvance, Sample, Started, TrainStep
+from engine.runs.logs import TextFollower
+from engine.runs.watch import log_files
 from tui.format import eta_text, status_text
 from tui.ticks import PAINT_EVERY_POLLS, poll_on_ticks
 from tui.widgets.curves import Curves
@@ -262,7 +262,7 @@ class RunScreen(Screen):
 
     def action_chat(self) -> None:
         """Chat with the selected (or latest good) checkpoint, in the run's prompt template."""
-        from engine.chat_spec import spec_for_run
+        from engine.chat.spec import spec_for_run
 
         rec = self.app.record(self.work_dir)
         good = [c.path for c in rec.checkpoints if c.ok]

@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Static
 
-from engine.transcripts import TranscriptInfo, list_transcripts, transcript_dir
+from engine.chat.transcripts import TranscriptInfo, list_transcripts, transcript_dir
 
 
 def _clip(text: str, width: int, style: str = "") -> Text:

@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 if TYPE_CHECKING:
-    from engine.chat import Exchange
+    from engine.chat.session import Exchange
 
 ENDINGS = {"stop": "", "length": "cut at max new tokens", "cancelled": "cancelled"}
 

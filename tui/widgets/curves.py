@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from engine.events import TrainStep
+from engine.runs.events import TrainStep
 
 METRICS = {  # TrainStep field: (label, value format)
     "loss": ("loss", "{:.4f}"),

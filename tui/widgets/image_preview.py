@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
-from engine.images import ImageError, ImageInfo, check_image, load_rgb
+from engine.chat.images import ImageError, ImageInfo, check_image, load_rgb
 
 if TYPE_CHECKING:
     from PIL.Image import Image

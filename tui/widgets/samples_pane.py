@@ -18,7 +18,7 @@ from textual.strip import Strip
 from textual.style import Style as VisualStyle
 from textual.visual import Visual
 
-from engine.events import Sample
+from engine.runs.events import Sample
 from tui.widgets.line_view import resize_virtual
 
 TOKEN = re.compile(r"\s*(?:\w+|[^\w\s])|\s+", re.ASCII)  # an ASCII word or any other character, with the space before it

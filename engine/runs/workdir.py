@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-MANIFEST = "xtui-run.json"  # the manifest's file name (engine.manifest reads and writes it)
+MANIFEST = "xtui-run.json"  # the manifest's file name (engine.runs.manifest reads and writes it)
 _TS_DIR = re.compile(r"^\d{8}_\d{6}$")
 _SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", "vis_data"}
 

@@ -9,10 +9,10 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from engine.chat import Exchange
-from engine.decoding import Sampling
+from engine.chat.session import Exchange
+from engine.chat.decoding import Sampling
 from engine.files import write_atomic
-from engine.templates import Turn
+from engine.xtuner.templates import Turn
 
 VERSION = 1
 KIND = "xtui-transcript"

@@ -12,11 +12,12 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from engine import manifest as mf
-from engine.config_check import config_problems
-from engine.checkpoints import Checkpoint, check, list_checkpoints
-from engine.processes import is_alive, stop_group
-from engine.runs import Run, is_run_dir
+from engine.runs import manifest as mf
+from engine.xtuner.compat import trusted_load_env
+from engine.xtuner.config_check import config_problems
+from engine.runs.checkpoints import Checkpoint, check, list_checkpoints
+from engine.runs.processes import is_alive, stop_group
+from engine.runs.watch import Run, is_run_dir
 
 DEEPSPEED_PRESETS = (
     "deepspeed_zero1",
@@ -248,17 +249,6 @@ def preflight(work_dir: Path, checkpoint: Path | None = None, deepspeed: str | N
             "resume only checkpoints you trust (your own runs)"
         )
     return Preflight(chosen, problems, notes, config, max_iters)
-
-
-def trusted_load_env() -> dict[str, str]:
-    """The environment that lets mmengine unpickle a trusted checkpoint where torch (>= 2.6) loads weights-only."""
-    from importlib import metadata
-
-    try:
-        major, minor = (int(p) for p in metadata.version("torch").split(".")[:2])
-    except (metadata.PackageNotFoundError, ValueError):
-        return {}
-    return {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"} if (major, minor) >= (2, 6) else {}
 
 
 def resume(

@@ -7,7 +7,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.configs import builtin_root, read_settings
+from engine.xtuner.configs import builtin_root, read_settings
 
 
 class TemplateError(ValueError):

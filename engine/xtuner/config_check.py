@@ -6,7 +6,7 @@ import ast
 import json
 from pathlib import Path
 
-from engine.configs import ConfigError, read_settings
+from engine.xtuner.configs import ConfigError, read_settings
 
 MODEL_SETTINGS = ("pretrained_model_name_or_path", "llm_name_or_path", "visual_encoder_name_or_path")
 ROWS_CHECKED = 50

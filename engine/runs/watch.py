@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from engine import manifest as mf
-from engine.checkpoints import Checkpoint, list_checkpoints
-from engine.events import CheckpointSaved, Event, Resumed, RunError, Sample, Started, TrainStep
-from engine.logs import LogFollower
-from engine.processes import is_alive, processes_of_work_dir
-from engine.workdirs import discover, is_run_dir, log_files  # noqa: F401 (discover, is_run_dir: re-exported)
+from engine.runs import manifest as mf
+from engine.runs.checkpoints import Checkpoint, list_checkpoints
+from engine.runs.events import CheckpointSaved, Event, Resumed, RunError, Sample, Started, TrainStep
+from engine.runs.logs import LogFollower
+from engine.runs.processes import is_alive, processes_of_work_dir
+from engine.runs.workdir import discover, is_run_dir, log_files  # noqa: F401 (discover, is_run_dir: re-exported)
 
 STALL_FACTOR = 10  # stalled after this many usual iteration times without progress
 STALL_MIN_S = 120.0

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from engine.files import write_atomic
-from engine.workdirs import MANIFEST
+from engine.runs.workdir import MANIFEST
 
 CONSOLE = "xtui-console.log"
 

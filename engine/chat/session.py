@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.chat_models import LoadedModel
-from engine.decoding import Sampling, make_decoder
-from engine.generation import Generation
-from engine.templates import Template, Turn, render
+from engine.chat.models import LoadedModel
+from engine.chat.decoding import Sampling, make_decoder
+from engine.chat.generation import Generation
+from engine.xtuner.templates import Template, Turn, render
 
 IMAGE_TOKEN = "<image>"  # xtuner.utils.DEFAULT_IMAGE_TOKEN
 IMAGE_TOKEN_INDEX = -200  # xtuner.utils.IMAGE_TOKEN_INDEX
@@ -60,7 +60,8 @@ class ChatSession:
 
     def _image_features(self, path: str, earlier: bool = False):
         """Projected features of an image, cached by path and modification time; an earlier turn's as it was asked."""
-        from engine import images, llava
+        from engine.chat import images
+        from engine.chat import llava
 
         if earlier and path in self._asked_features:
             return self._asked_features[path]  # the file may have moved or changed since: the history stays as it was
@@ -82,7 +83,7 @@ class ChatSession:
         device = self.loaded.device
         if not images_in_order:
             return {"input_ids": tok(text, return_tensors="pt").input_ids.to(device)}
-        from engine import llava
+        from engine.chat import llava
 
         ids: list[int] = []
         for index, chunk in enumerate(text.split(IMAGE_TOKEN)):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import convert
+from engine.xtuner import convert
 
 KINDS = ("base", "adapter", "merged", "checkpoint", "llava")
 BASE = "base"  # the variant name for the base model under an adapter (adapter disabled)
@@ -66,7 +66,7 @@ class LoadOptions:
     device: str = "auto"
     dtype: str = "auto"
     bits: int | None = None
-    decoder: str = "auto"  # engine.decoding.DECODERS
+    decoder: str = "auto"  # engine.chat.decoding.DECODERS
 
 
 @dataclass
@@ -78,7 +78,7 @@ class LoadedModel:
     source: ModelSource
     device: str
     adapters: list[str] = field(default_factory=list)
-    llava: object | None = None  # engine.llava.LlavaParts when kind is "llava"
+    llava: object | None = None  # engine.chat.llava.LlavaParts when kind is "llava"
     decoder: object | None = None
 
     def eos_ids(self) -> list[int]:
@@ -197,7 +197,7 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions(), say: Callabl
         loaded.model = PeftModel.from_pretrained(model, str(source.adapter), adapter_name="adapter")
         loaded.adapters.append("adapter")
     if source.kind == "llava":
-        from engine import llava
+        from engine.chat import llava
 
         say(f"loading LLaVA parts from {source.llava}")
         loaded.llava = llava.load_llava(model, source.visual_encoder, source.llava, kwargs["torch_dtype"], device)
@@ -209,7 +209,7 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions(), say: Callabl
 
 def ready_decoder(model, mode: str, say: Callable[[str], None]):
     """The decoder, warmed up; when torch.compile fails here (no compiler, no triton), CUDA graphs instead."""
-    from engine import decoding
+    from engine.chat import decoding
 
     decoder = decoding.make_decoder(model, mode)
     if getattr(decoder, "mode", "eager") == "compile":

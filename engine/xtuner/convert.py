@@ -9,17 +9,10 @@ import sys
 from pathlib import Path
 
 from engine.files import build_folder
-from engine.launcher import trusted_load_env
+from engine.xtuner.compat import BOOT, trusted_load_env
 
 PTH_TO_HF = "xtuner.tools.model_converters.pth_to_hf"
 MERGE = "xtuner.tools.model_converters.merge"
-# Runs an xtuner tool as `python -m` would, after giving torch 2.14 the `torch.cpu.is_bf16_supported` xtuner calls.
-BOOT = (
-    "import runpy, sys, torch\n"
-    "if not hasattr(torch.cpu, 'is_bf16_supported'): torch.cpu.is_bf16_supported = lambda: False\n"
-    "sys.argv = sys.argv[1:]\n"
-    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
-)
 
 
 class ConvertError(RuntimeError):

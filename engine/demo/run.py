@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from engine.events import CheckpointSaved, Event, Resumed, RunError, Sample, TrainStep
-from engine.launcher import LaunchSpec, start
-from engine.runs import Run, discover
+from engine.runs.events import CheckpointSaved, Event, Resumed, RunError, Sample, TrainStep
+from engine.runs.launch import LaunchSpec, start
+from engine.runs.watch import Run, discover
 
 POLL_S = 0.5
 
@@ -46,7 +46,7 @@ def launch_demo(folder: Path, name: str) -> tuple[Run, bool]:
         run = Run(work_dir)
         if run.alive_pid() is not None:
             return run, False
-    from engine.demo import build_demo
+    from engine.demo.build import build_demo
 
     paths = build_demo(folder, name=name)
     work_dir = next_work_dir(folder)

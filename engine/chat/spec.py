@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.chat_models import LoadOptions, ModelSource
+from engine.chat.models import LoadOptions, ModelSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +21,8 @@ class ChatSpec:
 
 def spec_for_run(work_dir: Path, checkpoint: Path) -> ChatSpec:
     """A chat on a run's checkpoint, with the template and SYSTEM of the run's config."""
-    from engine.launcher import run_config
-    from engine.templates import system_of_config, template_of_config
+    from engine.runs.launch import run_config
+    from engine.xtuner.templates import system_of_config, template_of_config
 
     config = run_config(work_dir)
     if config is None:

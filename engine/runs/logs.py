@@ -9,7 +9,7 @@ import re
 from collections import deque
 from pathlib import Path
 
-from engine.events import CheckpointSaved, DataloaderAdvance, Event, Resumed, RunError, Sample, TrainStep
+from engine.runs.events import CheckpointSaved, DataloaderAdvance, Event, Resumed, RunError, Sample, TrainStep
 
 _ANSI = r"(?:\x1b\[[0-9;]*m)*"
 # `11/28 13:52:00 - mmengine - INFO - ` on the console, `2026/11/28 ...` in the work dir; tty levels are coloured.

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from engine.decoding import ContextFull, Sampling, choose
+from engine.chat.decoding import ContextFull, Sampling, choose
 
 
 class TextStream:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine import kv_cache
+from engine.chat import kv_cache
 
 
 # Positions the static cache holds: 4096 is ~400 MB for a 1.8B model with 8 KV heads in fp16.

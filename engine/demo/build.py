@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import configs, tinymodel
+from engine.demo import tinymodel
+from engine.xtuner import configs
+from engine.xtuner.compat import NO_BF16_ON_CPU
 from engine.files import write_atomic
 
 SEED_CONFIG = "internlm2_1_8b_qlora_alpaca_e3"
@@ -45,7 +47,6 @@ SETTINGS = {
 CPU_LORA_R = "8"
 MAX_NEW_TOKENS = "40"
 RANDOM_SEED = "0"
-NO_BF16_ON_CPU = 'setattr(__import__("torch").cpu, "is_bf16_supported", lambda: False)'
 
 
 class DemoError(Exception):
