@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the engine loads in the watcher threads, after the first fr
     from engine.gpu import GpuBackend, GpuMonitor
     from engine.runs.watch import RunState, Status
 from themes import DEFAULT_THEME, THEMES
-from tui import settings
+from tui.settings import Settings
 from tui.messages import GpuUpdate, RunUpdate
 from tui.notify import notification
 from tui.ticks import PAINT_EVERY_POLLS, poll_on_ticks
@@ -43,7 +43,7 @@ class RunRecord:
 
     work_dir: Path
     state: RunState = field(default_factory=lambda: _engine_runs().RunState())
-    status: Status = field(default_factory=lambda: _engine_runs().Status("unknown"))
+    status: Status = field(default_factory=lambda: _engine_runs().Status(_engine_runs().RunStatus.UNKNOWN))
     checkpoints: list[Checkpoint] = field(default_factory=list)
 
     @property
@@ -85,7 +85,8 @@ class XtuiApp(App[None]):
         self.gpu: GpuUpdate | None = None  # the newest GPU/host snapshot (posted only when what it shows changed)
         for theme in THEMES:  # set before the first CSS parse: a theme change later parses it all again
             self.register_theme(theme)
-        saved = settings.load().get("theme")
+        self.settings = Settings.load()
+        saved = self.settings.theme
         self.theme = saved if saved in self.available_themes else DEFAULT_THEME
 
     def get_driver_class(self):
@@ -115,7 +116,7 @@ class XtuiApp(App[None]):
     def watch_theme(self, name: str) -> None:
         """Remember the theme the user picked."""
         if self.is_mounted:
-            settings.save(theme=name)
+            self.settings = self.settings.save(theme=name)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Palette entries: the app's actions plus the screen's own."""
@@ -127,19 +128,19 @@ class XtuiApp(App[None]):
 
     def action_help(self) -> None:
         """Show every binding of the current screen and the app."""
-        from tui.screens.help import HelpScreen
+        from tui.dialogs.help import HelpScreen
 
         self.push_screen(HelpScreen(self.screen))
 
     def action_launch(self) -> None:
         """Open the launch form."""
-        from tui.screens.launch import LaunchScreen
+        from tui.dialogs.launch import LaunchScreen
 
         self.push_screen(LaunchScreen(self.roots[0]))
 
     def action_chat(self) -> None:
         """Pick what to chat with, then open the chat."""
-        from tui.screens.chat_setup import ChatSetupScreen
+        from tui.dialogs.chat_setup import ChatSetupScreen
 
         self.push_screen(ChatSetupScreen(self.roots[0]), lambda spec: spec and self.open_chat(spec))
 

@@ -78,10 +78,10 @@ def chat_spec(argv: list[str]):
     path = Path(args.path).resolve()
     options = LoadOptions(device=args.device, bits=4 if args.bits4 else None, decoder=args.decoder)
     if is_run_dir(path):
-        from engine.runs.checkpoints import list_checkpoints
+        from engine.runs.checkpoints import latest_good, list_checkpoints
 
-        good = [c.path for c in list_checkpoints(path) if c.ok]
-        checkpoint = Path(args.checkpoint).resolve() if args.checkpoint else (good[-1] if good else None)
+        latest = latest_good(list_checkpoints(path))
+        checkpoint = Path(args.checkpoint).resolve() if args.checkpoint else (latest.path if latest else None)
         if checkpoint is None:
             raise ValueError(f"{path} has no complete checkpoint yet")
         spec = spec_for_run(path, checkpoint)

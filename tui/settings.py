@@ -1,31 +1,39 @@
-"""User settings that outlive a session (the theme), in $XDG_CONFIG_HOME/xtui/settings.json."""
+"""User settings that outlive a session, typed, in the settings file engine.locations names."""
 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
+from dataclasses import asdict, dataclass, fields, replace
 
+from engine import locations
 from engine.files import write_atomic
 
 
-def settings_path() -> Path:
-    """Where the settings live; XTUI_CONFIG overrides it (tests use that)."""
-    if os.environ.get("XTUI_CONFIG"):
-        return Path(os.environ["XTUI_CONFIG"])
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "xtui" / "settings.json"
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What xtui remembers between sessions; a value of the wrong type in the file reads as the default."""
 
+    theme: str | None = None
 
-def load() -> dict:
-    """The saved settings, {} when there are none or the file is unreadable."""
-    try:
-        data = json.loads(settings_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    @classmethod
+    def load(cls) -> Settings:
+        """The saved settings; the defaults when the file is missing, unreadable or not an object."""
+        try:
+            data = json.loads(locations.settings_file().read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        known = {f.name: data[f.name] for f in fields(cls) if isinstance(data.get(f.name), str)}
+        return cls(**known)
 
-
-def save(**changes: object) -> None:
-    """Merge `changes` into the saved settings (atomic write)."""
-    write_atomic(settings_path(), json.dumps({**load(), **changes}, indent=2))
+    def save(self, **changes: object) -> Settings:
+        """These settings with `changes`, written atomically (keys other versions wrote are kept)."""
+        updated = replace(self, **changes)
+        path = locations.settings_file()
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            kept = {}
+        write_atomic(path, json.dumps({**(kept if isinstance(kept, dict) else {}), **asdict(updated)}, indent=2))
+        return updated

@@ -163,7 +163,7 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions(), say: Callabl
     if problems:
         raise ModelError("; ".join(problems))
     if source.kind == "checkpoint":
-        say(f"converting {source.checkpoint.name} (once; cached in {convert.cache_root()})")
+        say(f"converting {source.checkpoint.name} (once; cached in {locations.cache_dir()})")
         loaded = load(checkpoint_source(source), options, say)
         loaded.source = source
         return loaded

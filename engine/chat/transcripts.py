@@ -11,6 +11,7 @@ from pathlib import Path
 
 from engine.chat.session import Exchange
 from engine.chat.decoding import Sampling
+from engine import locations
 from engine.files import write_atomic
 from engine.xtuner.templates import Turn
 
@@ -59,14 +60,6 @@ class TranscriptInfo:
         return self.error is not None
 
 
-def transcript_dir() -> Path:
-    """Where transcripts are saved: transcripts/ in $XTUI_DATA, $XDG_DATA_HOME/xtui or ~/.local/share/xtui."""
-    if os.environ.get("XTUI_DATA"):
-        return Path(os.environ["XTUI_DATA"]) / "transcripts"
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "xtui" / "transcripts"
-
-
 def _slug(label: str) -> str:
     """A file-name-safe version of a model label."""
     return re.sub(r"[^a-z0-9._]+", "-", label.lower()).strip("-.")[:48] or "chat"
@@ -94,7 +87,7 @@ def _to_json(transcript: Transcript) -> dict:
 
 def save(transcript: Transcript, folder: Path | None = None) -> Path:
     """Write `transcript` to a new file named after its time and label (never over an existing one); its path."""
-    folder = folder or transcript_dir()
+    folder = folder or locations.transcripts_dir()
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(transcript.saved_at))}-{_slug(transcript.label)}"
     for number in range(1, 1000):
@@ -206,6 +199,6 @@ def _info(path: Path) -> TranscriptInfo:
 
 def list_transcripts(folder: Path | None = None) -> list[TranscriptInfo]:
     """Every transcript in `folder` (the data folder by default), newest first; broken files are listed as such."""
-    folder = folder or transcript_dir()
+    folder = folder or locations.transcripts_dir()
     paths = sorted(p for p in folder.glob("*.json") if p.is_file()) if folder.is_dir() else []
     return sorted(map(_info, paths), key=lambda i: (i.saved_at, i.path.name), reverse=True)

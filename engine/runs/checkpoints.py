@@ -129,3 +129,9 @@ def list_checkpoints(work_dir: Path, previous: Sequence[Checkpoint] = ()) -> lis
             )
         )
     return sorted(found, key=lambda c: c.iter)
+
+
+def latest_good(checkpoints: Sequence[Checkpoint]) -> Checkpoint | None:
+    """The checkpoint to resume or chat from: the one `last_checkpoint` names when it is sound, else the newest sound one."""
+    good = [c for c in checkpoints if c.ok]
+    return next((c for c in good if c.latest), good[-1] if good else None)

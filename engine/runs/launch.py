@@ -15,7 +15,7 @@ from pathlib import Path
 from engine.runs import manifest as mf
 from engine.xtuner.compat import trusted_load_env
 from engine.xtuner.config_check import config_problems
-from engine.runs.checkpoints import Checkpoint, check, list_checkpoints
+from engine.runs.checkpoints import Checkpoint, check, latest_good, list_checkpoints
 from engine.runs.processes import is_alive, stop_group
 from engine.runs.watch import Run, is_run_dir
 
@@ -220,8 +220,7 @@ def preflight(work_dir: Path, checkpoint: Path | None = None, deepspeed: str | N
             problem = check(path)
             problems.append(f"{path}: {problem or 'not an iter_N.pth checkpoint of this run'}")
     else:
-        good = [c for c in found if c.ok]
-        chosen = good[-1] if good else None
+        chosen = latest_good(found)
         if chosen is None:
             problems.append("no complete checkpoint to resume from: it would restart from iteration 0")
         skipped = [c for c in found if not c.ok and (chosen is None or c.iter > chosen.iter)]

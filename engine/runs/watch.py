@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 
 from engine.runs import manifest as mf
@@ -88,11 +89,22 @@ class RunState:
         return statistics.median(gaps) if gaps else None
 
 
+class RunStatus(StrEnum):
+    """Where a run stands; the value is the word shown and printed."""
+
+    UNKNOWN = "unknown"  # not read yet
+    RUNNING = "running"
+    STALLED = "stalled"
+    FINISHED = "finished"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
 @dataclass(frozen=True, slots=True)
 class Status:
-    """Where a run stands: `state` is running, stalled, finished, failed or stopped."""
+    """Where a run stands, why (for stalled, failed and stopped) and the live trainer's pid."""
 
-    state: str
+    state: RunStatus
     cause: str | None = None
     pid: int | None = None
 
@@ -207,31 +219,31 @@ class Run:
         state = self.state
         restarted = self._restarted_instead_of_resuming()
         if restarted:
-            return Status("failed", restarted, pid)
+            return Status(RunStatus.FAILED, restarted, pid)
         if pid is not None:
             if state.errors:
-                return Status("failed", state.errors[-1].message, pid)
+                return Status(RunStatus.FAILED, state.errors[-1].message, pid)
             usual = state.usual_step_seconds()
             last = _stamp(state.last.at) if state.last else None
             if usual is not None and last is not None:
                 limit = max(STALL_FACTOR * usual, STALL_MIN_S)
                 if now - last > limit:
-                    return Status("stalled", f"no new iteration for {now - last:.0f} s", pid)
-            return Status("running", None, pid)
+                    return Status(RunStatus.STALLED, f"no new iteration for {now - last:.0f} s", pid)
+            return Status(RunStatus.RUNNING, None, pid)
         if state.errors:
-            return Status("failed", state.errors[-1].message)
+            return Status(RunStatus.FAILED, state.errors[-1].message)
         if state.reached_max:
-            return Status("finished")
+            return Status(RunStatus.FINISHED)
         manifest = self.manifest
         if manifest and manifest.last:
             if manifest.last.stopped_at:
-                return Status("stopped", "stopped by the user")
+                return Status(RunStatus.STOPPED, "stopped by the user")
             code = _exit_code(self.work_dir, len(manifest.launches) - 1)
             if code not in (None, 0):
-                return Status("failed", f"trainer exited with code {code}")
+                return Status(RunStatus.FAILED, f"trainer exited with code {code}")
             at = f"iteration {state.last.iter}" if state.last else "before the first iteration"
-            return Status("failed", f"trainer ended at {at} without reaching max iterations")
-        return Status("stopped", "not running and max iterations not reached")
+            return Status(RunStatus.FAILED, f"trainer ended at {at} without reaching max iterations")
+        return Status(RunStatus.STOPPED, "not running and max iterations not reached")
 
 
 def _exit_code(work_dir: Path, index: int) -> int | None:

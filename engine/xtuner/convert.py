@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engine import locations
 from engine.files import build_folder
 from engine.xtuner.compat import BOOT, trusted_load_env
 
@@ -17,13 +18,6 @@ MERGE = "xtuner.tools.model_converters.merge"
 
 class ConvertError(RuntimeError):
     """A conversion that cannot start or that failed (the message ends with the tool's last words)."""
-
-
-def cache_root() -> Path:
-    """Where converted checkpoints are kept: $XTUI_CACHE, else $XDG_CACHE_HOME/xtui, else ~/.cache/xtui."""
-    if os.environ.get("XTUI_CACHE"):
-        return Path(os.environ["XTUI_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xtui"
 
 
 def _tail(text: str, lines: int = 3) -> str:
@@ -82,7 +76,7 @@ def checkpoint_hf(config: Path, checkpoint: Path) -> Path:
     except OSError as exc:
         raise ConvertError(f"checkpoint not readable: {checkpoint} ({exc.strerror})") from exc
     key = hashlib.sha1(f"{checkpoint}|{stat.st_mtime_ns}|{stat.st_size}".encode()).hexdigest()[:16]
-    folder = cache_root() / "checkpoints" / f"{checkpoint.stem}-{key}"
+    folder = locations.cache_dir() / "checkpoints" / f"{checkpoint.stem}-{key}"
     if folder.is_dir() and any(folder.iterdir()):
         return folder
     return pth_to_hf(config, checkpoint, folder)

@@ -1,1 +1,1 @@
-"""xtui's screens, one per module."""
+"""Full screens: the dashboard, a run's view, the chat; one per module."""

@@ -130,7 +130,7 @@ class ChatScreen(Screen):
 
     def on_needs_device(self, message: NeedsDevice) -> None:
         """Ask which of the alternatives to load on."""
-        from tui.screens.device_choice import DeviceChoiceScreen
+        from tui.dialogs.device_choice import DeviceChoiceScreen
 
         def chosen(choice: str | None) -> None:
             if choice is None:
@@ -303,7 +303,7 @@ class ChatScreen(Screen):
 
     def action_settings(self) -> None:
         """Template, system prompt and sampling."""
-        from tui.screens.chat_settings import ChatSettings, ChatSettingsScreen
+        from tui.dialogs.chat_settings import ChatSettings, ChatSettingsScreen
 
         def apply(settings: ChatSettings | None) -> None:
             if settings is None:
@@ -358,7 +358,7 @@ class ChatScreen(Screen):
     def action_open(self) -> None:
         """Reopen a saved transcript: its history continues here."""
         from engine.chat import transcripts
-        from tui.screens.transcripts import TranscriptsScreen
+        from tui.dialogs.transcripts import TranscriptsScreen
 
         def opened(path: Path | None) -> None:
             if path is None:

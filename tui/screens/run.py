@@ -250,23 +250,24 @@ class RunScreen(Screen):
 
     def action_stop(self) -> None:
         """Ask, then stop the run's process group."""
-        from tui.screens.confirm import StopScreen
+        from tui.dialogs.confirm import StopScreen
 
         self.app.push_screen(StopScreen(self.work_dir))
 
     def action_resume(self) -> None:
         """Pre-flight the resume from the selected (or latest good) checkpoint, then ask."""
-        from tui.screens.confirm import ResumeScreen
+        from tui.dialogs.confirm import ResumeScreen
 
         self.app.push_screen(ResumeScreen(self.work_dir, self._selected_checkpoint()))
 
     def action_chat(self) -> None:
         """Chat with the selected (or latest good) checkpoint, in the run's prompt template."""
         from engine.chat.spec import spec_for_run
+        from engine.runs.checkpoints import latest_good
 
         rec = self.app.record(self.work_dir)
-        good = [c.path for c in rec.checkpoints if c.ok]
-        chosen = self._selected_checkpoint() or (good[-1] if good else None)
+        latest = latest_good(rec.checkpoints)
+        chosen = self._selected_checkpoint() or (latest.path if latest else None)
         if chosen is None:
             self.notify("no checkpoint saved yet", severity="warning")
             return

@@ -20,13 +20,13 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from engine.chat.images import ImageError, ImageInfo, check_image, load_rgb
+from engine.locations import IMAGE_MODE_ENV
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
 Mode = Literal["halfblock", "kitty", "sixel"]
 MODES: tuple[Mode, ...] = ("halfblock", "kitty", "sixel")
-MODE_ENV = "XTUI_IMAGE_MODE"  # halfblock | kitty | sixel | auto (the default)
 MAX_SIDE = 2048  # pixels kept per image: more than any terminal shows
 UPPER_HALF = "▀"
 KITTY_PLACEHOLDERS = (0, 28)  # the first kitty that draws images through Unicode placeholders (textual-image's way)
@@ -41,7 +41,7 @@ _detected: Mode | None = None
 def detect_graphics() -> Mode:
     """Choose the image mode once, before the app starts (only then can the terminal be asked): env, tmux, then the terminal's answer."""
     global _detected
-    wanted = os.environ.get(MODE_ENV, "auto").strip().lower()
+    wanted = os.environ.get(IMAGE_MODE_ENV, "auto").strip().lower()
     if wanted in MODES:
         _detected = wanted
     elif os.environ.get("TMUX") or not (sys.__stdout__ and sys.__stdout__.isatty() and sys.__stdin__ and sys.__stdin__.isatty()):

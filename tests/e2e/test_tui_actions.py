@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import pytest
 from textual.widgets import Button, Input
-from tui_fakes import NoGpus
+from tests.support.fakes import NoGpus
 
 from engine.runs.checkpoints import list_checkpoints
 from engine.demo.build import build_demo
 from engine.runs.launch import LaunchError, stop
 from engine.runs.processes import group_members
 from tui.app import XtuiApp
-from tui.screens.confirm import ResumeScreen, StopScreen
-from tui.screens.launch import LaunchScreen
+from tui.dialogs.confirm import ResumeScreen, StopScreen
+from tui.dialogs.launch import LaunchScreen
 from tui.screens.run import RunScreen
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-
-async def _until(pilot, predicate, timeout: float = 240) -> None:
-    for _ in range(int(timeout / 0.2)):
-        await pilot.pause(0.2)
-        try:
-            if predicate():
-                return
-        except Exception:
-            continue
-    raise AssertionError("condition never held")
 
 
 async def test_launch_stop_resume_through_the_dialogs(tmp_path, monkeypatch) -> None:
@@ -37,28 +28,28 @@ async def test_launch_stop_resume_through_the_dialogs(tmp_path, monkeypatch) -> 
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("n")
-            await _until(pilot, lambda: isinstance(app.screen, LaunchScreen))
+            await until(pilot, lambda: isinstance(app.screen, LaunchScreen), timeout=240)
             assert app.screen.query_one("#config", Input).value == str(demo.config)  # the demo's config offered
             app.screen.query_one("#work-dir", Input).value = str(work_dir)
             await pilot.pause()
             assert "--work-dir " + str(work_dir) in str(app.screen.query_one("#command").render())
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.work_dir == work_dir)
+            await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.work_dir == work_dir, timeout=240)
             rec = lambda: app.runs[work_dir]  # noqa: E731
-            await _until(pilot, lambda: rec().status.state == "running" and any(c.ok for c in list_checkpoints(work_dir)))
+            await until(pilot, lambda: rec().status.state == "running" and any(c.ok for c in list_checkpoints(work_dir)), timeout=240)
             pid = rec().status.pid
 
             await pilot.press("s")
-            await _until(pilot, lambda: isinstance(app.screen, StopScreen))
+            await until(pilot, lambda: isinstance(app.screen, StopScreen), timeout=240)
             await pilot.press("y")
-            await _until(pilot, lambda: rec().status.state == "stopped", timeout=60)
+            await until(pilot, lambda: rec().status.state == "stopped", timeout=60)
             assert not group_members(pid)
 
             await pilot.press("r")
-            await _until(pilot, lambda: isinstance(app.screen, ResumeScreen) and not app.screen.query_one("#confirm", Button).disabled)
+            await until(pilot, lambda: isinstance(app.screen, ResumeScreen) and not app.screen.query_one("#confirm", Button).disabled, timeout=240)
             assert "iteration" in str(app.screen.query_one("#dialog-text").render())
             await pilot.press("y")
-            await _until(pilot, lambda: rec().state.resumed_iter is not None and rec().status.state in ("running", "finished"))
+            await until(pilot, lambda: rec().state.resumed_iter is not None and rec().status.state in ("running", "finished"), timeout=240)
             assert rec().state.resumed_iter >= 50
     finally:
         try:

@@ -14,10 +14,10 @@ from engine.runs.events import TrainStep
 from engine.runs.logs import read_events
 from themes import THEMES
 from tui.widgets.curves import Curves
+from tests.support import FIXTURE_LOG
 
 pytestmark = pytest.mark.anyio
 
-FIXTURE_LOG = Path(__file__).resolve().parent / "fixtures" / "xtuner-0.2.0-h200-lora-console.log"
 
 
 def steps(last: int = 300) -> list[TrainStep]:

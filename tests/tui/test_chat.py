@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from textual.widgets import Input, Static
-from tui_fakes import NoGpus
+from tests.support.fakes import NoGpus
 
 from engine.chat.session import Exchange
 from engine.chat.models import LoadOptions, ModelSource
@@ -18,9 +18,10 @@ from engine.chat.decoding import Sampling
 from engine.xtuner.templates import Turn
 from tui.app import XtuiApp
 from tui.screens.chat import STATUS_CHARS, ChatScreen
-from tui.screens.chat_setup import ChatSetupScreen
+from tui.dialogs.chat_setup import ChatSetupScreen
 from tui.widgets.chat_column import ChatColumn
 from tui.widgets.image_preview import ImagePreview
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.anyio
 CPU = LoadOptions(device="cpu")
@@ -59,19 +60,12 @@ def _app(root: Path) -> XtuiApp:
     return XtuiApp(roots=[root], gpu_backend=NoGpus(), poll_s=0.2)
 
 
-async def _until(pilot, predicate, timeout: float = 60.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("timed out")
-
 
 async def _open(app: XtuiApp, pilot, spec: ChatSpec) -> ChatScreen:
     screen = ChatScreen(spec)
     app.push_screen(screen)
-    await _until(pilot, lambda: screen.is_mounted)
-    await _until(pilot, lambda: screen.loaded is not None or "cannot load" in _status(screen))
+    await until(pilot, lambda: screen.is_mounted)
+    await until(pilot, lambda: screen.loaded is not None or "cannot load" in _status(screen))
     return screen
 
 
@@ -91,7 +85,7 @@ async def _ask(pilot, screen: ChatScreen, text: str, wait: bool = True) -> None:
     screen.query_one("#prompt", Input).value = text
     await pilot.press("enter")
     if wait:
-        await _until(pilot, lambda: not screen.busy)
+        await until(pilot, lambda: not screen.busy)
 
 
 async def test_an_answer_streams_into_the_column_and_ends_with_its_figures(tiny) -> None:
@@ -117,9 +111,9 @@ async def test_escape_cancels_at_once_and_keeps_the_partial_answer_then_leaves(t
         _endless(screen, 300)
         slow = screen.loaded.model.register_forward_hook(lambda *_: time.sleep(0.02))  # 300 tokens take 6 s or more
         await _ask(pilot, screen, "请你介绍一下你自己", wait=False)
-        await _until(pilot, lambda: screen.sessions[0].last is not None and screen.sessions[0].last.tokens > 3)
+        await until(pilot, lambda: screen.sessions[0].last is not None and screen.sessions[0].last.tokens > 3)
         await pilot.press("escape")
-        await _until(pilot, lambda: not screen.busy)
+        await until(pilot, lambda: not screen.busy)
         exchange = screen.sessions[0].exchanges[-1]
         assert exchange.reason == "cancelled" and 3 < exchange.tokens < 300
         slow.remove()
@@ -145,7 +139,7 @@ async def test_ab_answers_base_and_adapter_side_by_side_from_one_load(tiny, monk
         source = ModelSource("adapter", model=tiny["model"], adapter=tiny["adapter"])
         screen = await _open(app, pilot, ChatSpec(source, CPU, "internlm2_chat"))
         await pilot.press("ctrl+b")
-        await _until(pilot, lambda: len(screen.query(ChatColumn)) == 2)
+        await until(pilot, lambda: len(screen.query(ChatColumn)) == 2)
         _endless(screen, 10)
         await _ask(pilot, screen, "你是谁")
         base, adapted = (s.exchanges[-1].turn.answer for s in screen.sessions)
@@ -154,7 +148,7 @@ async def test_ab_answers_base_and_adapter_side_by_side_from_one_load(tiny, monk
         assert titles[0] == "base (adapter off)" and "adapter" in titles[1]
         assert len(loads) == 1, loads
         await pilot.press("ctrl+b")
-        await _until(pilot, lambda: len(screen.query(ChatColumn)) == 1)
+        await until(pilot, lambda: len(screen.query(ChatColumn)) == 1)
         await pilot.pause(0.2)
         assert [e.turn.answer for e in screen.sessions[0].exchanges] == [base]  # the first column's history goes on
         assert screen.query_one(ChatColumn).answer_text == base
@@ -201,7 +195,7 @@ async def test_a_source_that_cannot_load_says_why_and_images_are_checked_on_atta
         field.focus()
         await pilot.press("enter")
         preview = screen.query_one(ImagePreview)
-        await _until(pilot, lambda: preview.info is not None)
+        await until(pilot, lambda: preview.info is not None)
         assert screen.image == str(picture) and "red.png (40x30)" in _status(screen)
 
 
@@ -222,7 +216,7 @@ async def test_setup_form_checks_paths_and_opens_the_chat(tiny) -> None:
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 40)) as pilot:
         app.action_chat()
-        await _until(pilot, lambda: isinstance(app.screen, ChatSetupScreen) and app.screen.is_mounted)
+        await until(pilot, lambda: isinstance(app.screen, ChatSetupScreen) and app.screen.is_mounted)
         form = app.screen
         await pilot.pause(0.1)
         form.query_one("#kind").value = "adapter"
@@ -234,24 +228,24 @@ async def test_setup_form_checks_paths_and_opens_the_chat(tiny) -> None:
         assert app.screen is form
         form.query_one("#adapter", Input).value = str(tiny["adapter"])
         await pilot.press("ctrl+s")
-        await _until(pilot, lambda: isinstance(app.screen, ChatScreen))
+        await until(pilot, lambda: isinstance(app.screen, ChatScreen))
         assert app.screen.spec.source.adapter == tiny["adapter"] and app.screen.spec.options.device == "cpu"
 
 
 async def test_settings_apply_to_the_sessions_and_a_saved_transcript_reopens(tiny) -> None:
-    from tui.screens.chat_settings import ChatSettingsScreen
-    from tui.screens.transcripts import TranscriptsScreen
+    from tui.dialogs.chat_settings import ChatSettingsScreen
+    from tui.dialogs.transcripts import TranscriptsScreen
 
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await _open(app, pilot, ChatSpec(ModelSource("base", model=tiny["model"]), CPU, "internlm2_chat"))
         await pilot.press("f2")
-        await _until(pilot, lambda: isinstance(app.screen, ChatSettingsScreen) and app.screen.is_mounted)
+        await until(pilot, lambda: isinstance(app.screen, ChatSettingsScreen) and app.screen.is_mounted)
         await pilot.pause(0.1)
         app.screen.query_one("#max_new_tokens", Input).value = "7"
         app.screen.query_one("#temperature", Input).value = "0"
         await pilot.press("ctrl+s")
-        await _until(pilot, lambda: app.screen is screen)
+        await until(pilot, lambda: app.screen is screen)
         assert screen.sessions[0].sampling.max_new_tokens == 7 and screen.sessions[0].sampling.temperature == 0
         screen.loaded.eos_ids = lambda: []
         screen.sessions[0].stop_words = lambda: ()
@@ -262,10 +256,10 @@ async def test_settings_apply_to_the_sessions_and_a_saved_transcript_reopens(tin
         await pilot.press("ctrl+r")
         assert screen.sessions[0].exchanges == []
         await pilot.press("ctrl+o")
-        await _until(pilot, lambda: isinstance(app.screen, TranscriptsScreen) and app.screen.is_mounted)
+        await until(pilot, lambda: isinstance(app.screen, TranscriptsScreen) and app.screen.is_mounted)
         await pilot.pause(0.5)
         await pilot.press("enter")
-        await _until(pilot, lambda: app.screen is screen and screen.sessions[0].exchanges)
+        await until(pilot, lambda: app.screen is screen and screen.sessions[0].exchanges)
         assert screen.sessions[0].exchanges[0].turn.answer == answer
         assert screen.query_one(ChatColumn).answer_text == answer
 
@@ -273,7 +267,7 @@ async def test_settings_apply_to_the_sessions_and_a_saved_transcript_reopens(tin
 async def test_a_full_gpu_offers_the_alternatives_and_the_choice_comes_back(tiny) -> None:
     from engine.chat.device import GIB, plan
     from engine.gpu import GpuProcess, GpuReading
-    from tui.screens.device_choice import DeviceChoiceScreen
+    from tui.dialogs.device_choice import DeviceChoiceScreen
 
     busy = GpuReading(0, "NVIDIA H200", 139 * GIB, 141 * GIB, 99, 70, 600.0, 700.0, (GpuProcess(4242, 130 * GIB),))
     idle = GpuReading(1, "NVIDIA H200", 1 * GIB, 141 * GIB, 0, 30, 80.0, 700.0, ())
@@ -283,12 +277,12 @@ async def test_a_full_gpu_offers_the_alternatives_and_the_choice_comes_back(tiny
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:
         app.push_screen(DeviceChoiceScreen(full), chosen.append)
-        await _until(pilot, lambda: isinstance(app.screen, DeviceChoiceScreen) and app.screen.is_mounted)
+        await until(pilot, lambda: isinstance(app.screen, DeviceChoiceScreen) and app.screen.is_mounted)
         text = " ".join(str(s.render()) for s in app.screen.query(Static))
         assert "training run demo/work holds 130.0 GB" in text
         await pilot.press("tab")  # from GPU 1 (the focused best choice) to 4-bit
         await pilot.press("enter")
-        await _until(pilot, lambda: chosen)
+        await until(pilot, lambda: chosen)
     assert chosen == ["4bit"]
 
 
@@ -321,7 +315,7 @@ def _snapshot_app() -> XtuiApp:
         screen.query_one(ChatColumn).show_exchanges(exchanges)
         screen.query_one("#image-path", Input).value = str(picture)
         screen.query_one(ImagePreview).show(picture)
-        await _until(pilot, lambda: screen.query_one(ImagePreview).info is not None, timeout=10)
+        await until(pilot, lambda: screen.query_one(ImagePreview).info is not None, timeout=10)
         await pilot.pause(0.3)
         screen.query_one(ChatColumn).scroll_end(animate=False)  # wherever a late refresh left it
         await pilot.wait_for_scheduled_animations()

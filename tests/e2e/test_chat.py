@@ -15,6 +15,7 @@ from engine.chat.models import BASE, LoadedModel, ModelError, ModelSource, load
 from engine.chat.decoding import Sampling
 from engine.chat.images import ImageError
 from engine.xtuner.templates import template
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 NAME = "小测"
@@ -326,17 +327,10 @@ def test_llava_bad_image_paths_are_explained_and_the_session_goes_on(tpl, llava_
     assert _answer(session, "And now?") and len(session.exchanges) == 3
 
 
-async def _until(pilot, predicate, timeout: float = 120.0) -> None:
-    for _ in range(int(timeout / 0.1)):
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("timed out")
-
 
 @pytest.mark.anyio
 async def test_c_in_the_run_view_chats_with_the_latest_checkpoint_in_the_runs_template(trained, monkeypatch, tmp_path) -> None:
-    from tui_fakes import NoGpus
+    from tests.support.fakes import NoGpus
 
     from tui.app import XtuiApp
     from tui.screens.chat import ChatScreen
@@ -347,23 +341,23 @@ async def test_c_in_the_run_view_chats_with_the_latest_checkpoint_in_the_runs_te
     work_dir = trained.demo.work_dir
     app = XtuiApp(roots=[work_dir.parent], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.2)
     async with app.run_test(size=(100, 30)) as pilot:
-        await _until(pilot, lambda: [c for c in app.record(work_dir.resolve()).checkpoints if c.ok])
+        await until(pilot, lambda: [c for c in app.record(work_dir.resolve()).checkpoints if c.ok], timeout=120)
         await pilot.press("c")
-        await _until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.loaded is not None)
+        await until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.loaded is not None, timeout=120)
         screen = app.screen
         assert screen.spec.source.checkpoint == trained.checkpoints[-1] and screen.template == "internlm2_chat"
         for session in screen.sessions:
             session.sampling = GREEDY
         screen.query_one("#prompt").value = QUESTION
         await pilot.press("enter")
-        await _until(pilot, lambda: screen.sessions[0].exchanges)
+        await until(pilot, lambda: screen.sessions[0].exchanges, timeout=120)
         assert NAME in screen.query_one(ChatColumn).answer_text
 
 
 @pytest.mark.anyio
 async def test_llava_in_the_chat_screen_answers_with_the_attached_image(trained, llava_paths, monkeypatch, tmp_path) -> None:
     from textual.widgets import Input
-    from tui_fakes import NoGpus
+    from tests.support.fakes import NoGpus
 
     from engine.chat.models import LoadOptions
     from engine.chat.spec import ChatSpec
@@ -378,7 +372,7 @@ async def test_llava_in_the_chat_screen_answers_with_the_attached_image(trained,
     async with app.run_test(size=(100, 30)) as pilot:
         screen = ChatScreen(ChatSpec(source, LoadOptions(device="cpu"), "internlm2_chat"))
         app.push_screen(screen)
-        await _until(pilot, lambda: screen.is_mounted and screen.loaded is not None)
+        await until(pilot, lambda: screen.is_mounted and screen.loaded is not None, timeout=120)
         for session in screen.sessions:
             session.sampling = Sampling(temperature=0, max_new_tokens=8)
         for name in ("red.png", "blue.png"):
@@ -389,7 +383,7 @@ async def test_llava_in_the_chat_screen_answers_with_the_attached_image(trained,
             assert screen.image and screen.image.endswith(name)
             screen.query_one("#prompt", Input).value = "What colour is this picture?"
             await pilot.press("enter")
-            await _until(pilot, lambda: not screen.busy and screen.sessions[0].exchanges and screen.sessions[0].exchanges[-1].image.endswith(name))
+            await until(pilot, lambda: not screen.busy and screen.sessions[0].exchanges and screen.sessions[0].exchanges[-1].image.endswith(name), timeout=120)
         exchanges = screen.sessions[0].exchanges
         assert [e.image.rsplit("/", 1)[1] for e in exchanges] == ["red.png", "blue.png"]
         assert all(e.turn.answer and e.reason in ("stop", "length") for e in exchanges)

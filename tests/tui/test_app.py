@@ -9,7 +9,7 @@ import pytest
 from textual.widgets import DataTable, Static
 
 from engine.runs import manifest as mf
-from tui_fakes import FakeGpus, NoGpus, fixture_run
+from tests.support.fakes import FakeGpus, NoGpus, fixture_run
 from tui.app import XtuiApp
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.run import RunScreen
@@ -17,6 +17,7 @@ from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.runs_table import RunsTable
 from tui.widgets.log_tail import LogTail
 from tui.widgets.samples_pane import SamplesPane
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -28,35 +29,24 @@ def settings_file(tmp_path, monkeypatch) -> Path:
     return path
 
 
-async def _settle(pilot, app: XtuiApp, predicate, tries: int = 50) -> None:
-    """Let the watcher workers post until `predicate()` holds."""
-    for _ in range(tries):
-        await pilot.pause(0.1)
-        try:
-            if predicate():
-                return
-        except Exception:  # the screen may not be there yet
-            continue
-    raise AssertionError("condition never held")
-
 
 async def test_dashboard_lists_runs_and_opens_one(tmp_path) -> None:
     work_dir = fixture_run(tmp_path)
     app = XtuiApp(roots=[tmp_path], gpu_backend=FakeGpus(), poll_s=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _settle(pilot, app, lambda: app.screen.query_one(RunsTable).row_count == 1)
+        await until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
         table = app.screen.query_one(RunsTable)
         assert table.row(str(work_dir))[:3] == ("finished", "40/40", "10.8431")
         await pilot.press("enter")
-        await _settle(pilot, app, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
         screen = app.screen
         assert "40/40" in str(screen.query_one("#progress-text", Static).render())
         pane = screen.query_one(SamplesPane)
-        await _settle(pilot, app, lambda: pane.sample_count == 8)
+        await until(pilot, lambda: pane.sample_count == 8)
         log = screen.query_one(LogTail)
         assert not log.lines  # read while the samples tab showed, written when the log tab opens
         await pilot.press("3")
-        await _settle(pilot, app, lambda: any("Saving checkpoint at 40 iterations" in line for line in log.lines))
+        await until(pilot, lambda: any("Saving checkpoint at 40 iterations" in line for line in log.lines))
         await pilot.press("4")
         ckpt_table = screen.query_one("#checkpoint-table", DataTable)
         assert ckpt_table.row_count == 0  # the fixture has the log only
@@ -69,12 +59,12 @@ async def test_runs_table_cursor_keys_and_clicks_open_the_run_under_the_cursor(t
         fixture_run(tmp_path, name)
     app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _settle(pilot, app, lambda: app.screen.query_one(RunsTable).row_count == 3)
+        await until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 3)
         table = app.screen.query_one(RunsTable)
         await pilot.press("end", "up")
         assert table.cursor == 1
         await pilot.press("enter")
-        await _settle(pilot, app, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
         assert str(app.screen.work_dir) == table.keys[1]
         await pilot.press("escape")
         await pilot.press("home", "up")  # stays on the first run
@@ -82,7 +72,7 @@ async def test_runs_table_cursor_keys_and_clicks_open_the_run_under_the_cursor(t
         await pilot.click(RunsTable, offset=(5, 3))  # the header is line 0: line 3 is the third run
         assert table.cursor == 2 and isinstance(app.screen, DashboardScreen)
         await pilot.click(RunsTable, offset=(5, 3))  # a second click on the cursor's run opens it
-        await _settle(pilot, app, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
         assert str(app.screen.work_dir) == table.keys[2]
 
 
@@ -90,7 +80,7 @@ async def test_runs_table_keeps_the_end_of_a_long_work_dir(tmp_path) -> None:
     work_dir = fixture_run(tmp_path / ("deep_folder_" * 6), "qlora_alpaca_e3_second_try")
     app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _settle(pilot, app, lambda: app.screen.query_one(RunsTable).row_count == 1)
+        await until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
         line = app.screen.query_one(RunsTable).render_line(1).text
         assert len(line) == 80 and "…" in line and line.rstrip().endswith(f"/{work_dir.name}")
 
@@ -99,7 +89,7 @@ async def test_opening_a_work_dir_directly(tmp_path) -> None:
     work_dir = fixture_run(tmp_path)
     app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _settle(pilot, app, lambda: isinstance(app.screen, RunScreen) and app.runs[work_dir.resolve()].status.state == "finished")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[work_dir.resolve()].status.state == "finished")
         await pilot.pause()
         assert "finished" in str(app.screen.query_one("#run-status", Static).render())
 
@@ -121,7 +111,7 @@ class FlakyGpus(FakeGpus):
 async def test_a_failing_poll_is_reported_once_and_watching_goes_on(tmp_path) -> None:
     app = XtuiApp(roots=[tmp_path], gpu_backend=FlakyGpus(), poll_s=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _settle(pilot, app, lambda: bool(app.screen.query_one(GpuPanel).query(".gpu")))
+        await until(pilot, lambda: bool(app.screen.query_one(GpuPanel).query(".gpu")))
         messages = [n.message for n in app._notifications]
         assert messages.count("reading GPUs: RuntimeError: driver hiccup") == 1
 
@@ -149,10 +139,10 @@ async def test_failed_run_alerts_with_its_cause(tmp_path) -> None:
     bells = []
     app.bell = lambda: bells.append(1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _settle(pilot, app, lambda: app.runs.get(work_dir.resolve()) and app.runs[work_dir.resolve()].status.state == "running")
+        await until(pilot, lambda: app.runs.get(work_dir.resolve()) and app.runs[work_dir.resolve()].status.state == "running")
         with log.open("a") as fh:
             fh.write("Traceback (most recent call last):\n  File \"x.py\", line 1\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
-        await _settle(pilot, app, lambda: app.runs[work_dir.resolve()].status.state == "failed")
+        await until(pilot, lambda: app.runs[work_dir.resolve()].status.state == "failed")
         messages = [n.message for n in app._notifications]
         assert any("failed" in m and "CUDA out of memory" in m for m in messages), messages
         assert bells
@@ -191,7 +181,7 @@ async def test_checkpoint_cursor_stays_on_its_checkpoint_when_a_new_one_lands(tm
         (work_dir / f"iter_{n}.pth").write_bytes(b"not a real checkpoint")
     app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
     async with app.run_test(size=(100, 30)) as pilot:
-        await _settle(pilot, app, lambda: app.screen.query_one("#checkpoint-table", DataTable).row_count == 2)
+        await until(pilot, lambda: app.screen.query_one("#checkpoint-table", DataTable).row_count == 2)
         screen = app.screen
         await pilot.press("4")
         table = screen.query_one("#checkpoint-table", DataTable)

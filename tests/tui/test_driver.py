@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from benchmarks.startup import end, read_until, spawn
+from tests.support import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 SELECT_SYSCALLS = {"23", "270", "72"}  # select and pselect6 on x86-64, pselect6 on arm64

@@ -16,6 +16,7 @@ from engine.runs.events import CheckpointSaved, Resumed, Sample, Started, TrainS
 from engine.runs.launch import LaunchError, LaunchSpec, preflight, resume, start, stop
 from engine.runs.processes import group_members, is_alive
 from engine.runs.watch import Run
+from tests.support import ROOT
 
 pytestmark = pytest.mark.e2e
 NAME = "小测"
@@ -53,7 +54,7 @@ def test_detached_run_learns_the_name_and_outlives_its_watcher(demo) -> None:
 
     watcher = subprocess.Popen(
         [sys.executable, "-m", "engine.cli", "events", str(work_dir), "--follow"],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     seen = []
     for line in watcher.stdout:

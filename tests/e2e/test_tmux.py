@@ -16,10 +16,10 @@ from engine.runs import manifest as mf
 from engine.demo.build import build_demo
 from engine.runs.launch import stop
 from engine.runs.processes import is_alive
+from tests.support import ROOT
 
 pytestmark = pytest.mark.e2e
 NAME = "小测"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tmux(*args: str) -> str:

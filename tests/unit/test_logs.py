@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from engine.runs.events import CheckpointSaved, DataloaderAdvance, Resumed, RunError, Sample, TrainStep
 from engine.runs.logs import LogFollower, LogParser, ScalarsFollower, read_events, split_sample
+from tests.support import FIXTURE_LOG
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures/xtuner-0.2.0-h200-lora-console.log"
+FIXTURE = FIXTURE_LOG
 LOSSES = [11.6057, 11.5813, 11.5855, 11.3563, 11.0345, 10.9708, 10.9074, 10.8431]
 PROMPTS = ["请你介绍一下你自己", "你是谁"]
 TS = "2026/11/28 14:10:03 - mmengine - INFO - "

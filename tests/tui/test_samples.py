@@ -12,10 +12,10 @@ from engine.runs.events import Sample
 from engine.runs.logs import read_events
 from themes import THEMES
 from tui.widgets.samples_pane import INSERTED, REMOVED, SamplesPane, answer_diff
+from tests.support import FIXTURE_LOG
 
 pytestmark = pytest.mark.anyio
 
-FIXTURE_LOG = Path(__file__).resolve().parent / "fixtures" / "xtuner-0.2.0-h200-lora-console.log"
 
 INTRO, WHO, EN = "请你介绍一下你自己", "你是谁", "Who are you?"
 SAMPLES = [

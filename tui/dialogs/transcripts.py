@@ -13,7 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Static
 
-from engine.chat.transcripts import TranscriptInfo, list_transcripts, transcript_dir
+from engine.chat.transcripts import TranscriptInfo, list_transcripts
+from engine import locations
 
 
 def _clip(text: str, width: int, style: str = "") -> Text:
@@ -37,7 +38,7 @@ class TranscriptsScreen(ModalScreen[Path | None]):
 
     def __init__(self, folder: Path | None = None) -> None:
         super().__init__()
-        self.folder = folder or transcript_dir()
+        self.folder = folder or locations.transcripts_dir()
         self.infos: list[TranscriptInfo] = []
 
     def compose(self) -> ComposeResult:

@@ -76,7 +76,7 @@ def test_a_failing_run_sends_bell_and_one_notification_to_the_real_terminal(tmp_
     from pathlib import Path
 
     import psutil
-    from tui_fakes import fixture_run
+    from tests.support.fakes import fixture_run
 
     from benchmarks.startup import end, read_until, spawn
     from engine.runs import manifest as mf

@@ -15,10 +15,12 @@ from textual.widgets import DataTable, Input, Select, Static, TextArea
 from engine.chat.session import Exchange
 from engine.chat.decoding import Sampling
 from engine.xtuner.templates import Turn
-from engine.chat.transcripts import Column, Transcript, save, transcript_dir
+from engine.chat.transcripts import Column, Transcript, save
 from themes import THEMES
-from tui.screens.chat_settings import ChatSettings, ChatSettingsScreen
-from tui.screens.transcripts import TranscriptsScreen
+from tui.dialogs.chat_settings import ChatSettings, ChatSettingsScreen
+from tui.dialogs.transcripts import TranscriptsScreen
+from tests.support import ROOT
+from engine import locations
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +35,7 @@ NOT_YET = object()
 class DialogApp(App[None]):
     """Pushes one dialog at start and keeps what it was dismissed with."""
 
-    CSS_PATH = Path(__file__).resolve().parent.parent / "tui" / "xtui.tcss"
+    CSS_PATH = ROOT / "tui" / "xtui.tcss"
 
     def __init__(self, make_screen) -> None:
         super().__init__()
@@ -56,7 +58,7 @@ def data(monkeypatch) -> Path:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     shutil.rmtree(DATA, ignore_errors=True)
-    yield transcript_dir()
+    yield locations.transcripts_dir()
     shutil.rmtree(DATA, ignore_errors=True)
     monkeypatch.undo()
     time.tzset()

@@ -21,6 +21,7 @@ from engine.chat.decoding import ContextFull, Sampling, choose
 from engine.chat.generation import Generation, TextStream
 from engine.gpu import GpuProcess, GpuReading
 from engine.xtuner.templates import (
+from engine import locations
     TemplateError,
     Turn,
     render,
@@ -412,12 +413,12 @@ def test_a_failing_conversion_leaves_no_partial_folder(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_cache_root_follows_the_environment(monkeypatch, tmp_path) -> None:
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("XTUI_CACHE", str(tmp_path / "c"))
-    assert convert.cache_root() == tmp_path / "c"
+    assert locations.cache_dir() == tmp_path / "c"
     monkeypatch.delenv("XTUI_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert convert.cache_root() == tmp_path / "xdg" / "xtui"
+    assert locations.cache_dir() == tmp_path / "xdg" / "xtui"
 
 
 # --- model sources and loaded models ----------------------------------------------------------------------------

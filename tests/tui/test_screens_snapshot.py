@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input
-from tui_fakes import FakeGpus, fixture_run
+from tests.support.fakes import FakeGpus, fixture_run
 
 from engine.gpu import HISTORY, GpuMonitor, HostReading
 from tui.app import XtuiApp
 from tui.screens.run import RunScreen
 from tui.widgets.runs_table import RunsTable
 from tui.widgets.samples_pane import SamplesPane
+from tests.support.waiting import until
 
 ROOT = Path("/tmp/xtui-snapshot-runs")  # fixed: paths show on screen
 SIZES = [(80, 24), (120, 40)]
@@ -37,23 +38,13 @@ def _app(open_run: Path | None = None) -> XtuiApp:
     return XtuiApp(roots=[ROOT], open_run=open_run, monitor=monitor, poll_s=0.05)
 
 
-async def _until(pilot, predicate) -> None:
-    for _ in range(100):
-        await pilot.pause(0.05)
-        try:
-            if predicate():
-                break
-        except Exception:
-            continue
-    await pilot.pause(0.2)
-
 
 @pytest.mark.parametrize("size", SIZES)
 def test_dashboard(snap_compare, size) -> None:
     app = _app()
 
     async def loaded(pilot) -> None:
-        await _until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
+        await until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
 
     assert snap_compare(app, terminal_size=size, run_before=loaded)
 
@@ -63,7 +54,7 @@ def test_run_view_samples(snap_compare, size, runs) -> None:
     app = _app(open_run=runs)
 
     async def loaded(pilot) -> None:
-        await _until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.query_one(SamplesPane).sample_count == 8)
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.query_one(SamplesPane).sample_count == 8)
 
     assert snap_compare(app, terminal_size=size, run_before=loaded)
 
@@ -73,7 +64,7 @@ def test_run_view_curves(snap_compare, size, runs) -> None:
     app = _app(open_run=runs)
 
     async def loaded(pilot) -> None:
-        await _until(pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[runs.resolve()].state.last)
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[runs.resolve()].state.last)
         await pilot.press("1")
 
     assert snap_compare(app, terminal_size=size, run_before=loaded)
@@ -85,7 +76,7 @@ def test_launch_form(snap_compare, size, monkeypatch) -> None:
     app = _app()
 
     async def opened(pilot) -> None:
-        await _until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
+        await until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
         await pilot.press("n")
         await pilot.pause()
         for field in app.screen.query(Input):
@@ -100,7 +91,7 @@ def test_help(snap_compare, size) -> None:
     app = _app()
 
     async def opened(pilot) -> None:
-        await _until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
+        await until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
         await pilot.press("question_mark")
 
     assert snap_compare(app, terminal_size=size, run_before=opened)

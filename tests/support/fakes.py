@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from engine.gpu import GpuProcess, GpuReading
+from tests.support import FIXTURE_LOG
 
-FIXTURE_LOG = Path(__file__).resolve().parent / "fixtures" / "xtuner-0.2.0-h200-lora-console.log"
 
 
 class FakeGpus:

@@ -13,13 +13,13 @@ from engine.chat.session import Exchange
 from engine.chat.decoding import Sampling
 from engine.xtuner.templates import Turn
 from engine.chat.transcripts import (
+from engine import locations
     Column,
     Transcript,
     TranscriptError,
     list_transcripts,
     load,
     save,
-    transcript_dir,
 )
 
 SAVED_AT = 1795858496.0  # 2026-11-28 09:34:56 UTC
@@ -128,11 +128,11 @@ def test_listing_a_missing_folder_is_empty(tmp_path) -> None:
 
 def test_data_folder_from_the_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("XTUI_DATA", str(tmp_path / "data"))
-    assert transcript_dir() == tmp_path / "data" / "transcripts"
+    assert locations.transcripts_dir() == tmp_path / "data" / "transcripts"
     path = save(chat())
     assert path.parent == tmp_path / "data" / "transcripts" and list_transcripts()[0].path == path
     monkeypatch.delenv("XTUI_DATA")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert transcript_dir() == tmp_path / "xdg" / "xtui" / "transcripts"
+    assert locations.transcripts_dir() == tmp_path / "xdg" / "xtui" / "transcripts"
     monkeypatch.delenv("XDG_DATA_HOME")
-    assert transcript_dir() == Path.home() / ".local" / "share" / "xtui" / "transcripts"
+    assert locations.transcripts_dir() == Path.home() / ".local" / "share" / "xtui" / "transcripts"
