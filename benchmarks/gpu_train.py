@@ -25,7 +25,7 @@ from engine.demo import tinymodel
 from engine.runs.events import TrainStep
 from engine.gpu import GpuMonitor
 from engine.runs.logs import read_events
-from engine.runs.watch import log_files
+from engine.runs.workdir import log_files
 
 SHAPE = dict(  # InternLM2-1.8B's shape as a Llama: 1.89B parameters
     hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,
@@ -95,7 +95,7 @@ def plain_run(config: Path, work_dir: Path) -> dict:
 
 def engine_run(config: Path, work_dir: Path) -> tuple[dict, dict]:
     """xtui's launch, figures read back through `xtui events --follow`, NVML polled meanwhile."""
-    cli = [sys.executable, "-m", "engine.cli"]
+    cli = [sys.executable, "-m", "tui.cli"]
     t0 = time.monotonic()
     subprocess.run([*cli, "train", str(config), "--work-dir", str(work_dir)], check=True)
     pgid = json.loads((work_dir / "xtui-run.json").read_text())["launches"][-1]["pid"]
@@ -131,7 +131,7 @@ def engine_run(config: Path, work_dir: Path) -> tuple[dict, dict]:
 def tui_run(config: Path, work_dir: Path) -> dict:
     """xtui's launch with the whole TUI (headless, run view open, GPU panel polling) watching until the end."""
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "engine.cli", "train", str(config), "--work-dir", str(work_dir)], check=True)
+    subprocess.run([sys.executable, "-m", "tui.cli", "train", str(config), "--work-dir", str(work_dir)], check=True)
     watcher = subprocess.run([sys.executable, "-m", "benchmarks.tui_watch", str(work_dir)], check=True, capture_output=True, text=True)
     steps = [e for log in log_files(work_dir) for e in read_events(log) if isinstance(e, TrainStep)]
     return {**summary(steps, time.monotonic() - t0), "tui": json.loads(watcher.stdout.strip().splitlines()[-1])}

@@ -21,10 +21,10 @@ class ChatSpec:
 
 def spec_for_run(work_dir: Path, checkpoint: Path) -> ChatSpec:
     """A chat on a run's checkpoint, with the template and SYSTEM of the run's config."""
-    from engine.runs.launch import run_config
+    from engine.runs.workdir import WorkDir
     from engine.xtuner.templates import system_of_config, template_of_config
 
-    config = run_config(work_dir)
+    config = WorkDir.open(work_dir).config()
     if config is None:
         raise ValueError(f"no config found for {work_dir}: cannot convert its checkpoints")
     source = config.read_text(encoding="utf-8", errors="replace")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.demo import tinymodel
+from engine.errors import DemoError
 from engine.xtuner import configs
 from engine.xtuner.compat import NO_BF16_ON_CPU
 from engine.files import write_atomic
@@ -47,10 +48,6 @@ SETTINGS = {
 CPU_LORA_R = "8"
 MAX_NEW_TOKENS = "40"
 RANDOM_SEED = "0"
-
-
-class DemoError(Exception):
-    """A demo folder that cannot be used as asked."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Start, stop and resume XTuner training as detached process groups that outlive xtui."""
+"""Start and stop XTuner training as detached process groups that outlive xtui."""
 
 from __future__ import annotations
 
@@ -12,23 +12,16 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from engine.errors import RunsError
 from engine.runs import manifest as mf
-from engine.xtuner.compat import trusted_load_env
-from engine.xtuner.config_check import config_problems
-from engine.runs.checkpoints import Checkpoint, check, latest_good, list_checkpoints
 from engine.runs.processes import is_alive, stop_group
-from engine.runs.watch import Run, is_run_dir
-
-DEEPSPEED_PRESETS = (
-    "deepspeed_zero1",
-    "deepspeed_zero2",
-    "deepspeed_zero2_offload",
-    "deepspeed_zero3",
-    "deepspeed_zero3_offload",
-)
+from engine.runs.workdir import WorkDir, is_run_dir
+from engine.xtuner.config_check import config_problems
+from engine.xtuner.presets import DEEPSPEED_PRESETS
 
 
-class LaunchError(Exception):
+
+class LaunchError(RunsError):
     """A launch, stop or resume that cannot go ahead; the message is one line for the user."""
 
 
@@ -87,7 +80,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def validate(spec: LaunchSpec) -> None:
+def validate(spec: LaunchSpec, work_dir: WorkDir) -> None:
     """Refuse what cannot work: missing or broken config, busy work dir, bad GPU or DeepSpeed choice."""
     if not spec.config.is_file():
         raise LaunchError(f"config not found: {spec.config}")
@@ -104,22 +97,22 @@ def validate(spec: LaunchSpec) -> None:
         raise LaunchError(f"unknown DeepSpeed config {spec.deepspeed!r}: use one of {', '.join(DEEPSPEED_PRESETS)} or a .json file")
     if spec.work_dir.exists() and not spec.work_dir.is_dir():
         raise LaunchError(f"work dir {spec.work_dir} exists and is not a folder")
-    if _would_overwrite_config(spec):
+    if _would_overwrite_config(spec, work_dir):
         dump = spec.work_dir / spec.config.name
         raise LaunchError(f"the trainer would overwrite {dump} with its copy of the config: pick another work dir")
-    pid = Run(spec.work_dir).alive_pid() if spec.work_dir.is_dir() else None
+    pid = work_dir.alive_pid() if spec.work_dir.is_dir() else None
     if pid is not None:
         raise LaunchError(f"a run is alive in {spec.work_dir} (pid {pid}): stop it first or pick another work dir")
 
 
-def _would_overwrite_config(spec: LaunchSpec) -> bool:
+def _would_overwrite_config(spec: LaunchSpec, work_dir: WorkDir) -> bool:
     """True when mmengine's copy of the config (work_dir/<config name>) would replace a file the user made."""
     dump = spec.work_dir / spec.config.name
     if not dump.exists():
         return False
     if not is_run_dir(spec.work_dir):
         return True  # a file that was there before any run
-    manifest = mf.read_manifest(spec.work_dir)
+    manifest = work_dir.manifest
     launched = {Path(launch.config).resolve() for launch in manifest.launches} if manifest else set()
     return dump.resolve() in launched  # xtui ran it as the config: the user's own file
 
@@ -127,20 +120,19 @@ def _would_overwrite_config(spec: LaunchSpec) -> bool:
 def start(spec: LaunchSpec) -> mf.Launch:
     """Launch the trainer in its own session, output to the work dir's console file."""
     spec = prepare(spec)
-    validate(spec)
+    work_dir = WorkDir.open(spec.work_dir)
+    validate(spec, work_dir)
     spec.work_dir.mkdir(parents=True, exist_ok=True)
-    old = mf.read_manifest(spec.work_dir)
-    manifest = old or mf.Manifest(work_dir=str(spec.work_dir), host=socket.gethostname())
+    manifest = work_dir.manifest or mf.Manifest(work_dir=str(spec.work_dir), host=socket.gethostname())
     index = len(manifest.launches)
     argv = command(spec)
     env = environment(spec)
     cwd = spec.cwd
-    console = spec.work_dir / mf.CONSOLE
-    with open(console, "ab") as out:
+    with open(work_dir.console, "ab") as out:
         offset = out.tell()
         out.write(f"### xtui launch {index} at {time.strftime('%Y/%m/%d %H:%M:%S')}: {' '.join(argv)}\n".encode())
         out.flush()
-        wrapper = ["/bin/sh", "-c", '"$@"; echo $? > "$0"', str(mf.exit_code_file(spec.work_dir, index)), *argv]
+        wrapper = ["/bin/sh", "-c", '"$@"; echo $? > "$0"', str(work_dir.exit_code_file(index)), *argv]
         proc = subprocess.Popen(
             wrapper, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             cwd=cwd, env={**os.environ, **env}, start_new_session=True,
@@ -151,7 +143,7 @@ def start(spec: LaunchSpec) -> mf.Launch:
         console_offset=offset, config=str(spec.config), cwd=str(cwd), gpus=spec.gpus,
         deepspeed=spec.deepspeed, resume_from=str(spec.resume_from) if spec.resume_from else None,
     )  # fmt: skip
-    mf.write_manifest(spec.work_dir, replace(manifest, launches=[*manifest.launches, launch]))
+    work_dir.record(replace(manifest, launches=[*manifest.launches, launch]))
     return launch
 
 
@@ -167,107 +159,11 @@ def _create_time(pid: int) -> float:
 
 def stop(work_dir: Path, grace: float = 15.0) -> bool:
     """Stop the run xtui launched in `work_dir`: TERM its process group, then KILL; True when gone."""
-    work_dir = work_dir.resolve()
-    manifest = mf.read_manifest(work_dir)
-    if manifest is None or manifest.last is None:
-        raise LaunchError(f"{work_dir} has no run launched by xtui")
-    last = manifest.last
+    opened = WorkDir.open(work_dir)
+    last = opened.last
+    if last is None:
+        raise LaunchError(f"{opened.path} has no run launched by xtui")
     if not is_alive(last.pid, last.create_time):
-        raise LaunchError(f"the run in {work_dir} is not running")
-    mf.mark_stopped(work_dir, time.time())
+        raise LaunchError(f"the run in {opened.path} is not running")
+    opened.mark_stopped()
     return stop_group(last.pid, grace)
-
-
-@dataclass(frozen=True, slots=True)
-class Preflight:
-    """The verdict on a resume: the checkpoint, blocking problems, and notes for the user."""
-
-    checkpoint: Checkpoint | None
-    problems: list[str]
-    notes: list[str]
-    config: Path | None
-    max_iters: int | None
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing blocks the resume."""
-        return not self.problems and self.checkpoint is not None
-
-
-def run_config(work_dir: Path) -> Path | None:
-    """The config a resume runs: xtui's last launch's, else the copy mmengine dumped in the work dir."""
-    manifest = mf.read_manifest(work_dir)
-    if manifest and manifest.last and Path(manifest.last.config).is_file():
-        return Path(manifest.last.config)
-    dumped = sorted(work_dir.glob("*.py"))
-    return dumped[0] if dumped else None
-
-
-def preflight(work_dir: Path, checkpoint: Path | None = None, deepspeed: str | None = None) -> Preflight:
-    """Check that resuming from `checkpoint` (default: latest good one) would really continue."""
-    work_dir = work_dir.resolve()
-    problems: list[str] = []
-    notes: list[str] = []
-    run = Run(work_dir)
-    run.poll()
-    max_iters = run.state.max_iters
-    found = list_checkpoints(work_dir)
-    chosen: Checkpoint | None = None
-    if checkpoint is not None:
-        path = checkpoint if checkpoint.is_absolute() or checkpoint.exists() else work_dir / checkpoint
-        chosen = next((c for c in found if c.path.resolve() == path.resolve()), None)
-        if chosen is None:
-            problem = check(path)
-            problems.append(f"{path}: {problem or 'not an iter_N.pth checkpoint of this run'}")
-    else:
-        chosen = latest_good(found)
-        if chosen is None:
-            problems.append("no complete checkpoint to resume from: it would restart from iteration 0")
-        skipped = [c for c in found if not c.ok and (chosen is None or c.iter > chosen.iter)]
-        notes += [f"skipping {c.path.name}: {c.problem}" for c in skipped]
-    if chosen is not None:
-        if chosen.problem:
-            problems.append(f"{chosen.path.name}: {chosen.problem}")
-        if chosen.deepspeed and not deepspeed:
-            problems.append(f"{chosen.path.name} is a DeepSpeed checkpoint: resume with --deepspeed")
-        if not chosen.deepspeed and deepspeed:
-            problems.append(f"{chosen.path.name} is a plain checkpoint: resume without --deepspeed")
-        if max_iters is not None and chosen.iter >= max_iters:
-            problems.append(f"{chosen.path.name} is at iteration {chosen.iter} of {max_iters}: the run would end at once")
-        if max_iters is None:
-            notes.append("max iterations unknown (no log yet): cannot tell how far the resume goes")
-    if run.alive_pid() is not None:
-        problems.append(f"a run is alive in {work_dir}: stop it first")
-    config = run_config(work_dir)
-    if config is None:
-        problems.append(f"no config found for {work_dir}")
-    if trusted_load_env():
-        notes.append(
-            "torch >= 2.6 loads checkpoints weights-only, which mmengine's resume cannot pass: "
-            "xtui sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, which unpickles the checkpoint: "
-            "resume only checkpoints you trust (your own runs)"
-        )
-    return Preflight(chosen, problems, notes, config, max_iters)
-
-
-def resume(
-    work_dir: Path, checkpoint: Path | None = None, gpus: int | None = None,
-    deepspeed: str | None = None, devices: str | None = None,
-) -> tuple[mf.Launch, Preflight]:  # fmt: skip
-    """Resume after a passing pre-flight; the GPU and DeepSpeed choice default to the last launch's."""
-    work_dir = work_dir.resolve()
-    last = (mf.read_manifest(work_dir) or mf.Manifest("", "")).last
-    if deepspeed is None and last is not None:
-        deepspeed = last.deepspeed
-    check_ = preflight(work_dir, checkpoint, deepspeed)
-    if not check_.ok:
-        raise LaunchError("cannot resume: " + "; ".join(check_.problems))
-    assert check_.checkpoint is not None and check_.config is not None
-    env = trusted_load_env()
-    spec = LaunchSpec(
-        config=check_.config, work_dir=work_dir, gpus=gpus or (last.gpus if last else 1),
-        devices=devices if devices is not None else (last.env.get("CUDA_VISIBLE_DEVICES") if last else None),
-        deepspeed=deepspeed, resume_from=check_.checkpoint.path, env=env,
-        cwd=Path(last.cwd) if last else None,
-    )  # fmt: skip
-    return start(spec), check_

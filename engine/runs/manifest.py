@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from engine.files import write_atomic
-from engine.runs.workdir import MANIFEST
 
+MANIFEST = "xtui-run.json"
 CONSOLE = "xtui-console.log"
 
 
@@ -57,16 +57,3 @@ def read_manifest(work_dir: Path) -> Manifest | None:
 def write_manifest(work_dir: Path, manifest: Manifest) -> None:
     """Write the manifest atomically (temp file + rename) so a reader never sees half."""
     write_atomic(work_dir / MANIFEST, json.dumps(asdict(manifest), indent=2, ensure_ascii=False))
-
-
-def mark_stopped(work_dir: Path, at: float) -> None:
-    """Record that the user stopped the last launch."""
-    manifest = read_manifest(work_dir)
-    if manifest and manifest.last:
-        launches = [*manifest.launches[:-1], replace(manifest.last, stopped_at=at)]
-        write_manifest(work_dir, replace(manifest, launches=launches))
-
-
-def exit_code_file(work_dir: Path, launch_index: int) -> Path:
-    """Where the launch's wrapper writes the trainer's exit code."""
-    return work_dir / f".xtui-exit-{launch_index}"

@@ -15,8 +15,7 @@ from engine.runs import manifest as mf
 from engine.runs.checkpoints import Checkpoint, list_checkpoints
 from engine.runs.events import CheckpointSaved, Event, Resumed, RunError, Sample, Started, TrainStep
 from engine.runs.logs import LogFollower
-from engine.runs.processes import is_alive, processes_of_work_dir
-from engine.runs.workdir import discover, is_run_dir, log_files  # noqa: F401 (discover, is_run_dir: re-exported)
+from engine.runs.workdir import WorkDir, manifest_stamp
 
 STALL_FACTOR = 10  # stalled after this many usual iteration times without progress
 STALL_MIN_S = 120.0
@@ -112,28 +111,26 @@ class Status:
 class Run:
     """One work dir, read incrementally: call `poll()` for new events."""
 
-    def __init__(self, work_dir: Path) -> None:
-        self.work_dir = work_dir.resolve()
+    def __init__(self, work_dir: Path | WorkDir) -> None:
+        self.dir = work_dir if isinstance(work_dir, WorkDir) else WorkDir.open(work_dir)
+        self.work_dir = self.dir.path
         self.state = RunState()
         self._followers: dict[Path, LogFollower] = {}
         self._console: LogFollower | None = None
         self._console_launch = -1
         self._flushed = False
-        self._manifest_stamp: tuple[int, int, int] | None = None
-        self._manifest: mf.Manifest | None = None
         self._checkpoints: list[Checkpoint] = []
 
     @property
     def manifest(self) -> mf.Manifest | None:
         """The xtui manifest, None for a run started by plain `xtuner train` (re-read only when it changed)."""
-        try:
-            st = (self.work_dir / mf.MANIFEST).stat()
-            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # written by rename: a new inode each time
-        except OSError:
-            stamp = None
-        if stamp != self._manifest_stamp:
-            self._manifest_stamp, self._manifest = stamp, mf.read_manifest(self.work_dir) if stamp else None
-        return self._manifest
+        return self.fresh_dir().manifest
+
+    def fresh_dir(self) -> WorkDir:
+        """The work dir, opened again when its manifest changed since it was last read."""
+        if manifest_stamp(self.work_dir) != self.dir.stamp:
+            self.dir = WorkDir.open(self.work_dir)
+        return self.dir
 
     def poll(self) -> list[Event]:
         """Read only what was appended since the last poll and return the new events."""
@@ -147,7 +144,7 @@ class Run:
     def _read(self, alive_pid: Callable[[], int | None]) -> list[Event]:
         """New events; once the trainer is gone (asked only then), the followers' unfinished text too."""
         events: list[Event] = []
-        for path in log_files(self.work_dir):
+        for path in self.dir.log_files():
             follower = self._followers.get(path)
             if follower is None:
                 follower = self._followers[path] = LogFollower(path)
@@ -181,18 +178,14 @@ class Run:
         index = len(manifest.launches) - 1
         if index != self._console_launch:
             self._console_launch = index
-            self._console = LogFollower(self.work_dir / mf.CONSOLE, offset=manifest.last.console_offset)
+            self._console = LogFollower(self.dir.console, offset=manifest.last.console_offset)
             self._flushed = False
         assert self._console is not None
         return [e for e in self._console.poll() if isinstance(e, RunError)]
 
     def alive_pid(self) -> int | None:
         """Pid of the live trainer (xtui's launch or a plain `xtuner train` on this dir)."""
-        manifest = self.manifest
-        if manifest and manifest.last:
-            return manifest.last.pid if is_alive(manifest.last.pid, manifest.last.create_time) else None
-        pids = processes_of_work_dir(self.work_dir)
-        return pids[0] if pids else None
+        return self.fresh_dir().alive_pid()
 
     def checkpoints(self) -> list[Checkpoint]:
         """Checkpoints on disk, checked (one unchanged in size since the last call is not read again)."""
@@ -208,6 +201,21 @@ class Run:
         if self.state.first_iter is None or self.state.starts < len(manifest.launches):
             return None  # this launch has not logged an iteration (or its log folder) yet
         return f"resume did not load {Path(last.resume_from).name}: training restarted at iteration {self.state.first_iter}"
+
+    def summary(self) -> dict:
+        """Where the run stands as a JSON-ready dict (after a poll): status, progress, loss, checkpoints."""
+        status = self.status()
+        last = self.state.last
+        return {
+            "work_dir": str(self.work_dir),
+            "status": status.state,
+            "cause": status.cause,
+            "pid": status.pid,
+            "iter": last.iter if last else None,
+            "max_iters": self.state.max_iters,
+            "loss": last.loss if last else None,
+            "checkpoints": [c.to_json() for c in self.checkpoints()],
+        }
 
     def status(self, now: float | None = None) -> Status:
         """Running, stalled, finished, failed (with cause) or stopped."""
@@ -238,17 +246,10 @@ class Run:
         if manifest and manifest.last:
             if manifest.last.stopped_at:
                 return Status(RunStatus.STOPPED, "stopped by the user")
-            code = _exit_code(self.work_dir, len(manifest.launches) - 1)
+            code = self.dir.exit_code(len(manifest.launches) - 1)
             if code not in (None, 0):
                 return Status(RunStatus.FAILED, f"trainer exited with code {code}")
             at = f"iteration {state.last.iter}" if state.last else "before the first iteration"
             return Status(RunStatus.FAILED, f"trainer ended at {at} without reaching max iterations")
         return Status(RunStatus.STOPPED, "not running and max iterations not reached")
 
-
-def _exit_code(work_dir: Path, index: int) -> int | None:
-    """The exit code the launch wrapper wrote, None when it never wrote one."""
-    try:
-        return int(mf.exit_code_file(work_dir, index).read_text().strip())
-    except (OSError, ValueError):
-        return None

@@ -8,8 +8,10 @@ import re
 import shutil
 from pathlib import Path
 
+from engine.errors import XtunerError
 
-class ConfigError(ValueError):
+
+class ConfigError(XtunerError):
     """A config cannot be read or edited the way that was asked."""
 
 
@@ -248,3 +250,16 @@ def rename_import(source: str, module: str, old: str, new: str) -> str:
             if count == 1:
                 return _apply(source, [(start, end, text)])
     raise ConfigError(f"no `from {module} import {old}` in this config")
+
+
+def resolve_config(name: str) -> Path:
+    """A config path, or the file of an XTuner built-in config name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.suffix == ".py" or "/" in name:
+        raise ConfigError(f"config not found: {name}")
+    try:
+        return find_builtin(name)
+    except ConfigError:
+        raise ConfigError(f"unknown config {name!r}: not a file and not an XTuner built-in config") from None

@@ -13,7 +13,8 @@ import pytest
 
 from engine.runs import manifest as mf
 from engine.runs.events import CheckpointSaved, Resumed, Sample, Started, TrainStep
-from engine.runs.launch import LaunchError, LaunchSpec, preflight, resume, start, stop
+from engine.runs.launch import LaunchError, LaunchSpec, start, stop
+from engine.runs.resume import preflight, resume
 from engine.runs.processes import group_members, is_alive
 from engine.runs.watch import Run
 from tests.support import ROOT
@@ -53,7 +54,7 @@ def test_detached_run_learns_the_name_and_outlives_its_watcher(demo) -> None:
         start(LaunchSpec(config=demo.config, work_dir=work_dir, cwd=demo.folder))
 
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "events", str(work_dir), "--follow"],
+        [sys.executable, "-m", "tui.cli", "events", str(work_dir), "--follow"],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     seen = []

@@ -15,7 +15,8 @@ import psutil
 
 from engine.demo.build import build_demo
 from engine.runs.events import Resumed, Started, TrainStep
-from engine.runs.launch import LaunchSpec, preflight, resume, start, stop
+from engine.runs.launch import LaunchSpec, start, stop
+from engine.runs.resume import preflight, resume
 from engine.runs.processes import group_members
 from engine.runs.watch import Run
 

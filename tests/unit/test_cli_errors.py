@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from tui.cli import main
 from engine.xtuner.configs import find_builtin
 
 CONFIG = """\
@@ -88,7 +88,7 @@ def test_missing_data_and_broken_config(tmp_path, good, capsys) -> None:
 
 
 def test_builtin_name_resolves(tmp_path, capsys) -> None:
-    from engine.cli import resolve_config
+    from engine.xtuner.configs import resolve_config
 
     assert resolve_config("internlm2_1_8b_qlora_alpaca_e3") == find_builtin("internlm2_1_8b_qlora_alpaca_e3")
 

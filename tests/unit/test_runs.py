@@ -13,7 +13,8 @@ import psutil
 
 from engine.runs import manifest as mf
 from engine.runs import processes
-from engine.runs.watch import Run, discover
+from engine.runs.watch import Run
+from engine.runs.workdir import WorkDir, discover
 
 LINE = "{ts} - mmengine - INFO - Iter(train) [{i:>3}/{n}]  lr: 1.0000e-03  eta: 0:00:10  time: {t:.4f}  data_time: 0.0050  loss: {loss:.4f}\n"
 
@@ -40,7 +41,7 @@ def _launch(pid: int, create_time: float, stopped: bool = False) -> mf.Launch:
 def _dead(work_dir: Path, exit_code: int | None, stopped: bool = False) -> None:
     mf.write_manifest(work_dir, mf.Manifest(str(work_dir), "here", [_launch(999_999, 1.0, stopped)]))
     if exit_code is not None:
-        mf.exit_code_file(work_dir, 0).write_text(f"{exit_code}\n")
+        WorkDir(work_dir).exit_code_file(0).write_text(f"{exit_code}\n")
 
 
 def test_finished_when_the_final_iteration_was_saved_but_not_logged(tmp_path) -> None:
@@ -70,7 +71,7 @@ def test_exit_code_and_early_end(tmp_path) -> None:
     run = Run(tmp_path)
     run.poll()
     assert run.status().state == "failed" and "137" in run.status().cause
-    mf.exit_code_file(tmp_path, 0).write_text("0\n")
+    WorkDir(tmp_path).exit_code_file(0).write_text("0\n")
     assert "iteration 20" in run.status().cause
 
 

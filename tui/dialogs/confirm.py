@@ -11,7 +11,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from engine.runs.launch import LaunchError, preflight, resume, stop
+from engine.runs.launch import LaunchError, stop
+
+from engine.runs.resume import preflight, resume
 
 
 class _RunAction(ModalScreen[None]):

@@ -12,7 +12,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from engine.runs.launch import DEEPSPEED_PRESETS, LaunchError, LaunchSpec, command, prepare, start
+from engine.xtuner.presets import DEEPSPEED_PRESETS
+from engine.runs.launch import LaunchError, LaunchSpec, command, prepare, start
 
 
 class LaunchScreen(ModalScreen[None]):

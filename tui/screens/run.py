@@ -17,7 +17,7 @@ from textual.worker import get_current_worker
 from engine.runs import manifest as mf
 from engine.runs.events import DataloaderAdvance, Sample, Started, TrainStep
 from engine.runs.logs import TextFollower
-from engine.runs.watch import log_files
+from engine.runs.workdir import log_files
 from tui.format import eta_text, status_text
 from tui.ticks import PAINT_EVERY_POLLS, poll_on_ticks
 from tui.widgets.curves import Curves

@@ -1,0 +1,48 @@
+"""`xtui status`: every run under folders, one line each or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tui.cli.common import existing_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `status` to the subcommands."""
+    p = sub.add_parser("status", help="runs under folders, with status, progress, loss, checkpoints")
+    p.add_argument("dirs", nargs="*", help="folders to search (default: current folder)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print every run under the given folders."""
+    from engine.runs.watch import Run
+    from engine.runs.workdir import discover
+
+    roots = [existing_dir(d) for d in args.dirs] or [Path.cwd()]
+    summaries = []
+    for work_dir in discover(roots):
+        one = Run(work_dir)
+        one.poll()
+        summaries.append(one.summary())
+    if args.json:
+        print(json.dumps(summaries, ensure_ascii=False, indent=2))
+        return 0
+    if not summaries:
+        print("no runs found under " + ", ".join(str(r) for r in roots))
+    for s in summaries:
+        print(line(s))
+    return 0
+
+
+def line(s: dict) -> str:
+    """One run's summary as a line of text."""
+    progress = f"{s['iter']}/{s['max_iters'] or '?'}" if s["iter"] is not None else "-"
+    loss = f"{s['loss']:.4f}" if s["loss"] is not None else "-"
+    ckpts = ",".join(f"{c['iter']}{'' if c['problem'] is None else '!'}" for c in s["checkpoints"]) or "-"
+    pid = f" pid {s['pid']}" if s["pid"] else ""
+    cause = f" ({s['cause']})" if s["cause"] else ""
+    return f"{s['status']:<9} {progress:>11}  loss {loss:<8} ckpt {ckpts:<12} {s['work_dir']}{pid}{cause}"

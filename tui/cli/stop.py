@@ -1,0 +1,24 @@
+"""`xtui stop`: stop a run and its whole process tree."""
+
+from __future__ import annotations
+
+import argparse
+
+from tui.cli.common import existing_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `stop` to the subcommands."""
+    p = sub.add_parser("stop", help="stop a run (TERM its process group, then KILL)")
+    p.add_argument("dir", help="the run's work dir")
+    p.add_argument("--grace", type=float, default=15.0, help="seconds between TERM and KILL")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Stop the run; exit 1 when some process could not be stopped."""
+    from engine.runs.launch import stop
+
+    gone = stop(existing_dir(args.dir), grace=args.grace)
+    print("stopped" if gone else "some processes of the run could not be stopped")
+    return 0 if gone else 1
