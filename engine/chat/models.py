@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine import locations
 from engine.xtuner import convert
 
 KINDS = ("base", "adapter", "merged", "checkpoint", "llava")
