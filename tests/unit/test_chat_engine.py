@@ -20,8 +20,8 @@ from engine.chat.models import (
 from engine.chat.decoding import ContextFull, Sampling, choose
 from engine.chat.generation import Generation, TextStream
 from engine.gpu import GpuProcess, GpuReading
-from engine.xtuner.templates import (
 from engine import locations
+from engine.xtuner.templates import (
     TemplateError,
     Turn,
     render,

@@ -12,8 +12,8 @@ import pytest
 from engine.chat.session import Exchange
 from engine.chat.decoding import Sampling
 from engine.xtuner.templates import Turn
-from engine.chat.transcripts import (
 from engine import locations
+from engine.chat.transcripts import (
     Column,
     Transcript,
     TranscriptError,
