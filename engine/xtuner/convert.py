@@ -11,12 +11,13 @@ from pathlib import Path
 from engine import locations
 from engine.files import build_folder
 from engine.xtuner.compat import BOOT, trusted_load_env
+from engine.errors import XtunerError
 
 PTH_TO_HF = "xtuner.tools.model_converters.pth_to_hf"
 MERGE = "xtuner.tools.model_converters.merge"
 
 
-class ConvertError(RuntimeError):
+class ConvertError(XtunerError):
     """A conversion that cannot start or that failed (the message ends with the tool's last words)."""
 
 

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.xtuner.configs import builtin_root, read_settings
+from engine.errors import XtunerError
 
 
-class TemplateError(ValueError):
+class TemplateError(XtunerError):
     """A prompt template that does not exist or cannot be read."""
 
 

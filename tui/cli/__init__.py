@@ -50,3 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `xtui events DIR | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as exc:  # a bug: the user gets one line, the traceback goes to a file
+        from tui.crash import record
+
+        print(f"xtui: error: {record(exc)}", file=sys.stderr)
+        return 1
