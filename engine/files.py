@@ -1,12 +1,32 @@
-"""File helpers shared by the engine: atomic writes and folders, so a reader never sees half of one."""
+"""File helpers shared by the engine: atomic writes and folders, and reads bounded to regular files."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+
+class NotRegularFile(OSError):
+    """A path that is a FIFO, a device, a folder or a link to one: never read as a file."""
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes of `path`, which must be a regular file (a FIFO or /dev/zero must not block or flood)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(f"{path} is not a regular file")
+        chunks, left = [], limit
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, text: str) -> None:

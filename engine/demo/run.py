@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.runs.launch import LaunchSpec, start
+from engine.runs.launch import LaunchSpec, free_sibling, start
 from engine.runs.watch import Run
 from engine.runs.workdir import discover
-
-
-def next_work_dir(folder: Path) -> Path:
-    """`work`, or `work-2`, `work-3`... so that an earlier demo run is never overwritten."""
-    candidate, n = folder / "work", 1
-    while candidate.exists():
-        n += 1
-        candidate = folder / f"work-{n}"
-    return candidate
 
 
 def launch_demo(folder: Path, name: str) -> tuple[Run, bool]:
@@ -28,7 +19,7 @@ def launch_demo(folder: Path, name: str) -> tuple[Run, bool]:
     from engine.demo.build import build_demo
 
     paths = build_demo(folder, name=name)
-    work_dir = next_work_dir(folder)
+    work_dir = free_sibling(folder / "work")  # an earlier demo run is never overwritten
     start(LaunchSpec(config=paths.config, work_dir=work_dir, cwd=folder))
     return Run(work_dir), True
 

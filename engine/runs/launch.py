@@ -3,26 +3,39 @@
 from __future__ import annotations
 
 import ast
+import contextlib
+import fcntl
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.errors import RunsError
 from engine.runs import manifest as mf
-from engine.runs.processes import is_alive, stop_group
+from engine.runs.checkpoints import list_checkpoints
+from engine.runs.processes import stop_session
 from engine.runs.workdir import WorkDir, is_run_dir
 from engine.xtuner.config_check import config_problems
 from engine.xtuner.presets import DEEPSPEED_PRESETS
 
 
 
+LOCK = ".xtui-lock"  # held while a launch checks the work dir and records itself
+# Runs the trainer, then writes its exit code (and, when a signal killed it, the host memory) to the file in $0.
+EXIT_RECORDER = '"$@"; c=$?; { echo $c; [ $c -gt 128 ] && grep -E "^Mem(Total|Available):" /proc/meminfo; } > "$0"'
+
+
 class LaunchError(RunsError):
     """A launch, stop or resume that cannot go ahead; the message is one line for the user."""
+
+
+class WorkDirUsed(LaunchError):
+    """A fresh launch into a work dir that already holds a run (resume it, or pick another folder)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +93,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def validate(spec: LaunchSpec, work_dir: WorkDir) -> None:
-    """Refuse what cannot work: missing or broken config, busy work dir, bad GPU or DeepSpeed choice."""
+def check_spec(spec: LaunchSpec) -> None:
+    """Refuse what cannot work wherever it runs: a missing or broken config, bad data, a bad GPU or DeepSpeed choice."""
     if not spec.config.is_file():
         raise LaunchError(f"config not found: {spec.config}")
     try:
         ast.parse(spec.config.read_text(encoding="utf-8"), filename=str(spec.config))
     except (SyntaxError, UnicodeDecodeError) as exc:
         raise LaunchError(f"config {spec.config} is not valid Python: {exc}") from None
+    except (RecursionError, MemoryError):
+        raise LaunchError(f"config {spec.config} nests too deeply to be read") from None
     problems = config_problems(spec.config, spec.cwd or Path.cwd())
     if problems:
         raise LaunchError("; ".join(problems))
@@ -97,12 +112,32 @@ def validate(spec: LaunchSpec, work_dir: WorkDir) -> None:
         raise LaunchError(f"unknown DeepSpeed config {spec.deepspeed!r}: use one of {', '.join(DEEPSPEED_PRESETS)} or a .json file")
     if spec.work_dir.exists() and not spec.work_dir.is_dir():
         raise LaunchError(f"work dir {spec.work_dir} exists and is not a folder")
+
+
+def free_sibling(folder: Path) -> Path:
+    """`folder` if nothing is there, else the first of `folder-2`, `folder-3`... that is free."""
+    candidate, n = folder, 1
+    while candidate.exists():
+        n += 1
+        candidate = folder.with_name(f"{folder.name}-{n}")
+    return candidate
+
+
+def check_work_dir(spec: LaunchSpec, work_dir: WorkDir) -> None:
+    """Refuse a work dir that is busy, holds another run (unless resuming it), or holds files xtui must not replace."""
+    if work_dir.damage:
+        raise LaunchError(f"{work_dir.damage}: xtui never overwrites that file; pick another work dir")
     if _would_overwrite_config(spec, work_dir):
         dump = spec.work_dir / spec.config.name
         raise LaunchError(f"the trainer would overwrite {dump} with its copy of the config: pick another work dir")
     pid = work_dir.alive_pid() if spec.work_dir.is_dir() else None
     if pid is not None:
         raise LaunchError(f"a run is alive in {spec.work_dir} (pid {pid}): stop it first or pick another work dir")
+    if spec.resume_from is None and (work_dir.log_files() or work_dir.last or list_checkpoints(work_dir.path)):
+        raise WorkDirUsed(
+            f"{spec.work_dir} already holds a run: resume it (xtui resume) or pick a new work dir "
+            f"such as {free_sibling(spec.work_dir)}, so that two runs' histories never mix"
+        )
 
 
 def _would_overwrite_config(spec: LaunchSpec, work_dir: WorkDir) -> bool:
@@ -117,12 +152,30 @@ def _would_overwrite_config(spec: LaunchSpec, work_dir: WorkDir) -> bool:
     return dump.resolve() in launched  # xtui ran it as the config: the user's own file
 
 
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold the work dir's launch lock: one launch at a time checks the dir and records itself."""
+    with open(folder / LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def start(spec: LaunchSpec) -> mf.Launch:
     """Launch the trainer in its own session, output to the work dir's console file."""
     spec = prepare(spec)
-    work_dir = WorkDir.open(spec.work_dir)
-    validate(spec, work_dir)
+    check_spec(spec)
     spec.work_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(spec.work_dir):
+        work_dir = WorkDir.open(spec.work_dir)
+        check_work_dir(spec, work_dir)
+        return _launch(spec, work_dir)
+
+
+def _launch(spec: LaunchSpec, work_dir: WorkDir) -> mf.Launch:
+    """Start the trainer and record the launch in the manifest (the caller holds the lock)."""
     manifest = work_dir.manifest or mf.Manifest(work_dir=str(spec.work_dir), host=socket.gethostname())
     index = len(manifest.launches)
     argv = command(spec)
@@ -132,7 +185,7 @@ def start(spec: LaunchSpec) -> mf.Launch:
         offset = out.tell()
         out.write(f"### xtui launch {index} at {time.strftime('%Y/%m/%d %H:%M:%S')}: {' '.join(argv)}\n".encode())
         out.flush()
-        wrapper = ["/bin/sh", "-c", '"$@"; echo $? > "$0"', str(work_dir.exit_code_file(index)), *argv]
+        wrapper = ["/bin/sh", "-c", EXIT_RECORDER, str(work_dir.exit_code_file(index)), *argv]
         proc = subprocess.Popen(
             wrapper, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             cwd=cwd, env={**os.environ, **env}, start_new_session=True,
@@ -158,12 +211,15 @@ def _create_time(pid: int) -> float:
 
 
 def stop(work_dir: Path, grace: float = 15.0) -> bool:
-    """Stop the run xtui launched in `work_dir`: TERM its process group, then KILL; True when gone."""
+    """Stop the run xtui launched in `work_dir`: TERM its whole session (whichever process was signalled before), then
+    KILL; True when nothing of it is left."""
     opened = WorkDir.open(work_dir)
     last = opened.last
+    if opened.damage:
+        raise LaunchError(f"cannot stop the run in {opened.path}: {opened.damage}")
     if last is None:
         raise LaunchError(f"{opened.path} has no run launched by xtui")
-    if not is_alive(last.pid, last.create_time):
+    if opened.alive_pid() is None:
         raise LaunchError(f"the run in {opened.path} is not running")
     opened.mark_stopped()
-    return stop_group(last.pid, grace)
+    return stop_session(last.pid, last.create_time, grace)

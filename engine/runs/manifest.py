@@ -6,10 +6,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from engine.files import write_atomic
+from engine.errors import RunsError
+from engine.files import read_regular, write_atomic
 
 MANIFEST = "xtui-run.json"
 CONSOLE = "xtui-console.log"
+MAX_BYTES = 4 << 20  # a manifest of thousands of launches is still far smaller
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +46,80 @@ class Manifest:
         return self.launches[-1] if self.launches else None
 
 
+class DamagedManifest(RunsError):
+    """A manifest file that is there but is not one xtui wrote (or was damaged since)."""
+
+
+def _is_number(value: object) -> bool:
+    """True for an int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: object) -> bool:
+    """True for a non-negative int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_text(value: object) -> bool:
+    """True for a str."""
+    return isinstance(value, str)
+
+
+def _maybe(check):
+    """The check, letting None through too."""
+    return lambda value: value is None or check(value)
+
+
+_LAUNCH_FIELDS = {
+    "argv": lambda v: isinstance(v, list) and all(map(_is_text, v)),
+    "env": lambda v: isinstance(v, dict) and all(_is_text(k) and _is_text(x) for k, x in v.items()),
+    "pid": lambda v: _is_count(v) and v > 0,
+    "create_time": _is_number,
+    "started_at": _is_number,
+    "console_offset": _is_count,
+    "config": _is_text,
+    "cwd": _is_text,
+    "gpus": lambda v: _is_count(v) and v > 0,
+    "deepspeed": _maybe(_is_text),
+    "resume_from": _maybe(_is_text),
+    "stopped_at": _maybe(_is_number),
+}
+_REQUIRED = {"argv", "env", "pid", "create_time", "started_at", "console_offset", "config", "cwd"}
+
+
+def _launch(item: object, number: int) -> Launch:
+    """One launch record, checked field by field (fields a later xtui added are ignored)."""
+    if not isinstance(item, dict):
+        raise DamagedManifest(f"{MANIFEST}: launch {number} is not an object")
+    missing = sorted(_REQUIRED - item.keys())
+    if missing:
+        raise DamagedManifest(f"{MANIFEST}: launch {number} lacks {', '.join(missing)}")
+    for key, check in _LAUNCH_FIELDS.items():
+        if key in item and not check(item[key]):
+            raise DamagedManifest(f"{MANIFEST}: launch {number} has a bad {key}: {str(item[key])[:40]!r}")
+    return Launch(**{k: item[k] for k in _LAUNCH_FIELDS if k in item})
+
+
 def read_manifest(work_dir: Path) -> Manifest | None:
-    """The manifest of a work dir, or None when absent or unreadable."""
+    """The manifest of a work dir, None when there is none; DamagedManifest when it cannot be xtui's."""
     try:
-        data = json.loads((work_dir / MANIFEST).read_text(encoding="utf-8"))
-        launches = [Launch(**item) for item in data.get("launches", [])]
-        return Manifest(work_dir=data["work_dir"], host=data["host"], launches=launches)
-    except (OSError, ValueError, TypeError, KeyError):
+        raw = read_regular(work_dir / MANIFEST, MAX_BYTES + 1)
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise DamagedManifest(f"{MANIFEST} cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_BYTES:
+        raise DamagedManifest(f"{MANIFEST} is larger than {MAX_BYTES >> 20} MB: not one xtui wrote")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise DamagedManifest(f"{MANIFEST} is not valid JSON") from None
+    if not isinstance(data, dict) or not _is_text(data.get("work_dir")) or not _is_text(data.get("host")):
+        raise DamagedManifest(f"{MANIFEST} is not an xtui manifest (no work_dir and host)")
+    launches = data.get("launches", [])
+    if not isinstance(launches, list):
+        raise DamagedManifest(f"{MANIFEST}: launches is not a list")
+    return Manifest(data["work_dir"], data["host"], [_launch(item, n) for n, item in enumerate(launches)])
 
 
 def write_manifest(work_dir: Path, manifest: Manifest) -> None:

@@ -1,4 +1,4 @@
-"""Processes of a run: liveness by pid + start time, the process group, and stopping it."""
+"""Processes of a run: liveness by pid + start time, the session the launch made, and stopping all of it."""
 
 from __future__ import annotations
 
@@ -19,15 +19,30 @@ def is_alive(pid: int, create_time: float) -> bool:
         return False
 
 
-def group_members(pgid: int) -> list[psutil.Process]:
-    """Live processes of a process group (the launched tree, ranks included)."""
+def _stat_fields(pid: str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read(4096)
+    except OSError:
+        return None
+    return raw[raw.rfind(b")") + 2 :].decode("ascii", "replace").split()
+
+
+def session_members(sid: int, since: float = 0.0) -> list[int]:
+    """Live processes of the session `sid` (the launched tree, ranks included, whatever was signalled) started at
+    or after `since` (a pid reused since then is not ours); read straight from /proc."""
+    boot = psutil.boot_time()
+    ticks = os.sysconf("SC_CLK_TCK")
     members = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                members.append(proc)
-        except (psutil.Error, OSError):
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
+        fields = _stat_fields(name)  # state ppid pgrp session ... starttime (the 20th after state)
+        if not fields or len(fields) < 20 or fields[0] in ("Z", "X") or fields[3] != str(sid):
+            continue
+        if boot + int(fields[19]) / ticks >= since - 0.05:
+            members.append(int(name))
     return members
 
 
@@ -77,18 +92,22 @@ def processes_of_work_dir(work_dir: Path) -> list[int]:
     return found
 
 
-def stop_group(pgid: int, grace: float = 10.0) -> bool:
-    """TERM the whole process group, KILL what is left after `grace` s; True when none is left."""
+def stop_session(sid: int, since: float = 0.0, grace: float = 10.0) -> bool:
+    """TERM every process of the session, KILL what is left after `grace` s; True when none is left."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
+        members = session_members(sid, since)
+        if not members:
             return True
-        except PermissionError:
-            return False
+        for pid in members:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                return False
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if not group_members(pgid):
+            if not session_members(sid, since):
                 return True
             time.sleep(0.1)
-    return not group_members(pgid)
+    return not session_members(sid, since)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import signal
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -15,10 +17,10 @@ from engine.runs import manifest as mf
 from engine.runs.checkpoints import Checkpoint, list_checkpoints
 from engine.runs.events import CheckpointSaved, Event, Resumed, RunError, Sample, Started, TrainStep
 from engine.runs.logs import LogFollower
-from engine.runs.workdir import WorkDir, manifest_stamp
+from engine.runs.workdir import ExitRecord, WorkDir, manifest_stamp
 
 STALL_FACTOR = 10  # stalled after this many usual iteration times without progress
-STALL_MIN_S = 120.0
+STALL_MIN_S = 30.0  # ...and never sooner (a checkpoint save or an evaluation of a fast run takes a few seconds)
 
 
 @functools.lru_cache(maxsize=256)  # the stall check reads the last 50 steps' stamps every poll
@@ -44,6 +46,8 @@ class RunState:
     resumed_iter: int | None = None
     first_iter: int | None = None  # first logged iteration of the current start
     max_iters: int | None = None
+    start_step: int = 0  # index in `steps` of the current start's first step
+    nonfinite_since: int | None = None  # iteration from which the loss has been NaN or infinite
 
     @property
     def last(self) -> TrainStep | None:
@@ -66,6 +70,10 @@ class RunState:
             if self.first_iter is None:
                 self.first_iter = event.iter
             self.steps.append(event)
+            if event.loss is not None and not math.isfinite(event.loss):
+                self.nonfinite_since = event.iter if self.nonfinite_since is None else self.nonfinite_since
+            elif event.loss is not None:
+                self.nonfinite_since = None
             if event.max_iters:
                 self.max_iters = event.max_iters
         elif isinstance(event, Sample):
@@ -76,6 +84,7 @@ class RunState:
             self.starts += 1
             self.errors.clear()
             self.resumed_iter = self.first_iter = None
+            self.start_step = len(self.steps)
         elif isinstance(event, Resumed):
             self.resumed_iter = event.iter
         elif isinstance(event, RunError):
@@ -83,7 +92,7 @@ class RunState:
 
     def usual_step_seconds(self) -> float | None:
         """Median wall time between logged iterations of the current start."""
-        stamps = [_stamp(s.at) for s in self.steps[-50:]]
+        stamps = [_stamp(s.at) for s in self.steps[max(self.start_step, len(self.steps) - 50) :]]
         gaps = [b - a for a, b in zip(stamps, stamps[1:]) if a is not None and b is not None and b >= a]
         return statistics.median(gaps) if gaps else None
 
@@ -92,6 +101,7 @@ class RunStatus(StrEnum):
     """Where a run stands; the value is the word shown and printed."""
 
     UNKNOWN = "unknown"  # not read yet
+    DAMAGED = "damaged"  # xtui's own file in the work dir cannot be read
     RUNNING = "running"
     STALLED = "stalled"
     FINISHED = "finished"
@@ -225,31 +235,56 @@ class Run:
         """The status, given the live trainer's pid (None when there is none)."""
         now = time.time() if now is None else now
         state = self.state
+        if self.dir.damage:
+            return Status(RunStatus.DAMAGED, self.dir.damage, pid)
         restarted = self._restarted_instead_of_resuming()
         if restarted:
             return Status(RunStatus.FAILED, restarted, pid)
+        nonfinite = None
+        if state.nonfinite_since is not None and state.last is not None:
+            nonfinite = f"loss is {state.last.loss} since iteration {state.nonfinite_since}"
         if pid is not None:
             if state.errors:
                 return Status(RunStatus.FAILED, state.errors[-1].message, pid)
             usual = state.usual_step_seconds()
-            last = _stamp(state.last.at) if state.last else None
+            last = _stamp(state.last.at) if len(state.steps) > state.start_step else None
             if usual is not None and last is not None:
                 limit = max(STALL_FACTOR * usual, STALL_MIN_S)
                 if now - last > limit:
                     return Status(RunStatus.STALLED, f"no new iteration for {now - last:.0f} s", pid)
-            return Status(RunStatus.RUNNING, None, pid)
+            return Status(RunStatus.RUNNING, nonfinite, pid)
         if state.errors:
             return Status(RunStatus.FAILED, state.errors[-1].message)
+        if nonfinite:
+            return Status(RunStatus.FAILED, f"{nonfinite}: the weights it saved are not usable")
         if state.reached_max:
             return Status(RunStatus.FINISHED)
         manifest = self.manifest
         if manifest and manifest.last:
             if manifest.last.stopped_at:
                 return Status(RunStatus.STOPPED, "stopped by the user")
-            code = self.dir.exit_code(len(manifest.launches) - 1)
-            if code not in (None, 0):
-                return Status(RunStatus.FAILED, f"trainer exited with code {code}")
+            ended = self.dir.exit_record(len(manifest.launches) - 1)
+            if ended is not None and ended.code != 0:
+                return Status(RunStatus.FAILED, _exit_cause(ended))
             at = f"iteration {state.last.iter}" if state.last else "before the first iteration"
+            if ended is None:
+                return Status(RunStatus.FAILED, f"trainer gone at {at}, and its launcher was killed before it could say how")
             return Status(RunStatus.FAILED, f"trainer ended at {at} without reaching max iterations")
         return Status(RunStatus.STOPPED, "not running and max iterations not reached")
 
+
+def _exit_cause(ended: ExitRecord) -> str:
+    """Why the trainer ended, in words: the exit code, or the signal (and the host memory then, for SIGKILL)."""
+    sig = ended.killed_by
+    if sig is None:
+        return f"trainer exited with code {ended.code}"
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = f"signal {sig}"
+    if sig != signal.SIGKILL:
+        return f"trainer killed by {name} (exit code {ended.code})"
+    memory = ""
+    if ended.memory_total and ended.memory_available is not None:
+        memory = f"; host memory then: {ended.memory_available / 2**30:.1f} of {ended.memory_total / 2**30:.1f} GiB free"
+    return f"killed (SIGKILL: out of host memory?), exit code {ended.code}{memory}"

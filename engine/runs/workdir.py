@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from engine.files import read_regular
 from engine.runs import manifest as mf
 
 _TS_DIR = re.compile(r"^\d{8}_\d{6}$")
@@ -63,19 +64,38 @@ def manifest_stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 @dataclass(frozen=True, slots=True)
+class ExitRecord:
+    """How a launch's trainer ended: its exit code and, when a signal killed it, the host memory then."""
+
+    code: int
+    memory_total: int | None = None  # bytes
+    memory_available: int | None = None
+
+    @property
+    def killed_by(self) -> int | None:
+        """The signal that ended the trainer (the shell reports 128 + N), None for a plain exit."""
+        return self.code - 128 if self.code > 128 else None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkDir:
     """One run's folder: where its files are, and its manifest as it was when opened (None: not launched by xtui)."""
 
     path: Path
     manifest: mf.Manifest | None = None
     stamp: tuple[int, int, int] | None = None
+    damage: str | None = None  # why the manifest file there cannot be xtui's
+
 
     @classmethod
     def open(cls, path: Path) -> WorkDir:
         """The work dir at `path` (made absolute) with its manifest read now."""
         path = path.resolve()
         stamp = manifest_stamp(path)
-        return cls(path, mf.read_manifest(path) if stamp else None, stamp)
+        try:
+            return cls(path, mf.read_manifest(path) if stamp else None, stamp)
+        except mf.DamagedManifest as exc:
+            return cls(path, None, stamp, str(exc))
 
     @property
     def last(self) -> mf.Launch | None:
@@ -91,12 +111,20 @@ class WorkDir:
         """Where the launch's wrapper writes the trainer's exit code."""
         return self.path / f".xtui-exit-{launch_index}"
 
-    def exit_code(self, launch_index: int) -> int | None:
-        """The exit code the launch's wrapper wrote, None when it never wrote one."""
+    def exit_record(self, launch_index: int) -> ExitRecord | None:
+        """How the launch's trainer ended, as its wrapper wrote it; None when it never wrote (or wrote garbage)."""
         try:
-            return int(self.exit_code_file(launch_index).read_text().strip())
-        except (OSError, ValueError):
+            lines = read_regular(self.exit_code_file(launch_index), 4096).decode("ascii", "replace").splitlines()
+            code = int(lines[0])
+        except (OSError, ValueError, IndexError):
             return None
+        memory = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+        kib = {key.strip(): value.split()[0] for key, value in memory.items() if value.split()}
+        try:
+            total, available = int(kib["MemTotal"]) << 10, int(kib["MemAvailable"]) << 10
+        except (KeyError, ValueError):
+            total = available = None
+        return ExitRecord(code, total, available)
 
     def log_files(self) -> list[Path]:
         """The mmengine log of every start of the run, oldest first."""
@@ -111,12 +139,18 @@ class WorkDir:
 
     def alive_pid(self) -> int | None:
         """Pid of the live trainer: xtui's last launch, else a plain `xtuner train` naming this dir."""
-        from engine.runs.processes import is_alive, processes_of_work_dir
+        from engine.runs.processes import is_alive, processes_of_work_dir, session_members
 
-        if self.last:
-            return self.last.pid if is_alive(self.last.pid, self.last.create_time) else None
-        pids = processes_of_work_dir(self.path)
-        return pids[0] if pids else None
+        last = self.last
+        if last is None:
+            pids = processes_of_work_dir(self.path)
+            return pids[0] if pids else None
+        if is_alive(last.pid, last.create_time):
+            return last.pid
+        if self.exit_code_file(len(self.manifest.launches) - 1).exists():
+            return None  # the wrapper saw the trainer end
+        members = session_members(last.pid, last.create_time)  # the wrapper was killed: is the trainer?
+        return members[0] if members else None
 
     def record(self, manifest: mf.Manifest) -> WorkDir:
         """Write `manifest` as this dir's and return the work dir holding it."""

@@ -15,7 +15,7 @@ from engine.runs import manifest as mf
 from engine.runs.events import CheckpointSaved, Resumed, Sample, Started, TrainStep
 from engine.runs.launch import LaunchError, LaunchSpec, start, stop
 from engine.runs.resume import preflight, resume
-from engine.runs.processes import group_members, is_alive
+from engine.runs.processes import session_members, is_alive
 from engine.runs.watch import Run
 from tests.support import ROOT
 
@@ -79,7 +79,7 @@ def test_detached_run_learns_the_name_and_outlives_its_watcher(demo) -> None:
     saved = [e.iter for e in events if isinstance(e, CheckpointSaved)]
     on_disk = run.checkpoints()
     assert saved and on_disk and all(c.ok for c in on_disk) and on_disk[-1].iter == saved[-1]
-    assert not group_members(launch.pid)
+    assert not session_members(launch.pid)
 
 
 def test_preflight_refuses_what_would_not_continue(demo) -> None:
@@ -104,7 +104,7 @@ def test_stop_leaves_no_process_and_resume_continues_after_the_checkpoint(demo) 
     # mmengine logs "Saving checkpoint" before the file is written: wait for a complete one
     _follow(run, until=lambda ev: any(isinstance(e, TrainStep) for e in ev) and any(c.ok for c in run.checkpoints()))
     assert stop(work_dir, grace=10)
-    assert not group_members(launch.pid)
+    assert not session_members(launch.pid)
     run.poll()
     assert run.status().state == "stopped"
 

@@ -9,7 +9,7 @@ from tests.support.fakes import NoGpus
 from engine.runs.checkpoints import list_checkpoints
 from engine.demo.build import build_demo
 from engine.runs.launch import LaunchError, stop
-from engine.runs.processes import group_members
+from engine.runs.processes import session_members
 from tui.app import XtuiApp
 from tui.dialogs.confirm import ResumeScreen, StopScreen
 from tui.dialogs.launch import LaunchScreen
@@ -43,7 +43,7 @@ async def test_launch_stop_resume_through_the_dialogs(tmp_path, monkeypatch) -> 
             await until(pilot, lambda: isinstance(app.screen, StopScreen), timeout=240)
             await pilot.press("y")
             await until(pilot, lambda: rec().status.state == "stopped", timeout=60)
-            assert not group_members(pid)
+            assert not session_members(pid)
 
             await pilot.press("r")
             await until(pilot, lambda: isinstance(app.screen, ResumeScreen) and not app.screen.query_one("#confirm", Button).disabled, timeout=240)

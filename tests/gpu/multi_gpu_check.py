@@ -17,7 +17,7 @@ from engine.demo.build import build_demo
 from engine.runs.events import Resumed, Started, TrainStep
 from engine.runs.launch import LaunchSpec, start, stop
 from engine.runs.resume import preflight, resume
-from engine.runs.processes import group_members
+from engine.runs.processes import session_members
 from engine.runs.watch import Run
 
 REPORT: dict = {}
@@ -53,9 +53,9 @@ def stop_and_resume(paths, work_dir: Path, deepspeed: str | None) -> None:
     launch = start(LaunchSpec(config=paths.config, work_dir=work_dir, gpus=2, deepspeed=deepspeed, cwd=paths.folder))
     run = Run(work_dir)
     follow(run, until=lambda: any(c.ok for c in run.checkpoints()) and run.state.last is not None)
-    ranks = [p.pid for p in group_members(launch.pid)]
+    ranks = session_members(launch.pid)
     gone = stop(work_dir, grace=20)
-    check(f"{label}: stop", gone and not group_members(launch.pid) and not trainers(), processes_before=len(ranks))
+    check(f"{label}: stop", gone and not session_members(launch.pid) and not trainers(), processes_before=len(ranks))
     run.poll()
     ckpts = run.checkpoints()
     check(f"{label}: checkpoint kind", all(c.deepspeed == bool(deepspeed) for c in ckpts), ckpts=[c.to_json() for c in ckpts])

@@ -90,7 +90,7 @@ def test_stalled_after_many_usual_iteration_times(tmp_path) -> None:
     mf.write_manifest(tmp_path, mf.Manifest(str(tmp_path), "here", [_launch(me.pid, me.create_time())]))
     run = Run(tmp_path)
     run.poll()
-    assert run.status(now=start + 6 + 30).state == "running"
+    assert run.status(now=start + 6 + 25).state == "running"
     stalled = run.status(now=start + 6 + 500)
     assert stalled.state == "stalled" and stalled.pid == me.pid
 

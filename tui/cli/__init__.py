@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import XtuiError
+from tui.terminal_text import printable
 
 # Each module has `register(subparsers)`; listed in the order `xtui --help` shows them.
 SUBCOMMANDS = ("watch", "status", "events", "train", "stop", "resume", "chat", "demo")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(_with_subcommand(argv))
         return args.func(args)
     except XtuiError as exc:
-        print(f"xtui: error: {exc}", file=sys.stderr)
+        print(f"xtui: error: {printable(str(exc), newlines=False)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -53,5 +54,5 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: the user gets one line, the traceback goes to a file
         from tui.crash import record
 
-        print(f"xtui: error: {record(exc)}", file=sys.stderr)
+        print(f"xtui: error: {printable(record(exc), newlines=False)}", file=sys.stderr)
         return 1

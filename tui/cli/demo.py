@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from tui.cli.common import shell
+from tui.terminal_text import printable
 
 POLL_S = 0.5
 
@@ -42,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
     for event in demo_run.follow(POLL_S):
         text = describe(event)
         if text:
-            print(text, flush=True)
+            print(printable(text, newlines=False), flush=True)
     status = demo_run.status()
-    print(f"run {status.state}{f': {status.cause}' if status.cause else ''} ({time.monotonic() - t0:.0f} s)")
+    print(printable(f"run {status.state}{f': {status.cause}' if status.cause else ''} ({time.monotonic() - t0:.0f} s)"))
     return 0 if status.state == "finished" else 1
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from tui.cli.common import existing_dir
+from tui.cli.common import existing_dir, to_json
 
 POLL_S = 1.0
 
@@ -24,5 +23,5 @@ def run(args: argparse.Namespace) -> int:
 
     watched = Run(existing_dir(args.dir))
     for event in watched.follow(POLL_S) if args.follow else watched.poll():
-        print(json.dumps(event.to_json(), ensure_ascii=False), flush=True)
+        print(to_json(event.to_json()), flush=True)
     return 0

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from tui.cli.common import existing_dir, shell
+from tui.terminal_text import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
 def print_preflight(result) -> None:
     """The pre-flight verdict, one line each."""
+    lines = [f"problem: {problem}" for problem in result.problems] + [f"note: {note}" for note in result.notes]
     if result.checkpoint is not None:
-        print(f"checkpoint: {result.checkpoint.path} (iteration {result.checkpoint.iter} of {result.max_iters or '?'})")
-    for problem in result.problems:
-        print(f"problem: {problem}")
-    for note in result.notes:
-        print(f"note: {note}")
+        lines.insert(0, f"checkpoint: {result.checkpoint.path} (iteration {result.checkpoint.iter} of {result.max_iters or '?'})")
+    for line in lines:
+        print(printable(line, newlines=False))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from tui.cli.common import existing_dir
+from tui.cli.common import existing_dir, to_json
+from tui.terminal_text import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         one.poll()
         summaries.append(one.summary())
     if args.json:
-        print(json.dumps(summaries, ensure_ascii=False, indent=2))
+        print(to_json(summaries, indent=2))
         return 0
     if not summaries:
         print("no runs found under " + ", ".join(str(r) for r in roots))
@@ -45,4 +45,4 @@ def line(s: dict) -> str:
     ckpts = ",".join(f"{c['iter']}{'' if c['problem'] is None else '!'}" for c in s["checkpoints"]) or "-"
     pid = f" pid {s['pid']}" if s["pid"] else ""
     cause = f" ({s['cause']})" if s["cause"] else ""
-    return f"{s['status']:<9} {progress:>11}  loss {loss:<8} ckpt {ckpts:<12} {s['work_dir']}{pid}{cause}"
+    return printable(f"{s['status']:<9} {progress:>11}  loss {loss:<8} ckpt {ckpts:<12} {s['work_dir']}{pid}{cause}", newlines=False)
