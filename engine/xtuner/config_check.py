@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 
 from engine.xtuner.configs import ConfigError, read_settings
+from engine.xtuner.datasets import DatasetError, records
 
 MODEL_SETTINGS = ("pretrained_model_name_or_path", "llm_name_or_path", "visual_encoder_name_or_path")
-ROWS_CHECKED = 50
 
 
 def _literal(text: str) -> object:
@@ -30,41 +29,26 @@ def _local(value: object, base: Path) -> Path | None:
     return None
 
 
-def _rows(path: Path) -> list:
-    """The first rows of a .json (list) or .jsonl file; ValueError with the line on bad JSON."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if path.suffix == ".json" and text.lstrip().startswith("["):
-        data = json.loads(text)
-        return data[:ROWS_CHECKED] if isinstance(data, list) else [data]
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError as exc:
-                raise ValueError(f"line {number} is not JSON ({exc.args[0]})") from None
-            if len(rows) >= ROWS_CHECKED:
-                break
-    return rows
-
-
 def dataset_problem(path: Path, needs_conversation: bool) -> str | None:
-    """Why a JSON dataset cannot train, or None: unreadable, not JSON, empty, or not XTuner's format."""
+    """Why a JSON dataset cannot train, or None: unreadable, bad JSON in any record, empty, or not XTuner's format.
+
+    Every record is read, as a stream: a mistake in record 100,000 is found before a GPU hour is spent.
+    """
+    count = 0
     try:
-        rows = _rows(path)
-    except (OSError, ValueError) as exc:
+        for record in records(path):
+            count = record.number
+            where = f"record {record.number} (line {record.line})"
+            if not isinstance(record.value, dict):
+                return f"bad dataset {path}: {where} is not a JSON object"
+            if needs_conversation and not _is_conversation(record.value):
+                return (
+                    f'bad dataset {path}: {where} is not {{"conversation": [{{"input": ..., "output": ...}}]}}, '
+                    "which this config reads (dataset_map_fn=None)"
+                )
+    except DatasetError as exc:
         return f"bad dataset {path}: {exc}"
-    if not rows:
-        return f"bad dataset {path}: no rows"
-    for number, row in enumerate(rows, 1):
-        if not isinstance(row, dict):
-            return f"bad dataset {path}: row {number} is not a JSON object"
-        if needs_conversation and not _is_conversation(row):
-            return (
-                f'bad dataset {path}: row {number} is not {{"conversation": [{{"input": ..., "output": ...}}]}}, '
-                "which this config reads (dataset_map_fn=None)"
-            )
-    return None
+    return None if count else f"bad dataset {path}: no records"
 
 
 def _is_conversation(row: dict) -> bool:
@@ -80,6 +64,8 @@ def config_problems(config: Path, cwd: Path) -> list[str]:
         settings = read_settings(source)
     except ConfigError as exc:
         return [str(exc)]
+    except (RecursionError, MemoryError):
+        return [f"config {config} nests too deeply to be read"]
     problems = []
     for name in MODEL_SETTINGS:
         path = _local(_literal(settings.get(name, "None")), cwd)

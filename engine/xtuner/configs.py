@@ -59,6 +59,8 @@ def _parse(source: str) -> ast.Module:
         return ast.parse(source)
     except SyntaxError as exc:
         raise ConfigError(f"not valid Python: {exc}") from exc
+    except (RecursionError, MemoryError):
+        raise ConfigError("nests too deeply to be read") from None
 
 
 class _Offsets:

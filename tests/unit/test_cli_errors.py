@@ -61,10 +61,10 @@ def test_missing_model(tmp_path, good, capsys) -> None:
 @pytest.mark.parametrize(
     "content, expected",
     [
-        ('{"conversation": [{"input": "a", "output": "b"}]}\nnot json\n', "line 2 is not JSON"),
+        ('{"conversation": [{"input": "a", "output": "b"}]}\nnot json\n', "record 2 (line 2) is not JSON"),
         ('{"instruction": "a", "output": "b"}\n', '"conversation"'),
-        ("", "no rows"),
-        ("[1, 2]", "row 1 is not a JSON object"),
+        ("", "no records"),
+        ("[1, 2]", "record 1 (line 1) is not a JSON object"),
     ],
 )
 def test_bad_dataset(tmp_path, good, capsys, content, expected) -> None:

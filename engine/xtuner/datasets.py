@@ -1,0 +1,151 @@
+"""XTuner's dataset files read as a stream of records: .jsonl lines or a .json array, in bounded memory."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import XtunerError
+
+_CHUNK = 1 << 20
+_SPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+class DatasetError(XtunerError):
+    """A dataset file that XTuner could not read; the message names the record and its line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record of a dataset file: its number (from 1), the line it starts on, its value."""
+
+    number: int
+    line: int
+    value: object
+
+
+def _text_chunks(path: Path) -> Iterator[str]:
+    """The file's text in chunks, decoded as UTF-8; DatasetError for a non-regular file or bytes that are not UTF-8."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DatasetError(f"{path} is not a regular file")
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        offset = 0
+        while True:
+            data = fh.read(_CHUNK)
+            try:
+                text = decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                raise DatasetError(f"{path} is not UTF-8 text (byte {offset + exc.start})") from None
+            offset += len(data)
+            if text:
+                yield text
+            if not data:
+                return
+
+
+def _json_error(exc: Exception) -> str:
+    """What json (or the recursion limit) said, without the position it counts in the buffer."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return getattr(exc, "msg", str(exc))
+
+
+def _lines(path: Path) -> Iterator[Record]:
+    """The records of a JSON-lines file (blank lines skipped)."""
+    pending, line_no, number = "", 0, 0
+    for chunk in _text_chunks(path):
+        lines = (pending + chunk).split("\n")
+        pending = lines.pop()
+        for text in lines:
+            line_no += 1
+            if text.strip():
+                number += 1
+                yield Record(number, line_no, _load(text, number, line_no))
+    if pending.strip():
+        yield Record(number + 1, line_no + 1, _load(pending, number + 1, line_no + 1))
+
+
+def _load(text: str, number: int, line: int) -> object:
+    """One JSON-lines record, or DatasetError naming it."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise DatasetError(f"record {number} (line {line}) is not JSON: {_json_error(exc)}") from None
+
+
+def _array(path: Path) -> Iterator[Record]:
+    """The records of a file holding one JSON array, parsed one record at a time."""
+    chunks = _text_chunks(path)
+    buf, pos, line, number, ended = "", 0, 1, 0, False
+
+    def more() -> bool:
+        nonlocal buf, pos, ended
+        chunk = next(chunks, None)
+        if chunk is None:
+            ended = True
+            return False
+        buf, pos = buf[pos:] + chunk, 0
+        return True
+
+    def skip_space() -> str:
+        nonlocal pos, line
+        while True:
+            end = _SPACE.match(buf, pos).end()
+            line += buf.count("\n", pos, end)
+            pos = end
+            if pos < len(buf) or not more():
+                return buf[pos : pos + 1]
+
+    if skip_space() != "[":
+        raise DatasetError(f"{path} does not hold a JSON array (line {line})")
+    pos += 1
+    while True:
+        head = skip_space()
+        if head == "]" and number == 0:
+            return
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(buf, pos)
+            except (ValueError, RecursionError) as exc:
+                if isinstance(exc, RecursionError) or not more():
+                    raise DatasetError(f"record {number + 1} (line {line}) is not JSON: {_json_error(exc)}") from None
+                continue
+            if end < len(buf) or ended or not more():  # a number cut by the chunk's end would parse as a shorter one
+                break
+        number += 1
+        yield Record(number, line, value)
+        line += buf.count("\n", pos, end)
+        pos = end
+        after = skip_space()
+        if after == "]":
+            return
+        if after != ",":
+            where = "the end of the file" if ended else f"line {line}"
+            raise DatasetError(f"after record {number}: expected ',' or ']' at {where}")
+        pos += 1
+
+
+def records(path: Path) -> Iterator[Record]:
+    """Every record of a .json (one array) or .jsonl dataset, read as a stream; DatasetError at the first bad one."""
+    if path.suffix == ".json":
+        for chunk in _text_chunks(path):
+            if chunk.strip():
+                is_array = chunk.lstrip().startswith("[")
+                break
+        else:
+            return
+        yield from _array(path) if is_array else _lines(path)
+        return
+    yield from _lines(path)
