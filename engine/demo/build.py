@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,8 +110,28 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+MARKER = ".xtui-demo"  # the demo's parts in this folder are xtui's to reuse (written before they are built)
+
+
+def _foreign_parts(paths: DemoPaths) -> list[str]:
+    """The demo's file names that are already in the folder but were not made by xtui's demo."""
+    if (paths.folder / MARKER).is_file():
+        return []
+    legacy = (  # a demo built before the marker existed: its config names its own data
+        tinymodel.is_complete(paths.model) and paths.data.is_file() and paths.config.is_file()
+        and str(paths.data) in paths.config.read_text(encoding="utf-8", errors="replace")
+    )  # fmt: skip
+    if legacy:
+        return []
+    return [f"{p.relative_to(paths.folder)}{'/' if p.is_dir() else ''}" for p in (paths.model, paths.data, paths.config) if p.exists()]
+
+
 def build_demo(folder: Path, name: str = "小明", cuda: bool | None = None) -> DemoPaths:
-    """Create (or reuse) the demo's model, data and config in `folder`; never overwrites what is there."""
+    """Create (or reuse) the demo's model, data and config in `folder`; never overwrites what is there.
+
+    Parts of an earlier demo in the folder are reused; a folder where the demo's file names hold someone else's
+    files is refused (DemoError), so that a user's own config.py is never launched as the demo.
+    """
     folder = Path(folder).resolve()
     paths = DemoPaths(
         folder=folder,
@@ -119,12 +140,23 @@ def build_demo(folder: Path, name: str = "小明", cuda: bool | None = None) -> 
         config=folder / "config.py",
         work_dir=folder / "work",
     )
+    if folder.exists() and not folder.is_dir():
+        raise DemoError(f"{folder} is a file, not a folder: pick another --dir")
+    foreign = _foreign_parts(paths)
+    if foreign:
+        raise DemoError(
+            f"{folder} already holds {', '.join(foreign)}, which xtui's demo did not make: "
+            "pick another --dir (xtui never touches them)"
+        )
     if paths.data.is_file() and answer(name) not in paths.data.read_text(encoding="utf-8"):
         raise DemoError(f"the demo in {folder} was built for another name: pick another --dir for {name!r}")
+    write_atomic(folder / MARKER, json.dumps({"name": name}, ensure_ascii=False))  # claimed before building
     if not paths.data.is_file():
         rows = self_cognition_rows(name)
         write_atomic(paths.data, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     if not tinymodel.is_complete(paths.model):
+        if paths.model.exists():  # left by an earlier demo of this folder (the marker says the folder is xtui's)
+            shutil.rmtree(paths.model)
         tinymodel.build_tiny_model(paths.model, _texts(paths.data))
     if not paths.config.exists():
         wants_cuda = _cuda_available() if cuda is None else cuda

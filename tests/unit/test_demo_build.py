@@ -135,3 +135,21 @@ def test_other_name_on_an_existing_demo_is_refused(built) -> None:
     with pytest.raises(demo.DemoError, match="another name"):
         demo.build_demo(built.folder, name="别的名字", cuda=False)
     assert built.data.read_text(encoding="utf-8") == before
+
+
+@pytest.mark.parametrize("part", ["config.py", "tiny-llama/notes.txt", "data/self_cognition.jsonl"])
+def test_a_folder_holding_the_users_own_files_is_refused_untouched(tmp_path, part) -> None:
+    mine = tmp_path / part
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    mine.write_text("the user's own")
+    with pytest.raises(demo.DemoError, match="which xtui's demo did not make: pick another --dir"):
+        demo.build_demo(tmp_path, name=NAME, cuda=False)
+    assert mine.read_text() == "the user's own" and not (tmp_path / demo.MARKER).exists()
+
+
+def test_other_files_of_the_user_stay_beside_the_demo(built) -> None:
+    assert (built.folder / demo.MARKER).is_file()
+    notes = built.folder / "notes.md"
+    notes.write_text("mine")
+    again = demo.build_demo(built.folder, name=NAME, cuda=False)
+    assert again.config == built.config and notes.read_text() == "mine"

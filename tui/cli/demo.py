@@ -26,8 +26,13 @@ def run(args: argparse.Namespace) -> int:
     """Launch (or attach to) the demo, then open the TUI on it or print its progress."""
     from engine.demo.run import launch_demo
 
+    from engine.demo.build import MARKER
+
     folder = Path(args.dir)
-    print(f"building the demo in {folder} (tiny model, tokenizer, data, config)...", flush=True)
+    if (folder / MARKER).is_file():
+        print(f"reusing the demo in {folder} (its tiny model, data and config are kept as they are)...", flush=True)
+    else:
+        print(f"building the demo in {folder} (tiny model, tokenizer, data, config)...", flush=True)
     t0 = time.monotonic()
     demo_run, fresh = launch_demo(folder, args.name)
     if not (args.headless or args.no_follow):
