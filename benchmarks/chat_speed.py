@@ -152,7 +152,7 @@ async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mod
     from engine.xtuner.templates import template
     from tui.app import XtuiApp
     from tui.screens.chat import ChatScreen
-    from tui.screens.chat_messages import ChatDelta
+    from tui.messages import ChatDelta
 
     stamps: list[tuple[float, int]] = []
 

@@ -9,20 +9,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.worker import get_current_worker
+from textual.worker import WorkerFailed, get_current_worker
 
 if TYPE_CHECKING:  # the engine loads in the watcher threads, after the first frame
-    from engine.runs.checkpoints import Checkpoint
     from engine.gpu import GpuBackend, GpuMonitor
+    from engine.runs.checkpoints import Checkpoint
     from engine.runs.watch import RunState, Status
 from themes import DEFAULT_THEME, THEMES
-from tui.settings import Settings
+from tui.compat import route_uncaught_exceptions, write_to_terminal
 from tui.messages import GpuUpdate, RunUpdate
 from tui.notify import notification
+from tui.protocols import GpuWatcher, HasCommands, RunWatcher
+from tui.settings import Settings
 from tui.ticks import PAINT_EVERY_POLLS, poll_on_ticks
 
 DISCOVER_EVERY_S = 10.0
@@ -83,6 +86,8 @@ class XtuiApp(App[None]):
         self.extra_dirs: set[Path] = {self.open_run} if self.open_run else set()
         self._pgid_labels: dict[int, str] = {}
         self.gpu: GpuUpdate | None = None  # the newest GPU/host snapshot (posted only when what it shows changed)
+        self.crash_message: str | None = None  # the line shown on exit after an exception nothing caught
+        route_uncaught_exceptions(self, self.crashed)
         for theme in THEMES:  # set before the first CSS parse: a theme change later parses it all again
             self.register_theme(theme)
         self.settings = Settings.load()
@@ -124,7 +129,8 @@ class XtuiApp(App[None]):
         yield SystemCommand("Help", "All key bindings", self.action_help)
         yield SystemCommand("Launch a run", "Pick a config, work dir, GPUs, DeepSpeed", self.action_launch)
         yield SystemCommand("Chat with a model", "Base, adapter, merged, checkpoint or LLaVA", self.action_chat)
-        yield from getattr(screen, "commands", lambda: ())()
+        if isinstance(screen, HasCommands):
+            yield from screen.commands()
 
     def action_help(self) -> None:
         """Show every binding of the current screen and the app."""
@@ -245,19 +251,17 @@ class XtuiApp(App[None]):
         if now != before and now in ALERT_STATES and before in ("running", "stalled"):
             self.alert(rec)
         for screen in self._screens_to_tell():
-            handler = getattr(screen, "run_updated", None)
-            if handler:
-                handler(rec, message.events)
+            if isinstance(screen, RunWatcher):
+                screen.run_updated(rec, message.events)
 
     def on_gpu_update(self, message: GpuUpdate) -> None:
         """Keep the snapshot and hand it to the screens that show GPUs."""
         self.gpu = message
         for screen in self._screens_to_tell():
-            handler = getattr(screen, "gpu_updated", None)
-            if handler:
-                handler(message)
+            if isinstance(screen, GpuWatcher):
+                screen.gpu_updated(message)
 
-    def _screens_to_tell(self) -> list:
+    def _screens_to_tell(self) -> list[Screen]:
         """Screens that take new figures: mounted ones (one not mounted yet reads the app's state in on_mount), none
         once the app is shutting down (its widgets are being removed: a message still queued must not reach them)."""
         return [screen for screen in self.screen_stack if screen.is_mounted] if self.is_running else []
@@ -269,5 +273,14 @@ class XtuiApp(App[None]):
         severity = {"finished": "information", "failed": "error"}.get(status.state, "warning")
         self.notify(text, title="xtui", severity=severity, timeout=10)
         self.bell()
-        if self._driver is not None and not self.is_headless:  # through the driver: in order with the frames
-            self._driver.write(notification("xtui", text))
+        write_to_terminal(self, notification("xtui", text))
+
+    def crashed(self, error: Exception) -> None:
+        """An exception nothing caught (in a handler, a worker, a timer, a render): its traceback to a crash log, and
+        exit with one line naming the file. Only the first counts: the app is already on its way out after it."""
+        if self.crash_message is not None:
+            return
+        from tui.crash import record
+
+        self.crash_message = record(error.error if isinstance(error, WorkerFailed) else error)
+        self.exit(return_code=1, message=Text(self.crash_message))  # Text: a bracket in it is not markup

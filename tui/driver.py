@@ -13,10 +13,9 @@ import selectors
 import threading
 from codecs import getincrementaldecoder
 
-from textual._loop import loop_last
-from textual._parser import ParseError
-from textual._xterm_parser import XTermParser
 from textual.drivers.linux_driver import LinuxDriver
+
+from tui.compat import ParseError, XTermParser, driver_debug, escape_pending
 
 
 class _WakingEvent(threading.Event):
@@ -44,15 +43,15 @@ class QuietLinuxDriver(LinuxDriver):
         selector = selectors.SelectSelector()
         selector.register(self.fileno, selectors.EVENT_READ)
         selector.register(self._wake_read, selectors.EVENT_READ)
-        parser = XTermParser(self._debug)
+        parser = XTermParser(driver_debug(self))
         decode = getincrementaldecoder("utf-8")().decode
 
         def process(selector_events, final: bool = False) -> None:
-            for last, (key, _mask) in loop_last(selector_events):
+            for index, (key, _mask) in enumerate(selector_events, 1):
                 if key.fd == self._wake_read:
                     os.read(self._wake_read, 64)
                     continue
-                unicode_data = decode(os.read(self.fileno, 1024 * 4), final=final and last)
+                unicode_data = decode(os.read(self.fileno, 1024 * 4), final=final and index == len(selector_events))
                 if not unicode_data:
                     break  # stdin is piped and ended
                 for event in parser.feed(unicode_data):
@@ -62,7 +61,7 @@ class QuietLinuxDriver(LinuxDriver):
 
         def timeout() -> float | None:
             """None (wait for input) unless a partial escape sequence waits for its timeout."""
-            return None if parser._timeout_time is None else 0.1
+            return 0.1 if escape_pending(parser) else None
 
         try:
             while not self.exit_event.is_set():

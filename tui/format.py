@@ -6,13 +6,12 @@ from collections.abc import Mapping
 
 from rich.text import Text
 
-STATUS_COLOUR = {"running": "success", "stalled": "warning", "failed": "error", "finished": "primary", "stopped": "text-muted"}
+from themes.colours import state_colour
 
 
 def status_text(state: str, variables: Mapping[str, str]) -> Text:
-    """The status word in its theme colour (`variables` is `App.theme_variables`)."""
-    colour = variables.get(STATUS_COLOUR.get(state, ""), "")
-    return Text(state, style=f"bold {colour}" if colour else "")
+    """The status word (a RunStatus) in bold, in its theme colour (`variables` is `App.theme_variables`)."""
+    return Text(state, style=f"bold {state_colour(state, variables)}")
 
 
 def eta_text(seconds: float | None) -> str:

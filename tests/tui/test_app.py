@@ -10,14 +10,14 @@ from textual.widgets import DataTable, Static
 
 from engine.runs import manifest as mf
 from tests.support.fakes import FakeGpus, NoGpus, fixture_run
+from tests.support.waiting import until
 from tui.app import XtuiApp
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.run import RunScreen
 from tui.widgets.gpu_panel import GpuPanel
-from tui.widgets.runs_table import RunsTable
 from tui.widgets.log_tail import LogTail
+from tui.widgets.runs_table import RunsTable
 from tui.widgets.samples_pane import SamplesPane
-from tests.support.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -94,6 +94,19 @@ async def test_opening_a_work_dir_directly(tmp_path) -> None:
         assert "finished" in str(app.screen.query_one("#run-status", Static).render())
 
 
+def notified(app: XtuiApp) -> list[str]:
+    """The text of every notification `app` shows from now on (its public `notify`, spied on)."""
+    texts: list[str] = []
+    notify = app.notify
+
+    def spy(message: str, *args, **kwargs) -> None:
+        texts.append(message)
+        notify(message, *args, **kwargs)
+
+    app.notify = spy
+    return texts
+
+
 class FlakyGpus(FakeGpus):
     """Readings that fail with an unexpected error twice, then work."""
 
@@ -110,9 +123,9 @@ class FlakyGpus(FakeGpus):
 
 async def test_a_failing_poll_is_reported_once_and_watching_goes_on(tmp_path) -> None:
     app = XtuiApp(roots=[tmp_path], gpu_backend=FlakyGpus(), poll_s=0.1)
+    messages = notified(app)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: bool(app.screen.query_one(GpuPanel).query(".gpu")))
-        messages = [n.message for n in app._notifications]
         assert messages.count("reading GPUs: RuntimeError: driver hiccup") == 1
 
 
@@ -136,6 +149,7 @@ async def test_failed_run_alerts_with_its_cause(tmp_path) -> None:
     log.write_text(full[: full.rindex("\n", 0, full.index("Iter(train) [20/40]")) + 1])  # as if still training
     mf.write_manifest(work_dir, mf.Manifest(str(work_dir), "here", [_live_launch()]))
     app = XtuiApp(roots=[tmp_path], gpu_backend=FakeGpus(), poll_s=0.1)
+    messages = notified(app)
     bells = []
     app.bell = lambda: bells.append(1)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -143,7 +157,6 @@ async def test_failed_run_alerts_with_its_cause(tmp_path) -> None:
         with log.open("a") as fh:
             fh.write("Traceback (most recent call last):\n  File \"x.py\", line 1\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
         await until(pilot, lambda: app.runs[work_dir.resolve()].status.state == "failed")
-        messages = [n.message for n in app._notifications]
         assert any("failed" in m and "CUDA out of memory" in m for m in messages), messages
         assert bells
 
@@ -191,3 +204,43 @@ async def test_checkpoint_cursor_stays_on_its_checkpoint_when_a_new_one_lands(tm
         screen._fill_checkpoints(list_checkpoints(work_dir.resolve()))
         await pilot.pause(0.1)
         assert table.row_count == 3 and screen._selected_checkpoint().name == "iter_20.pth"
+
+
+def test_screens_have_what_the_app_asks_of_them() -> None:
+    from tui.protocols import GpuWatcher, HasCommands, RunWatcher
+
+    dashboard, run = DashboardScreen(), RunScreen(Path("work"))
+    assert isinstance(dashboard, RunWatcher) and isinstance(dashboard, GpuWatcher) and isinstance(dashboard, HasCommands)
+    assert isinstance(run, RunWatcher) and isinstance(run, HasCommands) and not isinstance(run, GpuWatcher)
+
+
+async def test_stop_dialog_buttons_cancel_and_stop(tmp_path, monkeypatch) -> None:
+    from tui.dialogs.confirm import StopScreen
+
+    work_dir = fixture_run(tmp_path)
+    stopped = []
+    monkeypatch.setattr("tui.dialogs.confirm.stop", lambda path: stopped.append(path) or True)
+    app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, StopScreen))
+        await pilot.click("#cancel")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        assert not stopped
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, StopScreen))
+        await pilot.click("#confirm")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and stopped)
+        assert stopped == [work_dir.resolve()]
+
+
+async def test_launch_form_cancel_button_closes_it(tmp_path) -> None:
+    from tui.dialogs.launch import LaunchScreen
+
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:  # the whole form shows: no scrolling to its buttons
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, LaunchScreen))
+        await pilot.click("#cancel")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))

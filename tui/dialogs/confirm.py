@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -12,7 +12,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from engine.runs.launch import LaunchError, stop
-
 from engine.runs.resume import preflight, resume
 
 
@@ -34,12 +33,15 @@ class _RunAction(ModalScreen[None]):
                 yield Button("Cancel", id="cancel")
                 yield Button(self.ACTION_LABEL, id="confirm", variant="primary")
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        """Cancel or go."""
-        if event.button.id == "confirm":
-            self.action_confirm()
-        else:
-            self.dismiss()
+    @on(Button.Pressed, "#confirm")
+    def _confirm_pressed(self) -> None:
+        """Go."""
+        self.action_confirm()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        """Close without acting."""
+        self.dismiss()
 
     def action_confirm(self) -> None:
         """Run the action unless the button is disabled."""

@@ -5,15 +5,15 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from engine.xtuner.presets import DEEPSPEED_PRESETS
 from engine.runs.launch import LaunchError, LaunchSpec, command, prepare, start
+from engine.xtuner.presets import DEEPSPEED_PRESETS
 
 
 class LaunchScreen(ModalScreen[None]):
@@ -81,12 +81,15 @@ class LaunchScreen(ModalScreen[None]):
         """Keep the command in step with the form."""
         self._show_command()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        """Cancel or launch."""
-        if event.button.id == "launch":
-            self.action_launch()
-        else:
-            self.dismiss()
+    @on(Button.Pressed, "#launch")
+    def _launch_pressed(self) -> None:
+        """Launch."""
+        self.action_launch()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        """Close the form."""
+        self.dismiss()
 
     def action_launch(self) -> None:
         """Check and start in a worker."""

@@ -20,7 +20,7 @@ from engine.chat.models import BASE, LoadedModel, LoadOptions
 from engine.chat.spec import ChatSpec
 from engine.chat.decoding import Sampling
 from engine.xtuner.templates import template as find_template
-from tui.screens.chat_messages import ChatDelta, ChatDone, ChatIdle, ChatStatus, ModelReady, NeedsDevice
+from tui.messages import ChatDelta, ChatDone, ChatIdle, ChatStatus, ModelReady, NeedsDevice
 from tui.widgets.chat_column import ChatColumn, update_text
 from tui.widgets.image_preview import ImagePreview
 from tui.widgets.path_input import PathInput

@@ -61,7 +61,7 @@ class DashboardScreen(Screen):
     def _paint(self) -> None:
         """Draw the held figures and readings together: one frame per beat (nvitop's habit: 2 s); nothing while
         another screen covers this one."""
-        if self.app.screen is not self:  # (Screen.is_current is also true for the screen just below the top)
+        if not self.is_active:  # covered (is_current would be true under a modal dialog too)
             return
         table = self.query_one(RunsTable)
         for rec in self._held_runs.values():

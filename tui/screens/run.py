@@ -9,7 +9,6 @@ from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
@@ -18,7 +17,9 @@ from engine.runs import manifest as mf
 from engine.runs.events import DataloaderAdvance, Sample, Started, TrainStep
 from engine.runs.logs import TextFollower
 from engine.runs.workdir import log_files
+from themes.colours import theme_colour
 from tui.format import eta_text, status_text
+from tui.messages import LogText
 from tui.ticks import PAINT_EVERY_POLLS, poll_on_ticks
 from tui.widgets.curves import Curves
 from tui.widgets.log_tail import LogTail
@@ -29,14 +30,6 @@ if TYPE_CHECKING:
 
 LOG_LINES = 2000
 LOG_START_BYTES = 64 * 1024  # the tail shown on opening a long log
-
-
-class LogText(Message, bubble=False):
-    """New text of the run's log file."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
 
 
 class RunProgress(ProgressBar):
@@ -120,7 +113,7 @@ class RunScreen(Screen):
     def _paint(self) -> None:
         """Draw what arrived since the last paint, in one frame: steps, samples, status, progress, log text
         (nothing while another screen covers this one)."""
-        if self.app.screen is not self:  # (Screen.is_current is also true for the screen just below the top)
+        if not self.is_active:  # covered (is_current would be true under a modal dialog too)
             return
         self._flush_log()
         if not self._stale:
@@ -148,7 +141,7 @@ class RunScreen(Screen):
         if status.pid:
             line.append(f"  pid {status.pid}")
         if status.cause:
-            line.append(f"\n{status.cause}", style=self.app.theme_variables.get("error", ""))
+            line.append(f"\n{status.cause}", style=theme_colour("error", self.app.theme_variables))
         self._set_text("#run-status", line, layout=True)  # a cause adds lines
         last, total = rec.state.last, rec.state.max_iters
         bar = self.query_one(RunProgress)

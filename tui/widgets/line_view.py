@@ -6,6 +6,8 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.widget import Widget
 
+from tui.compat import update_scrollbars
+
 
 def resize_virtual(view: ScrollView, size: Size) -> None:
     """Set `view`'s scrollable size and repaint it; the layout pass that setting `virtual_size` costs (the whole
@@ -14,5 +16,5 @@ def resize_virtual(view: ScrollView, size: Size) -> None:
     if size == view.virtual_size:
         return
     view.set_reactive(Widget.virtual_size, size)
-    view._scroll_update(size)  # scrollbar sizes and visibility; a visibility change schedules the layout itself
+    update_scrollbars(view, size)
     view.refresh()

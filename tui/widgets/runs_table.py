@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.cells import cell_len, set_cell_size
@@ -16,7 +17,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.format import STATUS_COLOUR, eta_text
+from themes.colours import state_colour
+from tui.format import eta_text
 from tui.widgets.line_view import resize_virtual
 
 COLUMNS = (("Status", 10), ("Progress", 11), ("Loss", 8), ("ETA", 8), ("Run", 0))  # 0: the rest of the width
@@ -54,12 +56,11 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     cursor = reactive(0, always_update=True)
 
+    @dataclass
     class Opened(Message):
         """The user picked a run."""
 
-        def __init__(self, work_dir: Path) -> None:
-            super().__init__()
-            self.work_dir = work_dir
+        work_dir: Path
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -122,9 +123,9 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
         strip = self._strips.get(key)
         if strip is None:
             base = self.get_component_rich_style(f"runs-table--{role}") if role else self.rich_style
-            colour = role in ("", "odd") and self.app.theme_variables.get(STATUS_COLOUR.get(cells[0], ""))
+            colour = role in ("", "odd") and state_colour(cells[0], self.app.theme_variables)
             segments = []
-            for column, ((_, size), text) in enumerate(zip(COLUMNS, cells)):
+            for column, ((_, size), text) in enumerate(zip(COLUMNS, cells, strict=True)):
                 size = size or max(1, width - sum(s + 2 for _, s in COLUMNS))
                 style = base + Style(color=colour, bold=True) if colour and column == 0 else base
                 if column == len(COLUMNS) - 1 and cell_len(text) > size:  # a long path keeps its end: the run's name

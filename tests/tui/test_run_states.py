@@ -1,0 +1,101 @@
+"""Every run state draws, in its theme colour, in every row of the runs table and in the run header, under every theme."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.color import Color
+from rich.console import Console
+from rich.style import Style
+from textual.widgets import Static
+
+from engine.runs.watch import RunStatus, Status
+from tests.support.fakes import NoGpus, fixture_run
+from tests.support.waiting import until
+from themes.colours import STATE_VARIABLE, state_colour, theme_colour
+from tui.app import XtuiApp
+from tui.format import status_text
+from tui.messages import RunUpdate
+from tui.screens.run import RunScreen
+from tui.widgets.runs_table import RunsTable
+
+pytestmark = pytest.mark.anyio
+
+STATES = list(RunStatus)
+ROWS = STATES + STATES[::-1]  # each state on an even row and on an odd one (the odd rows have their own background)
+
+
+@pytest.fixture(autouse=True)
+def settings_file(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XTUI_CONFIG", str(tmp_path / "settings.json"))
+    monkeypatch.setenv("XTUI_STATE", str(tmp_path / "state"))
+
+
+def stopped_run(root: Path, name: str) -> Path:
+    """A work dir whose log ends halfway, no trainer alive and no manifest: a stopped run."""
+    work_dir = fixture_run(root, name)
+    log = next(work_dir.glob("*/*.log"))
+    full = log.read_text()
+    log.write_text(full[: full.rindex("\n", 0, full.index("Iter(train) [20/40]")) + 1])
+    return work_dir
+
+
+def test_every_state_has_a_theme_colour() -> None:
+    assert set(STATE_VARIABLE) == {str(state) for state in RunStatus}
+
+
+def test_theme_colours_always_parse_in_rich() -> None:
+    dark = {"background": "#121212", "foreground": "#e0e0e0", "text-muted": "auto 60%", "error": "#ff000080"}
+    assert state_colour(RunStatus.STOPPED, dark) == "#a0a0a0"  # white at 60% over the background
+    assert state_colour(RunStatus.STOPPED, {**dark, "background": "#f7f7f4"}) == "#626261"  # black at 60%
+    assert theme_colour("error", dark) == "#880808"  # alpha resolved over the background
+    assert state_colour(RunStatus.RUNNING, {**dark, "success": "ansi_green"}) == "color(2)"  # the terminal's green
+    assert state_colour(RunStatus.FAILED, {**dark, "error": "$nonsense"}) == "#e0e0e0"  # the foreground instead
+    assert theme_colour("error", {}) == "#808080"
+
+
+async def test_dashboard_draws_every_state_in_every_row_under_every_theme(tmp_path) -> None:
+    stopped = stopped_run(tmp_path, "b-stopped")
+    fixture_run(tmp_path, "a-finished")  # listed first: the stopped run is off the cursor, as when the app froze
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.query_one(RunsTable)
+        await until(pilot, lambda: table.row_count == 2 and table.row(str(stopped))[0] == "stopped")
+        for index, state in enumerate(ROWS):
+            app.post_message(RunUpdate(tmp_path / f"synthetic-{index}", [], Status(state), []))
+        await until(pilot, lambda: table.row_count == 2 + len(ROWS))
+        expected = [table.row(key)[0] for key in table.keys]
+        for theme in app.available_themes:
+            app.theme = theme
+            for cursor in range(2 + len(STATES)):  # each state once under the cursor
+                table.cursor = cursor
+                await pilot.pause()  # paints the screen: a colour Rich cannot parse raises here
+                drawn = [table.render_line(1 + row).text.split()[0] for row in range(table.row_count)]
+                assert drawn == expected, (theme, cursor)
+        assert app.is_running and app.crash_message is None
+
+
+async def test_run_header_shows_a_stopped_run(tmp_path) -> None:
+    work_dir = stopped_run(tmp_path, "work")
+    app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[work_dir.resolve()].status.state == "stopped")
+        await pilot.pause()
+        header = str(app.screen.query_one("#run-status", Static).render())
+        assert header.startswith("stopped") and "max iterations not reached" in header
+
+
+async def test_status_words_render_under_every_theme(tmp_path) -> None:
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for theme in app.available_themes:
+            app.theme = theme
+            await pilot.pause()
+            for state in RunStatus:
+                colour = state_colour(state, app.theme_variables)
+                assert Color.parse(colour) and Style.parse(f"bold {colour}"), (theme, state)
+                console = Console(file=io.StringIO(), width=40, color_system="truecolor")
+                console.print(status_text(state, app.theme_variables))
+                assert console.file.getvalue().startswith("\x1b[1;") and state in console.file.getvalue()
