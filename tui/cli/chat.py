@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from engine.errors import UsageError
+from tui.cli.common import run_app
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,5 +80,4 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if spec.source.kind == "llava":
         detect_graphics()  # kitty / sixel previews: the terminal can be asked only before the app starts
-    XtuiApp(roots=[Path.cwd()], chat=spec).run()
-    return 0
+    return run_app(XtuiApp(roots=[Path.cwd()], chat=spec))

@@ -37,3 +37,9 @@ def _finite(value: object) -> object:
 def to_json(value: object, **options: object) -> str:
     """Strict JSON (a NaN loss is written as the string "nan", never as the bare NaN that parsers reject)."""
     return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, **options)
+
+
+def run_app(app) -> int:
+    """Run the TUI until it quits; its exit status (1 after a bug it caught and logged)."""
+    app.run()
+    return app.return_code or 0

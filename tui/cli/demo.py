@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from tui.cli.common import shell
+from tui.cli.common import run_app, shell
 from tui.terminal_text import printable
 
 POLL_S = 0.5
@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if not (args.headless or args.no_follow):
         from tui.app import XtuiApp
 
-        XtuiApp(roots=[demo_run.work_dir.parent], open_run=demo_run.work_dir).run()
-        return 0
+        return run_app(XtuiApp(roots=[demo_run.work_dir.parent], open_run=demo_run.work_dir))
     verb = "launched" if fresh else "attached to the live run in"
     print(f"{verb} {demo_run.work_dir} ({time.monotonic() - t0:.1f} s)", flush=True)
     if args.no_follow:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from engine.errors import UsageError
+from tui.cli.common import run_app
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,5 +27,4 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"no such folder: {', '.join(missing)}")
     single = paths[0] if len(paths) == 1 and is_run_dir(paths[0]) else None
     roots = [single.parent] if single else paths
-    XtuiApp(roots=roots, open_run=single).run()
-    return 0
+    return run_app(XtuiApp(roots=roots, open_run=single))
