@@ -43,17 +43,17 @@ def _sync(device: str) -> None:
 
 
 @contextmanager
-def hf_attention():
-    """HF's own SDPA attention meanwhile: the engine's eager decoder swaps in one that skips repeat_kv (kv_cache)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+def hf_attention(model):
+    """HF's own SDPA attention meanwhile: the engine's eager decoder sets the model to one that skips repeat_kv."""
+    from engine.chat.kv_cache import GROUPED_SDPA
 
-    installed = ALL_ATTENTION_FUNCTIONS["sdpa"]
-    ALL_ATTENTION_FUNCTIONS["sdpa"] = sdpa_attention_forward
+    installed = model.config._attn_implementation
+    if installed == GROUPED_SDPA:
+        model.config._attn_implementation = "sdpa"
     try:
         yield
     finally:
-        ALL_ATTENTION_FUNCTIONS["sdpa"] = installed
+        model.config._attn_implementation = installed
 
 
 def plain_generate(model, tokenizer, device: str, new_tokens: int, repeats: int) -> dict:
@@ -65,7 +65,7 @@ def plain_generate(model, tokenizer, device: str, new_tokens: int, repeats: int)
     def timed(n: int) -> float:
         _sync(device)
         start = time.perf_counter()
-        with torch.inference_mode(), hf_attention():
+        with torch.inference_mode(), hf_attention(model):
             out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
         _sync(device)
         assert out.shape[1] - ids.shape[1] == n
@@ -111,13 +111,13 @@ def xtuner_chat(model_dir: Path, new_tokens: int, dtype: str) -> dict:
 
 def xtui_chat(model_dir: Path, device: str, new_tokens: int, repeats: int, mode: str) -> dict:
     """xtui's path: load, a ChatSession answering through the decoder, text pieces read as they come."""
-    from engine.chat.session import ChatSession
-    from engine.chat.models import LoadOptions, ModelSource, load
     from engine.chat.decoding import Sampling
+    from engine.chat.models import LoadOptions, ModelSource, SourceKind, load
+    from engine.chat.session import ChatSession
     from engine.xtuner.templates import template
 
     start = time.perf_counter()
-    loaded = load(ModelSource("base", model=model_dir), LoadOptions(device=device, decoder=mode))
+    loaded = load(ModelSource(SourceKind.BASE, model=model_dir), LoadOptions(device=device, decoder=mode))
     loaded.eos_ids = lambda: []  # the random model must not stop early
     load_s = time.perf_counter() - start
     session = ChatSession(loaded, template(TEMPLATE), sampling=Sampling(temperature=0, max_new_tokens=new_tokens))
@@ -145,14 +145,14 @@ async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mod
 
     `paired`: plain `generate` and the engine alone answer too, on the pane's model, in turn with each pane answer.
     """
-    from engine.chat.session import ChatSession
-    from engine.chat.models import LoadOptions, ModelSource
-    from engine.chat.spec import ChatSpec
     from engine.chat.decoding import Sampling
+    from engine.chat.models import LoadOptions, ModelSource, SourceKind
+    from engine.chat.session import ChatSession
+    from engine.chat.spec import ChatSpec
     from engine.xtuner.templates import template
     from tui.app import XtuiApp
-    from tui.screens.chat import ChatScreen
     from tui.messages import ChatDelta
+    from tui.screens.chat import ChatScreen
 
     stamps: list[tuple[float, int]] = []
 
@@ -163,7 +163,8 @@ async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mod
 
     app = XtuiApp(roots=[model_dir.parent])
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = TimedChat(ChatSpec(ModelSource("base", model=model_dir), LoadOptions(device=device, decoder=mode), TEMPLATE))
+        source = ModelSource(SourceKind.BASE, model=model_dir)
+        screen = TimedChat(ChatSpec(source, LoadOptions(device=device, decoder=mode), TEMPLATE))
         app.push_screen(screen)
         while screen.loaded is None:
             await pilot.pause(0.2)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.chat import kv_cache
-
+from engine.errors import ChatError
 
 # Positions the static cache holds: 4096 is ~400 MB for a 1.8B model with 8 KV heads in fp16.
 STATIC_CAPACITY = 4096
 
 
-class ContextFull(ValueError):
+class ContextFull(ChatError):
     """The prompt and the answer would not fit in the model's context."""
 
 
@@ -73,7 +73,7 @@ class EagerDecoder:
     """Plain forward calls with a growing KV cache: what HF `generate` does, with fewer copies per token (kv_cache)."""
 
     def __init__(self, model) -> None:
-        kv_cache.use_grouped_attention()
+        kv_cache.use_grouped_attention(model)
         self.model = model
         self.capacity = context_length(model)
         self.key: str | None = None  # unused here: every call runs the model as it is

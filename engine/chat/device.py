@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.gpu import GpuReading
+from engine.gpu import GpuBackend, GpuReading, NvmlBackend
+
+if TYPE_CHECKING:
+    from engine.chat.models import LoadOptions, ModelSource
 
 GIB = 1024**3
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt")
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 HEADROOM = 1.2  # activations, the KV cache and CUDA's own context on top of the weights
 OVERHEAD = int(0.75 * GIB)
+FOUR_BIT = "4bit"  # the alternative of loading in 4 bits on the planned GPU
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +28,13 @@ class DevicePlan:
     device: str
     fits: bool
     message: str
-    alternatives: tuple[str, ...] = ()  # "cuda:N", "4bit", "cpu", best first
+    alternatives: tuple[str, ...] = ()  # "cuda:N", FOUR_BIT, "cpu", best first
+
+    def options(self, options: LoadOptions, choice: str | None = None) -> LoadOptions:
+        """`options` moved to the planned device, or to one of the alternatives when `choice` names one."""
+        if choice == FOUR_BIT:
+            return replace(options, device=self.device, bits=4)
+        return replace(options, device=choice or self.device)
 
 
 def weights_bytes(folder: Path) -> int:
@@ -81,7 +92,23 @@ def plan(gpus: Sequence[GpuReading], need: int, want: int | None = None, need_4b
     if free[chosen] >= need:
         return DevicePlan(f"cuda:{chosen}", True, f"GPU {chosen}: {_gb(free[chosen])} free, needs ~{_gb(need)}")
     others = tuple(f"cuda:{i}" for i, f in sorted(free.items(), key=lambda kv: -kv[1]) if i != chosen and f >= need)
-    small = ("4bit",) if need_4bit is not None and free[chosen] >= need_4bit else ()
+    small = (FOUR_BIT,) if need_4bit is not None and free[chosen] >= need_4bit else ()
     held = _holders(gpu, owners)
     message = f"GPU {chosen} has {_gb(free[chosen])} free, the model needs ~{_gb(need)}" + (f"; {held}" if held else "")
     return DevicePlan(f"cuda:{chosen}", False, message, (*others, *small, "cpu"))
+
+
+def plan_load(source: ModelSource, options: LoadOptions, owners: Mapping[int, str] | None = None,
+              backend: GpuBackend | None = None) -> DevicePlan | None:  # fmt: skip
+    """Where `source` fits, read off the GPUs (NVML unless `backend`) before loading; None when there is no choice.
+
+    No choice: the CPU was asked for, the source has no model folder to weigh (a checkpoint), or there is no GPU.
+    """
+    if options.device == "cpu" or source.model is None:
+        return None
+    gpus, _ = (backend or NvmlBackend()).read(with_processes=True)
+    if not gpus:
+        return None
+    want = int(options.device.split(":")[1]) if options.device.startswith("cuda:") else None
+    need = memory_need(source.model, bits=options.bits)
+    return plan(gpus, need, want, memory_need(source.model, bits=4), owners)

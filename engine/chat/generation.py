@@ -5,8 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from enum import StrEnum
 
 from engine.chat.decoding import ContextFull, Sampling, choose
+
+
+class StopReason(StrEnum):
+    """Why an answer ended: a stop word or EOS, the token budget, or the user."""
+
+    STOP = "stop"
+    LENGTH = "length"
+    CANCELLED = "cancelled"
 
 
 class TextStream:
@@ -67,7 +76,7 @@ class Generation:
         self.sampling = sampling
         self.eos_ids = frozenset(eos_ids)
         self.cancel = cancel or threading.Event()
-        self.reason: str | None = None  # "stop", "length" or "cancelled"
+        self.reason: StopReason | None = None  # set when the answer ends
         self.tokens = 0
         self.first_token_s: float | None = None
         self.started: float | None = None  # perf_counter() when generation began
@@ -124,22 +133,22 @@ class Generation:
                 "reset the chat to go on"
             )
         start = self.started = time.perf_counter()
-        reason = "length"
+        reason = StopReason.LENGTH
         for token_id in torch.inference_mode()(self._token_ids)(budget):
             self.tokens += 1
             if self.first_token_s is None:
                 self.first_token_s = time.perf_counter() - start
             if token_id in self.eos_ids:
-                reason = "stop"
+                reason = StopReason.STOP
                 break
             piece = self.stream.push(token_id)
             if piece:
                 yield piece
             if self.stream.stopped:
-                reason = "stop"
+                reason = StopReason.STOP
                 break
             if self.cancel.is_set():
-                reason = "cancelled"
+                reason = StopReason.CANCELLED
                 break
         self.elapsed_s = time.perf_counter() - start
         tail = self.stream.flush()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache
 
 ROOM = 256  # positions a layer's buffers start with; they double when full
+GROUPED_SDPA = "xtui_grouped_sdpa"  # the name of the grouped attention in transformers' attention table
 
 
 @cache
@@ -61,24 +62,33 @@ def growing_cache():
 
 
 @cache
-def use_grouped_attention() -> None:
-    """Make HF's "sdpa" attention hand grouped KV heads to torch's SDPA as they are (enable_gqa) when there is no mask.
+def _registered_attention() -> str:
+    """Add the grouped attention to transformers' table of attention functions, once per process; its name.
 
-    Same result as repeating the heads first, without the copy; with a mask or dropout HF's own function runs.
-    Installed once per process, for every model that uses HF's attention table (Llama, Qwen2, Mistral...).
+    transformers 4.48 (the version xtuner 0.2.0 pins) has no AttentionInterface yet: its public table is this dict,
+    which `AttentionInterface.register` fills in later versions. HF's own "sdpa" entry stays as it is.
     """
     import torch
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    hf_sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
-
-    def sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
-        if attention_mask is not None or dropout:
-            return hf_sdpa(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
+    def grouped_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+        """HF's SDPA attention, with the grouped KV heads handed to torch as they are (enable_gqa), not repeated."""
+        mask = None if attention_mask is None else attention_mask[:, :, :, : key.shape[-2]]
         out = torch.nn.functional.scaled_dot_product_attention(
-            query, key, value, scale=scaling, is_causal=query.shape[2] > 1 if is_causal is None else is_causal,
+            query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling,
+            is_causal=mask is None and query.shape[2] > 1 if is_causal is None else is_causal,
             enable_gqa=key.shape[1] != query.shape[1],
         )  # fmt: skip
         return out.transpose(1, 2).contiguous(), None
 
-    ALL_ATTENTION_FUNCTIONS["sdpa"] = sdpa
+    ALL_ATTENTION_FUNCTIONS[GROUPED_SDPA] = grouped_sdpa
+    return GROUPED_SDPA
+
+
+def use_grouped_attention(model) -> None:
+    """Make a model that runs HF's SDPA attention run the grouped one: same result, no copy of the KV heads.
+
+    The model's config names the attention its layers look up (Llama, Qwen2, Mistral...); other models keep theirs.
+    """
+    if model.config._attn_implementation == "sdpa":
+        model.config._attn_implementation = _registered_attention()

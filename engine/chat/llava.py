@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.errors import ChatError
+
 if TYPE_CHECKING:
     import torch
     from PIL.Image import Image
@@ -15,7 +17,7 @@ VISUAL_SELECT_LAYER = -2  # the hidden state xtuner's LLaVA projects (the defaul
 ENCODER_FILES = ("config.json", "preprocessor_config.json")
 
 
-class LlavaError(ValueError):
+class LlavaError(ChatError):
     """LLaVA parts that cannot be loaded or used as asked; the message is one line for the user."""
 
 

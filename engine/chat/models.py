@@ -4,45 +4,61 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from engine import locations
+from engine.chat.decoding import DECODERS
+from engine.errors import ChatError
 from engine.xtuner import convert
 
-KINDS = ("base", "adapter", "merged", "checkpoint", "llava")
 BASE = "base"  # the variant name for the base model under an adapter (adapter disabled)
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+DEVICE = re.compile(r"auto|cpu|cuda:\d+")
 
 
-class ModelError(ValueError):
+class SourceKind(StrEnum):
+    """What a chat model is: a base model, one with a LoRA adapter, a merged one, a run's checkpoint, LLaVA."""
+
+    BASE = "base"
+    ADAPTER = "adapter"
+    MERGED = "merged"
+    CHECKPOINT = "checkpoint"
+    LLAVA = "llava"
+
+
+class ModelError(ChatError):
     """A model source that cannot be loaded, with the reason in words."""
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSource:
-    """Where a chat model comes from; which paths matter depends on `kind`."""
+    """Where a chat model comes from; which paths matter depends on `kind` (a name is taken for its SourceKind)."""
 
-    kind: str
+    kind: SourceKind
     model: Path | None = None  # base, merged, or the LLM under an adapter / LLaVA
     adapter: Path | None = None
-    checkpoint: Path | None = None  # iter_N.pth of a run (kind "checkpoint")
+    checkpoint: Path | None = None  # iter_N.pth of a run (a checkpoint source)
     config: Path | None = None  # the run's config, to convert the checkpoint
     visual_encoder: Path | None = None
     llava: Path | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", SourceKind(self.kind))
+
     @property
     def label(self) -> str:
         """A short name for titles and transcripts."""
-        part = {"adapter": self.adapter, "checkpoint": self.checkpoint, "llava": self.llava}.get(self.kind)
-        return f"{self.kind}: {Path(part or self.model or '?').name}"
+        part = {SourceKind.ADAPTER: self.adapter, SourceKind.CHECKPOINT: self.checkpoint, SourceKind.LLAVA: self.llava}
+        return f"{self.kind}: {Path(part.get(self.kind) or self.model or '?').name}"
 
     def problems(self) -> list[str]:
         """What is missing or wrong, as sentences (empty when it can be loaded)."""
-        if self.kind not in KINDS:
-            return [f"unknown model kind {self.kind!r} (one of {', '.join(KINDS)})"]
         found = []
-        if self.kind == "checkpoint":
+        if self.kind is SourceKind.CHECKPOINT:
             if self.checkpoint is None or not self.checkpoint.exists():
                 found.append(f"checkpoint not found: {self.checkpoint}")
             if self.config is None or not self.config.is_file():
@@ -50,9 +66,9 @@ class ModelSource:
             return found
         if self.model is None or not (self.model / "config.json").is_file():
             found.append(f"not a model folder (no config.json): {self.model}")
-        if self.kind == "adapter" and (self.adapter is None or not convert.is_adapter(self.adapter)):
+        if self.kind is SourceKind.ADAPTER and (self.adapter is None or not convert.is_adapter(self.adapter)):
             found.append(f"not an adapter folder (no adapter_config.json): {self.adapter}")
-        if self.kind == "llava":
+        if self.kind is SourceKind.LLAVA:
             if self.llava is None or not (self.llava / "projector").is_dir():
                 found.append(f"not a LLaVA folder (no projector/): {self.llava}")
             elif self.visual_encoder is None and not (self.llava / "visual_encoder").is_dir():
@@ -69,6 +85,19 @@ class LoadOptions:
     bits: int | None = None
     decoder: str = "auto"  # engine.chat.decoding.DECODERS
 
+    def problems(self) -> list[str]:
+        """What is not one of the choices, as sentences (empty when all is well)."""
+        found = []
+        if not DEVICE.fullmatch(self.device):
+            found.append(f"device must be auto, cpu or cuda:N (not {self.device!r})")
+        if self.dtype not in DTYPES:
+            found.append(f"dtype must be one of {', '.join(DTYPES)} (not {self.dtype!r})")
+        if self.bits not in (None, 4):
+            found.append(f"bits must be 4 or none (not {self.bits!r})")
+        if self.decoder not in DECODERS:
+            found.append(f"decoder must be one of {', '.join(DECODERS)} (not {self.decoder!r})")
+        return found
+
 
 @dataclass
 class LoadedModel:
@@ -79,7 +108,7 @@ class LoadedModel:
     source: ModelSource
     device: str
     adapters: list[str] = field(default_factory=list)
-    llava: object | None = None  # engine.chat.llava.LlavaParts when kind is "llava"
+    llava: object | None = None  # engine.chat.llava.LlavaParts when the kind is LLaVA
     decoder: object | None = None
 
     def eos_ids(self) -> list[int]:
@@ -119,6 +148,14 @@ class LoadedModel:
             self.model.load_adapter(str(folder), adapter_name=name)
             self.adapters.append(name)
 
+    def add_compare(self, other: ModelSource, say: Callable[[str], None] = lambda _: None) -> None:
+        """Load `other` (an adapter, or a run checkpoint converted first) beside this adapter, for A/B."""
+        say(f"loading {other.label} for A/B")
+        folder = (checkpoint_source(other) if other.kind is SourceKind.CHECKPOINT else other).adapter
+        if folder is None:
+            raise ModelError(f"A/B takes two LoRA adapters; {other.label} is a whole model")
+        self.add_adapter(re.sub(r"\W", "_", Path(other.checkpoint or folder).stem), folder)
+
 
 def resolve_device(options: LoadOptions) -> str:
     """The concrete device: "auto" is the first GPU when torch sees one, else the CPU."""
@@ -151,11 +188,11 @@ def checkpoint_source(source: ModelSource) -> ModelSource:
     """A run checkpoint converted (once, cached) to an adapter on its base, or to a whole model."""
     hf = convert.checkpoint_hf(source.config, source.checkpoint)
     if not convert.is_adapter(hf):
-        return ModelSource("merged", model=hf)
+        return ModelSource(SourceKind.MERGED, model=hf)
     base = source.model or _base_of(hf)
     if base is None or not (base / "config.json").is_file():
         raise ModelError(f"the base model of {source.checkpoint.name} is not here: {base}")
-    return ModelSource("adapter", model=base, adapter=hf)
+    return ModelSource(SourceKind.ADAPTER, model=base, adapter=hf)
 
 
 def load(source: ModelSource, options: LoadOptions = LoadOptions(), say: Callable[[str], None] = lambda _: None) -> LoadedModel:
@@ -163,7 +200,7 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions(), say: Callabl
     problems = source.problems()
     if problems:
         raise ModelError("; ".join(problems))
-    if source.kind == "checkpoint":
+    if source.kind is SourceKind.CHECKPOINT:
         say(f"converting {source.checkpoint.name} (once; cached in {locations.cache_dir()})")
         loaded = load(checkpoint_source(source), options, say)
         loaded.source = source
@@ -191,13 +228,13 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions(), say: Callabl
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load {source.model}: {exc}") from exc
     loaded = LoadedModel(model, tokenizer, source, device)
-    if source.kind == "adapter":
+    if source.kind is SourceKind.ADAPTER:
         from peft import PeftModel
 
         say(f"loading adapter {source.adapter}")
         loaded.model = PeftModel.from_pretrained(model, str(source.adapter), adapter_name="adapter")
         loaded.adapters.append("adapter")
-    if source.kind == "llava":
+    if source.kind is SourceKind.LLAVA:
         from engine.chat import llava
 
         say(f"loading LLaVA parts from {source.llava}")

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.chat.models import LoadedModel
 from engine.chat.decoding import Sampling, make_decoder
-from engine.chat.generation import Generation
+from engine.chat.generation import Generation, StopReason
+from engine.chat.models import LoadedModel
 from engine.xtuner.templates import Template, Turn, render
 
 IMAGE_TOKEN = "<image>"  # xtuner.utils.DEFAULT_IMAGE_TOKEN
@@ -22,7 +22,7 @@ class Exchange:
 
     turn: Turn
     image: str | None = None
-    reason: str | None = None
+    reason: StopReason | None = None
     tokens: int = 0
     tokens_per_s: float | None = None
 
@@ -60,8 +60,7 @@ class ChatSession:
 
     def _image_features(self, path: str, earlier: bool = False):
         """Projected features of an image, cached by path and modification time; an earlier turn's as it was asked."""
-        from engine.chat import images
-        from engine.chat import llava
+        from engine.chat import images, llava
 
         if earlier and path in self._asked_features:
             return self._asked_features[path]  # the file may have moved or changed since: the history stays as it was

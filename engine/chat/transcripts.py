@@ -9,9 +9,11 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from engine.chat.session import Exchange
-from engine.chat.decoding import Sampling
 from engine import locations
+from engine.chat.decoding import Sampling
+from engine.chat.generation import StopReason
+from engine.chat.session import Exchange
+from engine.errors import ChatError
 from engine.files import write_atomic
 from engine.xtuner.templates import Turn
 
@@ -19,7 +21,7 @@ VERSION = 1
 KIND = "xtui-transcript"
 
 
-class TranscriptError(ValueError):
+class TranscriptError(ChatError):
     """A transcript file that is missing, not JSON, or not a transcript this xtui reads."""
 
 
@@ -131,9 +133,11 @@ def _exchange(data: object, where: str) -> Exchange:
     turn = Turn(_get(data, "prompt", str, where), _get(data, "answer", str, where))
     image = _get(data, "image", (str, type(None)), where)
     reason = _get(data, "reason", (str, type(None)), where)
+    if reason is not None and reason not in tuple(StopReason):
+        raise TranscriptError(f"{where}: 'reason' is {reason!r}, not one of {', '.join(StopReason)}")
     tokens = _get(data, "tokens", int, where)
     rate = _get(data, "tokens_per_s", (int, float, type(None)), where)
-    return Exchange(turn, image, reason, tokens, None if rate is None else float(rate))
+    return Exchange(turn, image, None if reason is None else StopReason(reason), tokens, None if rate is None else float(rate))
 
 
 def _from_json(data: object) -> Transcript:

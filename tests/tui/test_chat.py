@@ -9,19 +9,20 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from textual.widgets import Input, Static
-from tests.support.fakes import NoGpus
 
-from engine.chat.session import Exchange
-from engine.chat.models import LoadOptions, ModelSource
-from engine.chat.spec import ChatSpec
 from engine.chat.decoding import Sampling
+from engine.chat.generation import StopReason
+from engine.chat.models import LoadOptions, ModelSource, SourceKind
+from engine.chat.session import Exchange
+from engine.chat.spec import ChatSpec
 from engine.xtuner.templates import Turn
+from tests.support.fakes import NoGpus
+from tests.support.waiting import until
 from tui.app import XtuiApp
-from tui.screens.chat import STATUS_CHARS, ChatScreen
 from tui.dialogs.chat_setup import ChatSetupScreen
+from tui.screens.chat import STATUS_CHARS, ChatScreen
 from tui.widgets.chat_column import ChatColumn
 from tui.widgets.image_preview import ImagePreview
-from tests.support.waiting import until
 
 pytestmark = pytest.mark.anyio
 CPU = LoadOptions(device="cpu")
@@ -91,7 +92,7 @@ async def _ask(pilot, screen: ChatScreen, text: str, wait: bool = True) -> None:
 async def test_an_answer_streams_into_the_column_and_ends_with_its_figures(tiny) -> None:
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await _open(app, pilot, ChatSpec(ModelSource("base", model=tiny["model"]), CPU, "internlm2_chat"))
+        screen = await _open(app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat"))
         assert "ready" in _status(screen) and "cpu" in _status(screen)
         _endless(screen, 12)
         await _ask(pilot, screen, "你是谁")
@@ -107,7 +108,7 @@ async def test_an_answer_streams_into_the_column_and_ends_with_its_figures(tiny)
 async def test_escape_cancels_at_once_and_keeps_the_partial_answer_then_leaves(tiny) -> None:
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await _open(app, pilot, ChatSpec(ModelSource("base", model=tiny["model"]), CPU, "internlm2_chat"))
+        screen = await _open(app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat"))
         _endless(screen, 300)
         slow = screen.loaded.model.register_forward_hook(lambda *_: time.sleep(0.02))  # 300 tokens take 6 s or more
         await _ask(pilot, screen, "请你介绍一下你自己", wait=False)
@@ -115,7 +116,7 @@ async def test_escape_cancels_at_once_and_keeps_the_partial_answer_then_leaves(t
         await pilot.press("escape")
         await until(pilot, lambda: not screen.busy)
         exchange = screen.sessions[0].exchanges[-1]
-        assert exchange.reason == "cancelled" and 3 < exchange.tokens < 300
+        assert exchange.reason is StopReason.CANCELLED and 3 < exchange.tokens < 300
         slow.remove()
         assert "cancelled" in str(screen.query_one(ChatColumn).query(".meta").last().render())
         assert app.screen is screen
@@ -136,7 +137,7 @@ async def test_ab_answers_base_and_adapter_side_by_side_from_one_load(tiny, monk
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counting))
     app = _app(tiny["folder"])
     async with app.run_test(size=(120, 30)) as pilot:
-        source = ModelSource("adapter", model=tiny["model"], adapter=tiny["adapter"])
+        source = ModelSource(SourceKind.ADAPTER, model=tiny["model"], adapter=tiny["adapter"])
         screen = await _open(app, pilot, ChatSpec(source, CPU, "internlm2_chat"))
         await pilot.press("ctrl+b")
         await until(pilot, lambda: len(screen.query(ChatColumn)) == 2)
@@ -157,7 +158,7 @@ async def test_ab_answers_base_and_adapter_side_by_side_from_one_load(tiny, monk
 async def test_an_error_inside_generation_shows_in_the_pane_and_the_chat_goes_on(tiny) -> None:
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await _open(app, pilot, ChatSpec(ModelSource("base", model=tiny["model"]), CPU, "internlm2_chat"))
+        screen = await _open(app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat"))
         _endless(screen, 5)
 
         def boom(module, args, output):
@@ -180,7 +181,7 @@ async def test_a_source_that_cannot_load_says_why_and_images_are_checked_on_atta
     text.write_text("not a picture")
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:
-        source = ModelSource("llava", model=tiny["model"], llava=tmp_path / "missing-llava")
+        source = ModelSource(SourceKind.LLAVA, model=tiny["model"], llava=tmp_path / "missing-llava")
         screen = await _open(app, pilot, ChatSpec(source, CPU, "internlm2_chat"))
         assert "cannot load" in _status(screen) and "projector" in _status(screen)
         await _ask(pilot, screen, "what colour?", wait=False)  # not loaded: told, nothing breaks
@@ -205,7 +206,7 @@ async def test_a_long_load_error_keeps_the_status_short_and_shows_whole_in_the_c
     (unknown / "config.json").write_text('{"model_type": "no-such-architecture"}')  # transformers lists every type
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await _open(app, pilot, ChatSpec(ModelSource("base", model=unknown), CPU, "internlm2_chat"))
+        screen = await _open(app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=unknown), CPU, "internlm2_chat"))
         status = _status(screen)
         assert status.startswith("cannot load") and len(status) <= STATUS_CHARS and "\n" not in status
         errors = [str(w.render()) for w in screen.query(ChatColumn).first().query(".error")]
@@ -232,13 +233,52 @@ async def test_setup_form_checks_paths_and_opens_the_chat(tiny) -> None:
         assert app.screen.spec.source.adapter == tiny["adapter"] and app.screen.spec.options.device == "cpu"
 
 
+async def test_the_form_and_the_command_line_build_a_chat_by_the_same_rules(tmp_path, monkeypatch, capsys) -> None:
+    import torch
+
+    from engine.chat.spec import SpecError
+    from tests.support.fakes import fixture_run
+    from tui.cli import main, parser
+    from tui.cli.chat import chat_spec
+
+    run = fixture_run(tmp_path).resolve()
+    (run / "qwen_lora.py").write_text("prompt_template = PROMPT_TEMPLATE.qwen_chat\nSYSTEM = '你是小测的助手'\n")
+    for n in (100, 200):
+        torch.save({"iter": n}, run / f"iter_{n}.pth")
+    monkeypatch.chdir(tmp_path)  # the checkpoints are named relative to the run
+    argv = ["chat", str(run), "--checkpoint", "iter_100.pth", "--compare", "iter_200.pth", "--device"]
+    cli = chat_spec(parser().parse_args([*argv, "cpu"]))
+    assert cli.source.checkpoint == run / "iter_100.pth" and cli.compare.checkpoint == run / "iter_200.pth"
+    assert (cli.template, cli.system) == ("qwen_chat", "你是小测的助手")  # the run's config says
+    with pytest.raises(SpecError) as caught:
+        chat_spec(parser().parse_args([*argv, "gpu"]))
+    assert main(["chat", str(tmp_path / "nothing")]) == 2
+    assert "xtui: error: not a model folder (no config.json)" in capsys.readouterr().err
+    app = _app(tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        app.action_chat()
+        await until(pilot, lambda: isinstance(app.screen, ChatSetupScreen) and app.screen.is_mounted)
+        form = app.screen
+        await pilot.pause(0.1)
+        form.query_one("#kind").value = SourceKind.CHECKPOINT
+        form.query_one("#checkpoint", Input).value = str(run / "iter_100.pth")
+        form.query_one("#compare", Input).value = str(run / "iter_200.pth")
+        form.query_one("#template").value = "qwen_chat"
+        form.query_one("#device", Input).value = "cpu"
+        assert form.spec() == cli  # the config found in the checkpoint's run, its SYSTEM too
+        form.query_one("#device", Input).value = "gpu"
+        await pilot.press("ctrl+s")
+        assert str(form.query_one("#setup-error", Static).render()) == str(caught.value)
+        assert "device must be auto, cpu or cuda:N (not 'gpu')" in str(caught.value) and app.screen is form
+
+
 async def test_settings_apply_to_the_sessions_and_a_saved_transcript_reopens(tiny) -> None:
     from tui.dialogs.chat_settings import ChatSettingsScreen
     from tui.dialogs.transcripts import TranscriptsScreen
 
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await _open(app, pilot, ChatSpec(ModelSource("base", model=tiny["model"]), CPU, "internlm2_chat"))
+        screen = await _open(app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat"))
         await pilot.press("f2")
         await until(pilot, lambda: isinstance(app.screen, ChatSettingsScreen) and app.screen.is_mounted)
         await pilot.pause(0.1)
@@ -296,8 +336,8 @@ def _snapshot_app() -> XtuiApp:
     image.paste((250, 220, 60), (32, 24, 64, 48))
     image.save(picture)
     exchanges = (
-        Exchange(Turn("你是谁", "我是小明的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"), None, "stop", 33, 251.0),
-        Exchange(Turn("What colours are in the picture?", "Red, blue and yellow."), str(picture), "cancelled", 6, 240.0),
+        Exchange(Turn("你是谁", "我是小明的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"), None, StopReason.STOP, 33, 251.0),
+        Exchange(Turn("What colours are in the picture?", "Red, blue and yellow."), str(picture), StopReason.CANCELLED, 6, 240.0),
     )
 
     class StillChat(ChatScreen):
@@ -307,7 +347,7 @@ def _snapshot_app() -> XtuiApp:
     app = _app(SNAP_ROOT)
 
     async def fill(pilot) -> None:
-        screen = StillChat(ChatSpec(ModelSource("llava", model=SNAP_ROOT / "llm", llava=SNAP_ROOT / "llava"), CPU, "internlm2_chat"))
+        screen = StillChat(ChatSpec(ModelSource(SourceKind.LLAVA, model=SNAP_ROOT / "llm", llava=SNAP_ROOT / "llava"), CPU, "internlm2_chat"))
         app.push_screen(screen)
         await pilot.pause(0.2)
         for field in screen.query(Input):

@@ -12,15 +12,16 @@ from textual.app import App
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Select, Static, TextArea
 
-from engine.chat.session import Exchange
+from engine import locations
 from engine.chat.decoding import Sampling
-from engine.xtuner.templates import Turn
+from engine.chat.generation import StopReason
+from engine.chat.session import Exchange
 from engine.chat.transcripts import Column, Transcript, save
+from engine.xtuner.templates import Turn
+from tests.support import ROOT
 from themes import THEMES
 from tui.dialogs.chat_settings import ChatSettings, ChatSettingsScreen
 from tui.dialogs.transcripts import TranscriptsScreen
-from tests.support import ROOT
-from engine import locations
 
 pytestmark = pytest.mark.anyio
 
@@ -66,9 +67,9 @@ def data(monkeypatch) -> Path:
 
 def saved_transcripts(folder: Path) -> list[Path]:
     """Two good transcripts (one A/B) an hour apart, and a broken file between them."""
-    intro = Exchange(Turn("请你介绍一下你自己", "我是XTuner小助手，由上海AI实验室开发。"), None, "stop", 12, 210.0)
-    who = Exchange(Turn("Who are you?", "I am XTuner's assistant."), None, "stop", 6, 190.0)
-    base = Exchange(Turn("请你介绍一下你自己", "我是一个人工智能助手。"), None, "stop", 9, 220.0)
+    intro = Exchange(Turn("请你介绍一下你自己", "我是XTuner小助手，由上海AI实验室开发。"), None, StopReason.STOP, 12, 210.0)
+    who = Exchange(Turn("Who are you?", "I am XTuner's assistant."), None, StopReason.STOP, 6, 190.0)
+    base = Exchange(Turn("请你介绍一下你自己", "我是一个人工智能助手。"), None, StopReason.STOP, 9, 220.0)
     old = Transcript("internlm2-1.8b (merged)", "internlm2_chat", "", Sampling(), (Column("merged", (intro, who)),), SAVED_AT - 3600)
     ab = Transcript("tiny-llama: adapter vs base", "default", "", Sampling(), (Column("adapter", (intro,)), Column("base", (base,))), SAVED_AT)
     paths = [save(ab, folder), save(old, folder)]

@@ -7,20 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from engine.xtuner import convert
-from engine.chat.device import GIB, HEADROOM, OVERHEAD, memory_need, plan, stored_dtype
+from engine import locations
+from engine.chat.decoding import ContextFull, Sampling, choose
+from engine.chat.device import FOUR_BIT, GIB, HEADROOM, OVERHEAD, memory_need, plan, plan_load, stored_dtype
+from engine.chat.generation import Generation, StopReason, TextStream
 from engine.chat.models import (
     BASE,
     LoadedModel,
     LoadOptions,
     ModelError,
     ModelSource,
+    SourceKind,
     load,
 )
-from engine.chat.decoding import ContextFull, Sampling, choose
-from engine.chat.generation import Generation, TextStream
+from engine.chat.spec import NO_TEMPLATE, SpecError, build_spec, spec_for_run
+from engine.errors import ChatError
 from engine.gpu import GpuProcess, GpuReading
-from engine import locations
+from engine.xtuner import convert
 from engine.xtuner.templates import (
     TemplateError,
     Turn,
@@ -271,16 +274,16 @@ def test_generation_stops_on_a_stop_word_and_keeps_it_out(tok) -> None:
     script = tok.encode("我是小测" + STOP + "多余", add_special_tokens=False)
     gen = Generation(ScriptedDecoder(script, len(tok)), tok, _prompt(), Sampling(temperature=0), [STOP])
     assert "".join(gen) == "我是小测" == gen.text
-    assert gen.reason == "stop" and gen.tokens <= len(script) - 2
+    assert gen.reason is StopReason.STOP and gen.tokens <= len(script) - 2
 
 
 def test_generation_stops_on_eos_and_at_max_new_tokens(tok) -> None:
     script = tok.encode("我是小测", add_special_tokens=False) + [tok.eos_token_id] + [237] * 5
     gen = Generation(ScriptedDecoder(script, len(tok)), tok, _prompt(), Sampling(temperature=0), eos_ids=[tok.eos_token_id])
-    assert "".join(gen) == "我是小测" and gen.reason == "stop" and gen.tokens == 5
+    assert "".join(gen) == "我是小测" and gen.reason is StopReason.STOP and gen.tokens == 5
     endless = [237] * 100
     gen = Generation(ScriptedDecoder(endless, len(tok)), tok, _prompt(), Sampling(temperature=0, max_new_tokens=7))
-    assert "".join(gen) == "小" * 7 and gen.reason == "length" and gen.tokens == 7
+    assert "".join(gen) == "小" * 7 and gen.reason is StopReason.LENGTH and gen.tokens == 7
 
 
 def test_context_full_when_the_prompt_fills_the_context(tok) -> None:
@@ -290,7 +293,7 @@ def test_context_full_when_the_prompt_fills_the_context(tok) -> None:
     with pytest.raises(ContextFull):
         list(Generation(decoder, tok, _prompt(12), Sampling(temperature=0)))
     gen = Generation(decoder, tok, _prompt(7), Sampling(temperature=0))
-    assert "".join(gen) == "小" * 3 and gen.reason == "length"  # the answer is cut where the context ends
+    assert "".join(gen) == "小" * 3 and gen.reason is StopReason.LENGTH  # the answer is cut where the context ends
 
 
 def test_cancel_stops_at_once(tok) -> None:
@@ -299,7 +302,7 @@ def test_cancel_stops_at_once(tok) -> None:
     for n, _ in enumerate(gen, start=1):
         if n == 3:
             cancel.set()
-    assert gen.reason == "cancelled" and gen.tokens == 3 and gen.text == "小" * 3  # nothing decoded after the set
+    assert gen.reason is StopReason.CANCELLED and gen.tokens == 3 and gen.text == "小" * 3  # nothing decoded after the set
 
 
 def test_error_in_the_decoder_surfaces(tok) -> None:
@@ -344,6 +347,35 @@ def test_plan_without_gpus_is_the_cpu() -> None:
     assert not missing.fits and missing.alternatives == ("cpu",)
     unknown = GpuReading(0, None, None, None, None, None, None, None)
     assert plan([unknown], need=GIB).fits and "N/A" in plan([unknown], need=GIB).message
+
+
+class _TwoGpus:
+    """GPU 0 nearly full (a training run holds it), GPU 1 with room."""
+
+    def read(self, with_processes: bool):
+        return [_gpu(0, 4, processes=[GpuProcess(4242, 70 * GIB)]), _gpu(1, 30)], None
+
+
+def test_plan_load_reads_the_gpus_and_moves_the_options_where_asked(tmp_path) -> None:
+    from tests.support.fakes import NoGpus
+
+    model = _model_folder(tmp_path / "model")
+    (model / "config.json").write_text('{"torch_dtype": "float16"}')
+    with (model / "model.safetensors").open("wb") as weights:
+        weights.truncate(8 * GIB)  # sparse: the size is what counts
+    source = ModelSource(SourceKind.BASE, model=model)
+    on_gpu_0 = LoadOptions(device="cuda:0")
+    full = plan_load(source, on_gpu_0, {4242: "demo/work"}, _TwoGpus())
+    assert not full.fits and full.alternatives == ("cuda:1", FOUR_BIT, "cpu") and "demo/work" in full.message
+    assert full.options(on_gpu_0, "cuda:1") == LoadOptions(device="cuda:1")
+    assert full.options(on_gpu_0, FOUR_BIT) == LoadOptions(device="cuda:0", bits=4)
+    assert full.options(on_gpu_0, "cpu") == LoadOptions(device="cpu")
+    roomy = plan_load(source, LoadOptions(), backend=_TwoGpus())
+    assert roomy.fits and roomy.options(LoadOptions()) == LoadOptions(device="cuda:1")
+    assert plan_load(source, LoadOptions(device="cpu"), backend=_TwoGpus()) is None
+    assert plan_load(source, LoadOptions(), backend=NoGpus()) is None
+    checkpoint = ModelSource(SourceKind.CHECKPOINT, checkpoint=tmp_path / "iter_5.pth", config=tmp_path / "c.py")
+    assert plan_load(checkpoint, LoadOptions(), backend=_TwoGpus()) is None  # no model folder to weigh yet
 
 
 def test_memory_need_scales_the_stored_weights(tmp_path) -> None:
@@ -439,41 +471,55 @@ def test_model_source_problems_for_each_kind(tmp_path) -> None:
     (llava / "projector").mkdir(parents=True)
     nothing = tmp_path / "nothing"
 
-    assert "unknown model kind" in ModelSource("lora", model=model).problems()[0]
-    for kind in ("base", "merged"):
+    for kind in (SourceKind.BASE, SourceKind.MERGED):
         assert ModelSource(kind, model=model).problems() == []
         assert "no config.json" in ModelSource(kind, model=nothing).problems()[0]
         assert "no config.json" in ModelSource(kind).problems()[0]
-    assert ModelSource("adapter", model=model, adapter=adapter).problems() == []
-    assert "no adapter_config.json" in " ".join(ModelSource("adapter", model=model, adapter=nothing).problems())
-    assert len(ModelSource("adapter", model=nothing).problems()) == 2
+    assert ModelSource(SourceKind.ADAPTER, model=model, adapter=adapter).problems() == []
+    assert "no adapter_config.json" in " ".join(ModelSource(SourceKind.ADAPTER, model=model, adapter=nothing).problems())
+    assert len(ModelSource(SourceKind.ADAPTER, model=nothing).problems()) == 2
     ckpt = tmp_path / "iter_5.pth"
     ckpt.write_bytes(b"x")
     config = tmp_path / "config.py"
     config.write_text("x = 1\n")
-    assert ModelSource("checkpoint", checkpoint=ckpt, config=config).problems() == []
-    found = ModelSource("checkpoint", checkpoint=tmp_path / "iter_9.pth").problems()
+    assert ModelSource(SourceKind.CHECKPOINT, checkpoint=ckpt, config=config).problems() == []
+    found = ModelSource(SourceKind.CHECKPOINT, checkpoint=tmp_path / "iter_9.pth").problems()
     assert len(found) == 2 and "checkpoint not found" in found[0] and "config not found" in found[1]
-    assert ModelSource("llava", model=model, llava=llava, visual_encoder=tmp_path).problems() == []
-    assert "visual encoder" in ModelSource("llava", model=model, llava=llava).problems()[0]
-    assert "no projector/" in ModelSource("llava", model=model, llava=nothing).problems()[0]
-    assert ModelSource("checkpoint", checkpoint=ckpt, config=config).label == "checkpoint: iter_5.pth"
-    assert ModelSource("adapter", model=model, adapter=adapter).label == "adapter: adapter"
+    assert ModelSource(SourceKind.LLAVA, model=model, llava=llava, visual_encoder=tmp_path).problems() == []
+    assert "visual encoder" in ModelSource(SourceKind.LLAVA, model=model, llava=llava).problems()[0]
+    assert "no projector/" in ModelSource(SourceKind.LLAVA, model=model, llava=nothing).problems()[0]
+    assert ModelSource(SourceKind.CHECKPOINT, checkpoint=ckpt, config=config).label == "checkpoint: iter_5.pth"
+    assert ModelSource(SourceKind.ADAPTER, model=model, adapter=adapter).label == "adapter: adapter"
+
+
+def test_load_options_problems_name_each_bad_choice() -> None:
+    assert LoadOptions().problems() == [] and LoadOptions(device="cuda:1", dtype="bfloat16", bits=4).problems() == []
+    found = LoadOptions(device="gpu", dtype="int8", bits=8, decoder="fastest").problems()
+    assert [p.split()[0] for p in found] == ["device", "dtype", "bits", "decoder"]
+
+
+def test_chat_errors_are_chat_errors_not_value_errors() -> None:
+    from engine.chat.images import ImageError
+    from engine.chat.llava import LlavaError
+    from engine.chat.transcripts import TranscriptError
+
+    for error in (ModelError, LlavaError, ContextFull, TranscriptError, ImageError, SpecError):
+        assert issubclass(error, ChatError) and not issubclass(error, ValueError), error
 
 
 def test_load_refuses_what_cannot_work_before_loading(tmp_path) -> None:
     with pytest.raises(ModelError, match="no config.json"):
-        load(ModelSource("base", model=tmp_path / "nothing"))
+        load(ModelSource(SourceKind.BASE, model=tmp_path / "nothing"))
     model = _model_folder(tmp_path / "model")
     with pytest.raises(ModelError, match="4-bit loading needs a GPU"):
-        load(ModelSource("base", model=model), LoadOptions(device="cpu", bits=4))
+        load(ModelSource(SourceKind.BASE, model=model), LoadOptions(device="cpu", bits=4))
     import torch
 
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="no CUDA device"):
-            load(ModelSource("base", model=model), LoadOptions(device="cuda:0"))
+            load(ModelSource(SourceKind.BASE, model=model), LoadOptions(device="cuda:0"))
     with pytest.raises(ModelError, match="cannot load"):
-        load(ModelSource("base", model=model), LoadOptions(device="cpu"))
+        load(ModelSource(SourceKind.BASE, model=model), LoadOptions(device="cpu"))
 
 
 class _FakeTokenizer:
@@ -490,7 +536,7 @@ class _FakeModel:
 
 
 def test_loaded_model_eos_and_variants_without_adapters(tmp_path) -> None:
-    loaded = LoadedModel(_FakeModel(), _FakeTokenizer(), ModelSource("base", model=tmp_path), "cpu")
+    loaded = LoadedModel(_FakeModel(), _FakeTokenizer(), ModelSource(SourceKind.BASE, model=tmp_path), "cpu")
     assert loaded.eos_ids() == [2, 5]
     with loaded.variant(BASE):  # nothing to switch off: the model as it is
         pass
@@ -499,6 +545,104 @@ def test_loaded_model_eos_and_variants_without_adapters(tmp_path) -> None:
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(ModelError, match="has no adapter"):
         loaded.add_adapter("second", tmp_path)
+
+
+def test_ab_takes_a_second_adapter_not_a_whole_model(tmp_path) -> None:
+    loaded = LoadedModel(_FakeModel(), _FakeTokenizer(), ModelSource(SourceKind.BASE, model=tmp_path), "cpu")
+    said = []
+    with pytest.raises(ModelError, match="merged: model is a whole model"):
+        loaded.add_compare(ModelSource(SourceKind.MERGED, model=tmp_path / "model"), said.append)
+    assert said == ["loading merged: model for A/B"]
+
+
+# --- what to chat with: one builder for the command line and the setup form ----------------------------------
+
+RUN_CONFIG = "prompt_template = PROMPT_TEMPLATE.qwen_chat\nSYSTEM = '你是小测的助手'\n"
+
+
+def _run(root: Path, *iters: int, config: str | None = RUN_CONFIG) -> Path:
+    """A work dir as `xtuner train` leaves it: a log folder, the dumped config and `iter_N.pth` checkpoints."""
+    import torch
+
+    run = (root / "work").resolve()
+    (run / "20261128_140000").mkdir(parents=True)
+    (run / "20261128_140000" / "20261128_140000.log").write_text("")
+    if config is not None:
+        (run / "qwen_lora.py").write_text(config)
+    for n in iters:
+        torch.save({"iter": n}, run / f"iter_{n}.pth")
+    return run
+
+
+def test_a_run_chats_with_its_latest_good_checkpoint_in_its_configs_template_and_system(tmp_path) -> None:
+    run = _run(tmp_path, 100, 200)
+    (run / "iter_200.pth").write_bytes(b"cut short")  # the newest is broken: the one before it is chatted with
+    spec = build_spec(run=run)
+    assert spec.source == ModelSource(SourceKind.CHECKPOINT, checkpoint=run / "iter_100.pth", config=run / "qwen_lora.py")
+    assert (spec.template, spec.system, spec.compare) == ("qwen_chat", "你是小测的助手", None)
+    assert spec_for_run(run) == spec
+    chosen = build_spec(run=run, template="internlm2_chat", system="")
+    assert (chosen.template, chosen.system) == ("internlm2_chat", "")
+    assert build_spec(run=run, template=NO_TEMPLATE).template is None
+
+
+def test_checkpoints_named_relative_to_a_run_are_found_in_it(tmp_path, monkeypatch) -> None:
+    run = _run(tmp_path, 100, 200)
+    monkeypatch.chdir(tmp_path)  # not the run
+    spec = build_spec(run=run, checkpoint=Path("iter_100.pth"), compare=Path("iter_200.pth"))
+    assert spec.source.checkpoint == run / "iter_100.pth"
+    assert spec.compare == ModelSource(SourceKind.CHECKPOINT, checkpoint=run / "iter_200.pth", config=run / "qwen_lora.py")
+    (tmp_path / "iter_300.pth").write_bytes(b"x")  # not in the run but here: this one
+    assert build_spec(run=run, checkpoint=Path("iter_300.pth")).source.checkpoint == tmp_path.resolve() / "iter_300.pth"
+    form = build_spec(SourceKind.CHECKPOINT, checkpoint=run / "iter_100.pth", template="qwen_chat")
+    assert form == build_spec(run=run, checkpoint=Path("iter_100.pth"))  # the checkpoint's run gives the config
+
+
+def test_the_paths_given_say_the_kind(tmp_path, monkeypatch) -> None:
+    model = _model_folder(tmp_path / "model")
+    adapters = [tmp_path / "adapter-a", tmp_path / "adapter-b"]
+    for adapter in adapters:
+        adapter.mkdir()
+        (adapter / "adapter_config.json").write_text("{}")
+    llava = tmp_path / "llava"
+    (llava / "projector").mkdir(parents=True)
+    (llava / "visual_encoder").mkdir()
+    monkeypatch.chdir(tmp_path)
+    base = build_spec(model=Path("model"))
+    assert base == build_spec(SourceKind.BASE, model=model)
+    assert base.source == ModelSource(SourceKind.BASE, model=model) and base.template == "internlm2_chat"
+    assert build_spec(SourceKind.MERGED, model=model).source.kind is SourceKind.MERGED
+    assert build_spec(model=model, llava=llava).source == ModelSource(SourceKind.LLAVA, model=model, llava=llava)
+    ab = build_spec(model=model, adapter=adapters[0], compare=Path("adapter-b"))
+    assert ab.source == ModelSource(SourceKind.ADAPTER, model=model, adapter=adapters[0])
+    assert ab.compare == ModelSource(SourceKind.ADAPTER, model=model, adapter=adapters[1])
+
+
+def test_bad_input_is_a_one_line_spec_error_saying_what_to_change(tmp_path) -> None:
+    model = _model_folder(tmp_path / "model")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    run = _run(tmp_path / "run", 100)
+    cases = [
+        ({"kind": "lora", "model": model}, "unknown model kind 'lora' (one of base, adapter, merged, checkpoint, llava)"),
+        ({"model": tmp_path / "nothing"}, "not a model folder (no config.json)"),
+        ({"kind": SourceKind.BASE, "model": model, "adapter": adapter}, "adapter folder not used with kind base"),
+        ({"model": model, "compare": adapter}, "A/B second not used with kind base (it takes: model folder)"),
+        ({"run": run, "adapter": adapter}, "adapter folder not used with kind checkpoint"),
+        ({"kind": SourceKind.CHECKPOINT}, "a checkpoint chat needs a checkpoint or a run's work dir"),
+        ({"run": _run(tmp_path / "new")}, "has no complete checkpoint yet"),
+        ({"run": _run(tmp_path / "bare", 100, config=None)}, "no config found for"),
+        ({"run": run, "checkpoint": Path("iter_9.pth")}, f"checkpoint not found: {run / 'iter_9.pth'}"),
+        ({"run": run, "compare": adapter}, "A/B beside a checkpoint takes another checkpoint"),
+        ({"model": model, "options": LoadOptions(device="gpu")}, "device must be auto, cpu or cuda:N (not 'gpu')"),
+        ({"model": model, "options": LoadOptions(decoder="fastest")}, "decoder must be one of auto, eager"),
+        ({"model": model, "template": "nope"}, "no prompt template named 'nope'; xtuner has: default,"),
+    ]
+    for arguments, words in cases:
+        with pytest.raises(SpecError) as caught:
+            build_spec(**arguments)
+        assert words in str(caught.value) and "\n" not in str(caught.value), arguments
 
 
 def test_a_failing_compile_falls_back_to_cuda_graphs_and_says_so(monkeypatch) -> None:
@@ -527,13 +671,15 @@ def test_a_failing_compile_falls_back_to_cuda_graphs_and_says_so(monkeypatch) ->
 
 
 @pytest.mark.parametrize("kv_heads", [2, 4])
-def test_eager_decoder_matches_hf_attention_past_the_caches_first_room(kv_heads: int) -> None:
+def test_eager_decoder_matches_hf_attention_past_the_caches_first_room(kv_heads: int, monkeypatch) -> None:
     """The growing cache and grouped attention give HF's logits, token after token, across a buffer doubling."""
     import torch
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     from engine.chat.decoding import EagerDecoder
-    from engine.chat.kv_cache import ROOM
+    from engine.chat.kv_cache import GROUPED_SDPA, ROOM
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -541,6 +687,10 @@ def test_eager_decoder_matches_hf_attention_past_the_caches_first_room(kv_heads:
                                          max_position_embeddings=1024, attn_implementation="sdpa")).eval()  # fmt: skip
     prompt = torch.randint(0, 64, (1, 30))
     decoder = EagerDecoder(model)
+    assert model.config._attn_implementation == GROUPED_SDPA  # this model's setting; HF's own entry stays
+    assert ALL_ATTENTION_FUNCTIONS["sdpa"] is sdpa_attention_forward
+    grouped, calls = ALL_ATTENTION_FUNCTIONS[GROUPED_SDPA], []
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS, GROUPED_SDPA, lambda *a, **kw: calls.append(1) or grouped(*a, **kw))
     with torch.inference_mode():
         ours = [decoder.prefill(input_ids=prompt)]
         tokens = [ours[0].argmax(-1)]
@@ -552,5 +702,17 @@ def test_eager_decoder_matches_hf_attention_past_the_caches_first_room(kv_heads:
         theirs = [model(input_ids=prompt, past_key_values=cache).logits[:, -1]]
         theirs += [model(input_ids=t.view(1, 1), past_key_values=cache).logits[:, -1] for t in tokens[:-1]]
     assert decoder._cache.get_seq_length() == ROOM + 30 == cache.get_seq_length()
-    for step, (a, b) in enumerate(zip(ours, theirs)):
+    assert len(calls) == 2 * (ROOM + 1)  # both layers, the prompt and every step, ran the grouped attention
+    for step, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert torch.allclose(a, b, atol=1e-5), step
+
+
+def test_a_model_on_other_attention_keeps_it() -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from engine.chat.decoding import EagerDecoder
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, attn_implementation="eager"))  # fmt: skip
+    EagerDecoder(model)
+    assert model.config._attn_implementation == "eager"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.chat.session import Exchange
-from engine.chat.decoding import Sampling
-from engine.xtuner.templates import Turn
 from engine import locations
+from engine.chat.decoding import Sampling
+from engine.chat.generation import StopReason
+from engine.chat.session import Exchange
 from engine.chat.transcripts import (
     Column,
     Transcript,
@@ -21,6 +21,7 @@ from engine.chat.transcripts import (
     load,
     save,
 )
+from engine.xtuner.templates import Turn
 
 SAVED_AT = 1795858496.0  # 2026-11-28 09:34:56 UTC
 
@@ -36,8 +37,8 @@ def utc(monkeypatch):
 
 def chat(label: str = "tiny-llama (adapter)", saved_at: float = SAVED_AT, question: str = "请你介绍一下你自己"):
     exchanges = (
-        Exchange(Turn(question, "我是XTuner小助手，由上海AI实验室开发。"), None, "stop", 17, 233.5),
-        Exchange(Turn("What is in the picture?", "A cat."), "/data/cat.jpg", "cancelled", 3, None),
+        Exchange(Turn(question, "我是XTuner小助手，由上海AI实验室开发。"), None, StopReason.STOP, 17, 233.5),
+        Exchange(Turn("What is in the picture?", "A cat."), "/data/cat.jpg", StopReason.CANCELLED, 3, None),
     )
     return Transcript(
         label=label, template="internlm2_chat", system="你是一个乐于助人的助手。\nBe brief.",
@@ -52,6 +53,8 @@ def test_round_trip_keeps_everything_cjk_included(tmp_path) -> None:
     assert path.name == "20261128-093456-tiny-llama-adapter.json"
     assert "我是XTuner小助手" in path.read_text(encoding="utf-8")  # readable, not \u-escaped
     assert load(path) == original
+    assert [e.reason for e in load(path).columns[0].exchanges] == [StopReason.STOP, StopReason.CANCELLED]
+    assert '"reason": "cancelled"' in path.read_text(encoding="utf-8")  # the enum is saved as its plain word
 
 
 def test_ab_round_trip_and_empty_template(tmp_path) -> None:
@@ -93,6 +96,10 @@ def test_load_says_what_is_wrong(tmp_path) -> None:
         ({k: v for k, v in data.items() if k != "columns"}, "has no 'columns'"),
         ({**data, "sampling": {"top_p": "high"}}, "sampling: 'top_p' has the wrong type"),
         ({**data, "columns": [{"name": "a", "exchanges": [{"prompt": "hi"}]}]}, "column 1, exchange 1 has no 'answer'"),
+        (
+            {**data, "columns": [{"name": "a", "exchanges": [{**data["columns"][0]["exchanges"][0], "reason": "tired"}]}]},
+            "column 1, exchange 1: 'reason' is 'tired', not one of stop, length, cancelled",
+        ),
     ]
     for content, message in cases:
         bad.write_text(json.dumps(content), encoding="utf-8")

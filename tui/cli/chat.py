@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.errors import UsageError
 from tui.cli.common import run_app
+
+if TYPE_CHECKING:
+    from engine.chat.spec import ChatSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,52 +35,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def chat_spec(args: argparse.Namespace):
-    """The ChatSpec the `xtui chat` arguments describe; ValueError with the reason when they do not fit."""
-    from engine.chat.models import LoadOptions, ModelSource
-    from engine.xtuner.templates import template
+def chat_spec(args: argparse.Namespace) -> ChatSpec:
+    """The ChatSpec the `xtui chat` arguments describe, by engine.chat.spec's rules; SpecError says what is wrong."""
+    from engine.chat.models import LoadOptions
+    from engine.chat.spec import build_spec
     from engine.runs.workdir import is_run_dir
-    from engine.chat.spec import ChatSpec, spec_for_run
 
-    path = Path(args.path).resolve()
+    path = Path(args.path)
+    run = path if is_run_dir(path) else None
+    named = ("adapter", "checkpoint", "compare", "llava", "visual_encoder")
+    paths = {name: Path(getattr(args, name)) for name in named if getattr(args, name)}
     options = LoadOptions(device=args.device, bits=4 if args.bits4 else None, decoder=args.decoder)
-    if is_run_dir(path):
-        from engine.runs.checkpoints import latest_good, list_checkpoints
-
-        latest = latest_good(list_checkpoints(path))
-        checkpoint = Path(args.checkpoint).resolve() if args.checkpoint else (latest.path if latest else None)
-        if checkpoint is None:
-            raise ValueError(f"{path} has no complete checkpoint yet")
-        spec = spec_for_run(path, checkpoint)
-        compare = Path(args.compare).resolve() if args.compare else None
-        other = ModelSource("checkpoint", checkpoint=compare, config=spec.source.config) if compare else None
-        spec = ChatSpec(spec.source, options, spec.template, spec.system, other)
-    else:
-        kind = "llava" if args.llava else "adapter" if args.adapter else "base"
-        paths = {k: Path(v).resolve() if v else None for k, v in vars(args).items() if k in ("adapter", "llava", "visual_encoder")}
-        source = ModelSource(kind, model=path, **paths)
-        other = ModelSource("adapter", model=path, adapter=Path(args.compare).resolve()) if args.compare else None
-        spec = ChatSpec(source, options, "internlm2_chat", "", other)
-    problems = spec.source.problems() + (spec.compare.problems() if spec.compare else [])
-    if problems:
-        raise ValueError("; ".join(problems))
-    if args.template:
-        template(args.template)  # raises with the list of names
-    return ChatSpec(
-        spec.source, spec.options, args.template or spec.template,
-        spec.system if args.system is None else args.system, spec.compare,
-    )  # fmt: skip
+    return build_spec(
+        run=run, model=None if run else path, **paths, template=args.template, system=args.system, options=options
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """The chat screen on what the arguments name."""
+    from engine.chat.models import SourceKind
     from tui.app import XtuiApp
     from tui.widgets.image_preview import detect_graphics
 
-    try:
-        spec = chat_spec(args)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if spec.source.kind == "llava":
+    spec = chat_spec(args)
+    if spec.source.kind is SourceKind.LLAVA:
         detect_graphics()  # kitty / sixel previews: the terminal can be asked only before the app starts
     return run_app(XtuiApp(roots=[Path.cwd()], chat=spec))

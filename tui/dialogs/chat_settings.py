@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -104,13 +105,7 @@ class ChatSettingsScreen(ModalScreen[ChatSettings | None]):
         """A fresh edit clears the last verdict."""
         self.query_one("#chat-settings-error", Static).update("")
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        """Cancel or apply."""
-        if event.button.id == "apply":
-            self.action_apply()
-        else:
-            self.action_cancel()
-
+    @on(Button.Pressed, "#apply")
     def action_apply(self) -> None:
         """Close with the new settings, or say inline what is wrong with them."""
         settings, problems = self.read()
@@ -119,6 +114,7 @@ class ChatSettingsScreen(ModalScreen[ChatSettings | None]):
             return
         self.dismiss(settings)
 
+    @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         """Close without changing anything."""
         self.dismiss(None)

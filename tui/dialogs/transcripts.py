@@ -6,15 +6,15 @@ import time
 from pathlib import Path
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Static
 
-from engine.chat.transcripts import TranscriptInfo, list_transcripts
 from engine import locations
+from engine.chat.transcripts import TranscriptInfo, list_transcripts
 
 
 def _clip(text: str, width: int, style: str = "") -> Text:
@@ -110,13 +110,7 @@ class TranscriptsScreen(ModalScreen[Path | None]):
         """Moving on clears the last error."""
         self.query_one("#transcripts-error", Static).update("")
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        """Close or open."""
-        if event.button.id == "open":
-            self.action_open()
-        else:
-            self.action_close()
-
+    @on(Button.Pressed, "#open")
     def action_open(self) -> None:
         """Dismiss with the highlighted transcript's path; a broken one only says why it cannot open."""
         if not self.infos:
@@ -127,6 +121,7 @@ class TranscriptsScreen(ModalScreen[Path | None]):
             return
         self.dismiss(info.path)
 
+    @on(Button.Pressed, "#close")
     def action_close(self) -> None:
         """Close without opening anything."""
         self.dismiss(None)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from textual import on, work
@@ -15,10 +13,10 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from engine.chat.session import ChatSession
-from engine.chat.models import BASE, LoadedModel, LoadOptions
-from engine.chat.spec import ChatSpec
 from engine.chat.decoding import Sampling
+from engine.chat.models import BASE, LoadedModel, LoadOptions, SourceKind
+from engine.chat.session import ChatSession
+from engine.chat.spec import ChatSpec
 from engine.xtuner.templates import template as find_template
 from tui.messages import ChatDelta, ChatDone, ChatIdle, ChatStatus, ModelReady, NeedsDevice
 from tui.widgets.chat_column import ChatColumn, update_text
@@ -63,7 +61,7 @@ class ChatScreen(Screen):
         yield Static("loading…", id="chat-status", markup=False)
         with Horizontal(id="chat-columns"):
             yield ChatColumn(self.spec.source.label, hint="Loading the model; type your question meanwhile.")
-        with Horizontal(id="image-row", classes="hidden" if self.spec.source.kind != "llava" else ""):
+        with Horizontal(id="image-row", classes="" if self.spec.source.kind is SourceKind.LLAVA else "hidden"):
             yield PathInput(placeholder="image path (Tab completes, Enter attaches)", id="image-path", compact=True)
             yield ImagePreview(placeholder="no image", id="image-preview")
         yield Input(placeholder="Ask something (Enter sends, Esc cancels an answer)", id="prompt", compact=True)
@@ -79,54 +77,27 @@ class ChatScreen(Screen):
 
     @work(thread=True, exclusive=True, group="chat-load")
     def load_model(self, options: LoadOptions) -> None:
-        """Check GPU memory, load (converting a checkpoint first), add the A/B adapter; post the outcome."""
-        from engine.chat import models as chat_models
+        """Check GPU memory, load (converting a checkpoint first), add the A/B second; post the outcome."""
+        from engine.chat import device, models
 
         say = lambda text: self.post_message(ChatStatus(text))  # noqa: E731
         try:
-            plan = self._device_plan(options)
+            owners = self.app.gpu.run_of_pid if getattr(self.app, "gpu", None) else {}
+            plan = device.plan_load(self.spec.source, options, owners, getattr(self.app, "gpu_backend", None))
             if plan is not None and not plan.fits:
                 self.post_message(NeedsDevice(plan))
                 return
             if plan is not None:
                 say(plan.message)
-                options = replace(options, device=plan.device)
-            loaded = chat_models.load(self.spec.source, options, say)
+                options = plan.options(options)
+            loaded = models.load(self.spec.source, options, say)
             if self.spec.compare is not None:
-                loaded.add_adapter(*self._compare_adapter(say))
+                loaded.add_compare(self.spec.compare, say)
         except Exception as exc:  # anything the load raises is shown, never a crash
             text = str(exc) if str(exc).startswith("cannot load") else f"cannot load: {exc}"  # the engine's own say so
             self.post_message(ChatStatus(text, error=True))
             return
         self.post_message(ModelReady(loaded))
-
-    def _compare_adapter(self, say) -> tuple[str, Path]:
-        """The A/B adapter's name and folder (a checkpoint is converted first)."""
-        from engine.chat import models as chat_models
-
-        other = self.spec.compare
-        say(f"loading {other.label} for A/B")
-        name = re.sub(r"\W", "_", Path(other.checkpoint or other.adapter).stem)
-        if other.kind == "checkpoint":
-            other = chat_models.checkpoint_source(other)
-        if other.adapter is None:
-            raise chat_models.ModelError(f"A/B takes two LoRA adapters; {self.spec.compare.label} is a whole model")
-        return name, other.adapter
-
-    def _device_plan(self, options: LoadOptions):
-        """Where the model fits, read off NVML before loading; None when there is nothing to choose."""
-        if options.device == "cpu" or self.spec.source.model is None:
-            return None
-        from engine.chat.device import memory_need, plan
-        from engine.gpu import NvmlBackend
-
-        gpus, _ = NvmlBackend().read(with_processes=True)
-        if not gpus:
-            return None
-        want = int(options.device.split(":")[1]) if options.device.startswith("cuda:") else None
-        folder = self.spec.source.model
-        owners = dict(self.app.gpu.run_of_pid) if getattr(self.app, "gpu", None) else {}
-        return plan(gpus, memory_need(folder, bits=options.bits), want, memory_need(folder, bits=4), owners)
 
     def on_needs_device(self, message: NeedsDevice) -> None:
         """Ask which of the alternatives to load on."""
@@ -135,11 +106,8 @@ class ChatScreen(Screen):
         def chosen(choice: str | None) -> None:
             if choice is None:
                 self._status("not loaded: no device chosen", error=True)
-                return
-            opts = self.spec.options
-            bits = 4 if choice == "4bit" else opts.bits
-            device = message.plan.device if choice == "4bit" else choice
-            self.load_model(replace(opts, device=device, bits=bits))
+            else:
+                self.load_model(message.plan.options(self.spec.options, choice))
 
         self.app.push_screen(DeviceChoiceScreen(message.plan), chosen)
 
@@ -318,7 +286,7 @@ class ChatScreen(Screen):
 
     def action_image(self) -> None:
         """Go to the image path field (LLaVA)."""
-        if self.spec.source.kind == "llava":
+        if self.spec.source.kind is SourceKind.LLAVA:
             self.query_one("#image-path", PathInput).focus()
 
     @on(Input.Submitted, "#image-path")

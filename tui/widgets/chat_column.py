@@ -9,18 +9,20 @@ from typing import TYPE_CHECKING
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from engine.chat.generation import StopReason
+
 if TYPE_CHECKING:
     from engine.chat.session import Exchange
 
-ENDINGS = {"stop": "", "length": "cut at max new tokens", "cancelled": "cancelled"}
+ENDINGS = {StopReason.LENGTH: "cut at max new tokens", StopReason.CANCELLED: "cancelled"}  # a stop word says nothing
 
 
-def ending_text(reason: str | None, tokens: int, tokens_per_s: float | None) -> str:
+def ending_text(reason: StopReason | None, tokens: int, tokens_per_s: float | None) -> str:
     """The grey line under an answer: tokens, speed, and why it ended when not at a stop word."""
     parts = [f"{tokens} tokens"]
     if tokens_per_s:
         parts.append(f"{tokens_per_s:.0f} tok/s")
-    if ENDINGS.get(reason or ""):
+    if reason in ENDINGS:
         parts.append(ENDINGS[reason])
     return " · ".join(parts)
 
@@ -92,7 +94,7 @@ class ChatColumn(VerticalScroll, can_focus=False):
         """The open (or last) answer's text so far."""
         return self._text
 
-    def finish(self, reason: str | None, tokens: int, tokens_per_s: float | None) -> None:
+    def finish(self, reason: StopReason | None, tokens: int, tokens_per_s: float | None) -> None:
         """Close the open answer with its ending line."""
         self._add(ending_text(reason, tokens, tokens_per_s), "meta")
         self._answer = None
