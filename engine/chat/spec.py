@@ -79,11 +79,6 @@ def build_spec(
     return ChatSpec(source, options, template, run_system if system is None else system, second)
 
 
-def spec_for_run(work_dir: Path, checkpoint: Path | None = None) -> ChatSpec:
-    """A chat on a run's checkpoint (default: its latest good one), with the template and SYSTEM of the run's config."""
-    return build_spec(run=work_dir, checkpoint=checkpoint)
-
-
 def _kind(kind: SourceKind | str | None, paths: dict[str, Path | None]) -> SourceKind:
     """The kind asked for, else the one the paths given imply."""
     if kind is not None:

@@ -255,18 +255,12 @@ class RunScreen(Screen):
 
     def action_chat(self) -> None:
         """Chat with the selected (or latest good) checkpoint, in the run's prompt template."""
-        from engine.chat.spec import spec_for_run
-        from engine.runs.checkpoints import latest_good
+        from engine.chat.spec import build_spec
+        from engine.errors import ChatError
 
-        rec = self.app.record(self.work_dir)
-        latest = latest_good(rec.checkpoints)
-        chosen = self._selected_checkpoint() or (latest.path if latest else None)
-        if chosen is None:
-            self.notify("no checkpoint saved yet", severity="warning")
-            return
         try:
-            spec = spec_for_run(self.work_dir, chosen)
-        except ValueError as exc:
+            spec = build_spec(run=self.work_dir, checkpoint=self._selected_checkpoint())
+        except ChatError as exc:
             self.notify(str(exc), severity="error")
             return
         self.app.open_chat(spec)
