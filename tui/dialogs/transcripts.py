@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Static
 
+from themes.colours import theme_colour
 from engine import locations
 from engine.chat.transcripts import TranscriptInfo, list_transcripts
 
@@ -86,7 +87,7 @@ class TranscriptsScreen(ModalScreen[Path | None]):
         question = max(rest - model, 12)
         for label, width in (("Saved", 16), ("Model", model), ("#", 3), ("First question", question)):
             table.add_column(Text(label), width=width)  # not markup: user text never is either
-        error = self.app.theme_variables.get("error", "red")
+        error = theme_colour("error", self.app.theme_variables)
         for index, info in enumerate(self.infos):
             when = Text(time.strftime("%Y-%m-%d %H:%M", time.localtime(info.saved_at)))
             if info.broken:
