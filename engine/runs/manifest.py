@@ -20,7 +20,7 @@ class Launch:
 
     argv: list[str]
     env: dict[str, str]
-    pid: int  # session leader; also the process group id
+    pid: int  # session leader; also the process group id (for a Slurm launch: the sbatch that submitted the job)
     create_time: float  # guards against pid reuse
     started_at: float
     console_offset: int  # where this launch's output starts in the console file
@@ -30,6 +30,12 @@ class Launch:
     deepspeed: str | None = None
     resume_from: str | None = None
     stopped_at: float | None = None
+    nnodes: int = 1
+    node_rank: int = 0  # this node's part of a torchrun run over `nnodes` nodes
+    master_addr: str | None = None
+    master_port: int | None = None
+    slurm_job: str | None = None  # the job id sbatch gave
+    slurm: dict | None = None  # partition, gpus_per_node, time, sbatch_args: what a resume submits again
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,15 @@ def _is_text(value: object) -> bool:
     return isinstance(value, str)
 
 
+def _is_slurm(value: object) -> bool:
+    """True for the Slurm options of a launch: an object whose known keys hold values of their type (others ignored)."""
+    checks = {
+        "partition": _maybe(_is_text), "gpus_per_node": _is_count, "time": _maybe(_is_text),
+        "sbatch_args": lambda v: isinstance(v, list) and all(map(_is_text, v)),
+    }  # fmt: skip
+    return isinstance(value, dict) and all(check(value[k]) for k, check in checks.items() if k in value)
+
+
 def _maybe(check):
     """The check, letting None through too."""
     return lambda value: value is None or check(value)
@@ -83,6 +98,12 @@ _LAUNCH_FIELDS = {
     "deepspeed": _maybe(_is_text),
     "resume_from": _maybe(_is_text),
     "stopped_at": _maybe(_is_number),
+    "nnodes": lambda v: _is_count(v) and v > 0,
+    "node_rank": _is_count,
+    "master_addr": _maybe(_is_text),
+    "master_port": _maybe(_is_count),
+    "slurm_job": _maybe(lambda v: _is_text(v) and v.isascii() and v.isdigit()),
+    "slurm": _maybe(_is_slurm),
 }
 _REQUIRED = {"argv", "env", "pid", "create_time", "started_at", "console_offset", "config", "cwd"}
 

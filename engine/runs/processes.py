@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -29,21 +30,62 @@ def _stat_fields(pid: str) -> list[str] | None:
     return raw[raw.rfind(b")") + 2 :].decode("ascii", "replace").split()
 
 
-def session_members(sid: int, since: float = 0.0) -> list[int]:
-    """Live processes of the session `sid` (the launched tree, ranks included, whatever was signalled) started at
-    or after `since` (a pid reused since then is not ours); read straight from /proc."""
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One live process of a launch: its pid, its parent's, its state letter (R, S, D, T stopped...), its start time."""
+
+    pid: int
+    ppid: int
+    state: str
+    started: float  # seconds since the epoch
+
+
+def launch_members(sid: int, since: float = 0.0) -> list[Member]:
+    """Live processes of the launch whose session is `sid`: the session, and every descendant that started a session
+    of its own (torchrun puts each rank in one), started at or after `since` (a pid reused since then is not ours)."""
     boot = psutil.boot_time()
     ticks = os.sysconf("SC_CLK_TCK")
-    members = []
+    live: dict[int, tuple[Member, str]] = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
+        fields = _stat_fields(name) if name.isdigit() else None  # state ppid pgrp session ... starttime (20th after state)
+        if not fields or len(fields) < 20 or fields[0] in ("Z", "X"):
             continue
-        fields = _stat_fields(name)  # state ppid pgrp session ... starttime (the 20th after state)
-        if not fields or len(fields) < 20 or fields[0] in ("Z", "X") or fields[3] != str(sid):
-            continue
-        if boot + int(fields[19]) / ticks >= since - 0.05:
-            members.append(int(name))
-    return members
+        started = boot + int(fields[19]) / ticks
+        if started >= since - 0.05:
+            live[int(name)] = (Member(int(name), int(fields[1]), fields[0], started), fields[3])
+    members = {pid for pid, (_, session) in live.items() if session == str(sid)}
+    grown = True
+    while grown:  # add children of members until none is left to add
+        found = {pid for pid, (member, _) in live.items() if member.ppid in members} - members
+        members |= found
+        grown = bool(found)
+    return [live[pid][0] for pid in sorted(members)]
+
+
+def session_members(sid: int, since: float = 0.0) -> list[int]:
+    """Pids of the launch's live processes (the launched tree, ranks included, whatever was signalled), read from /proc."""
+    return [member.pid for member in launch_members(sid, since)]
+
+
+def cmdline(pid: int) -> list[str]:
+    """The command line of `pid` ([] when it is gone or not readable)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            raw = fh.read(65536)
+    except OSError:
+        return []
+    return raw.decode(errors="replace").rstrip("\0").split("\0") if raw else []
+
+
+def environ_value(pid: int, key: str) -> str | None:
+    """One variable of the environment `pid` started with (None when absent or not readable)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            raw = fh.read(1 << 20)
+    except OSError:
+        return None
+    prefix = key.encode() + b"="
+    return next((item[len(prefix) :].decode(errors="replace") for item in raw.split(b"\0") if item.startswith(prefix)), None)
 
 
 _SCAN_TTL_S = 5.0

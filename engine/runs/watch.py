@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from engine.runs import manifest as mf
+from engine.runs import ranks, slurm
 from engine.runs.checkpoints import Checkpoint, list_checkpoints
 from engine.runs.events import CheckpointSaved, Event, Resumed, RunError, Sample, Started, TrainStep
 from engine.runs.logs import LogFollower
@@ -101,6 +102,7 @@ class RunStatus(StrEnum):
     """Where a run stands; the value is the word shown and printed."""
 
     UNKNOWN = "unknown"  # not read yet
+    QUEUED = "queued"  # a Slurm job waiting for its nodes
     DAMAGED = "damaged"  # xtui's own file in the work dir cannot be read
     RUNNING = "running"
     STALLED = "stalled"
@@ -144,12 +146,12 @@ class Run:
 
     def poll(self) -> list[Event]:
         """Read only what was appended since the last poll and return the new events."""
-        return self._read(self.alive_pid)
+        return self._read(lambda: self.alive_pid() or _active(self.slurm_job()))
 
     def poll_status(self, now: float | None = None) -> tuple[list[Event], Status]:
         """`poll()` then `status()`, with one liveness check for both (a watcher's cycle)."""
-        pid = self.alive_pid()
-        return self._read(lambda: pid), self._status(pid, now)
+        pid, job = self.alive_pid(), self.slurm_job()
+        return self._read(lambda: pid or _active(job)), self._status(pid, now, job)
 
     def _read(self, alive_pid: Callable[[], int | None]) -> list[Event]:
         """New events; once the trainer is gone (asked only then), the followers' unfinished text too."""
@@ -174,9 +176,9 @@ class Run:
     def follow(self, interval: float = 1.0) -> Iterator[Event]:
         """Yield events as they come, until the trainer is gone and everything is read."""
         while True:
-            pid = self.alive_pid()
-            yield from self._read(lambda: pid)
-            if pid is None:
+            live = self.alive_pid() is not None or _active(self.slurm_job())
+            yield from self._read(lambda live=live: live)
+            if not live:
                 return
             time.sleep(interval)
 
@@ -196,6 +198,10 @@ class Run:
     def alive_pid(self) -> int | None:
         """Pid of the live trainer (xtui's launch or a plain `xtuner train` on this dir)."""
         return self.fresh_dir().alive_pid()
+
+    def slurm_job(self) -> slurm.SlurmJob | None:
+        """The Slurm job of xtui's last launch as Slurm reports it (None: not a Slurm launch, or Slurm does not answer)."""
+        return slurm.job_of(self.fresh_dir().last)
 
     def checkpoints(self) -> list[Checkpoint]:
         """Checkpoints on disk, checked (one unchanged in size since the last call is not read again)."""
@@ -224,15 +230,16 @@ class Run:
             "iter": last.iter if last else None,
             "max_iters": self.state.max_iters,
             "loss": last.loss if last else None,
+            **_placement(self.dir.last),
             "checkpoints": [c.to_json() for c in self.checkpoints()],
         }
 
     def status(self, now: float | None = None) -> Status:
         """Running, stalled, finished, failed (with cause) or stopped."""
-        return self._status(self.alive_pid(), now)
+        return self._status(self.alive_pid(), now, self.slurm_job())
 
-    def _status(self, pid: int | None, now: float | None) -> Status:
-        """The status, given the live trainer's pid (None when there is none)."""
+    def _status(self, pid: int | None, now: float | None, job: slurm.SlurmJob | None = None) -> Status:
+        """The status, given the live trainer's pid (None when there is none) and the launch's Slurm job."""
         now = time.time() if now is None else now
         state = self.state
         if self.dir.damage:
@@ -243,16 +250,22 @@ class Run:
         nonfinite = None
         if state.nonfinite_since is not None and state.last is not None:
             nonfinite = f"loss is {state.last.loss} since iteration {state.nonfinite_since}"
-        if pid is not None:
+        if job is not None and job.pending and not state.errors:
+            return Status(RunStatus.QUEUED, job.describe())
+        if pid is not None or _active(job):
             if state.errors:
                 return Status(RunStatus.FAILED, state.errors[-1].message, pid)
+            lost = ranks.lost_ranks(self.dir.last, now) if pid is not None else None
+            if lost:
+                return Status(RunStatus.FAILED, lost, pid)
             usual = state.usual_step_seconds()
             last = _stamp(state.last.at) if len(state.steps) > state.start_step else None
             if usual is not None and last is not None:
                 limit = max(STALL_FACTOR * usual, STALL_MIN_S)
                 if now - last > limit:
-                    return Status(RunStatus.STALLED, f"no new iteration for {now - last:.0f} s", pid)
-            return Status(RunStatus.RUNNING, nonfinite, pid)
+                    cause = f"no new iteration for {now - last:.0f} s (usual {usual:.1f} s)"
+                    return Status(RunStatus.STALLED, "; ".join([cause, *ranks.hang_details(self.dir)]), pid)
+            return Status(RunStatus.RUNNING, nonfinite or (job.describe() if job else None), pid)
         if state.errors:
             return Status(RunStatus.FAILED, state.errors[-1].message)
         if nonfinite:
@@ -263,6 +276,8 @@ class Run:
         if manifest and manifest.last:
             if manifest.last.stopped_at:
                 return Status(RunStatus.STOPPED, "stopped by the user")
+            if job is not None and job.state != "COMPLETED":
+                return Status(RunStatus.STOPPED if job.cancelled else RunStatus.FAILED, job.describe())
             ended = self.dir.exit_record(len(manifest.launches) - 1)
             if ended is not None and ended.code != 0:
                 return Status(RunStatus.FAILED, _exit_cause(ended))
@@ -271,6 +286,17 @@ class Run:
                 return Status(RunStatus.FAILED, f"trainer gone at {at}, and its launcher was killed before it could say how")
             return Status(RunStatus.FAILED, f"trainer ended at {at} without reaching max iterations")
         return Status(RunStatus.STOPPED, "not running and max iterations not reached")
+
+
+def _active(job: slurm.SlurmJob | None) -> bool:
+    """True while a Slurm job is queued or running."""
+    return job is not None and job.active
+
+
+def _placement(launch: mf.Launch | None) -> dict:
+    """Where the last launch runs: its node of several, its Slurm job."""
+    node = f"{launch.node_rank}/{launch.nnodes}" if launch and launch.nnodes > 1 and not launch.slurm_job else None
+    return {"node": node, "slurm_job": launch.slurm_job if launch else None}
 
 
 def _exit_cause(ended: ExitRecord) -> str:
