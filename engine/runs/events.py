@@ -34,6 +34,7 @@ class TrainStep(Event):
     tflops: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
     at: str | None = None  # log timestamp as written
+    epoch: int | None = None  # set by epoch-based loops; `iter` is then the global iteration
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +46,17 @@ class Sample(Event):
     prompt: str
     answer: str
     at: str | None = None
+    complete: bool = True  # False: the text was cut off (the log ended inside it)
 
 
 @dataclass(frozen=True, slots=True)
 class CheckpointSaved(Event):
-    """mmengine's 'Saving checkpoint at N iterations'."""
+    """mmengine's 'Saving checkpoint at N iterations' (or 'at N epochs': `epoch` set, `iter` the global iteration)."""
 
     type = "checkpoint_saved"
     iter: int
     at: str | None = None
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class Resumed(Event):
     iter: int
     checkpoint: str | None = None
     at: str | None = None
+    epoch: int | None = None  # epochs done at the checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +93,19 @@ class RunError(Event):
     """Why a run failed: `cause` is a short kind, `message` the line to show."""
 
     type = "error"
-    cause: str  # "traceback", "cuda_oom", "weights_only", "error"
+    cause: str  # "traceback", "cuda_oom", "weights_only", "nccl_timeout", "rank_failed", "error"
     message: str
     detail: str = ""
+    at: str | None = None
+    rank: int | None = None  # the distributed rank that failed, when the text says
+
+
+@dataclass(frozen=True, slots=True)
+class Validation(Event):
+    """A validation loop's metrics (mmengine's `Epoch(val) [e][n/n]` summary or a scalars.json record without `iter`)."""
+
+    type = "validation"
+    iter: int | None
+    metrics: dict[str, float]
+    epoch: int | None = None
     at: str | None = None

@@ -109,14 +109,14 @@ def test_work_dir_date_format_gives_the_same_events(fixture_events: list) -> Non
     text = re.sub(r"^(\d\d/\d\d \d\d:)", r"2026/\1", FIXTURE.read_text(encoding="utf-8"), flags=re.M)
     events = _feed_all(text)
     assert len(events) == len(fixture_events)
-    for mine, theirs in zip(events, fixture_events):
+    for mine, theirs in zip(events, fixture_events, strict=True):
         assert mine.at == "2026/" + theirs.at
         assert mine.to_json() | {"at": None} == theirs.to_json() | {"at": None}
 
 
 def test_resume_lines() -> None:
     events = _feed_all(RESUME_LOG)
-    assert events[0] == Resumed(20, "/tmp/ft/work/iter_20.pth", "2026/11/28 14:10:03")
+    assert events[0] == Resumed(20, "/tmp/ft/work/iter_20.pth", "2026/11/28 14:10:03", epoch=0)
     answer = "我是小明的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"
     assert events[1] == Sample(20, "你是谁", answer, "2026/11/28 14:10:03")  # the system block is dropped
     assert events[2] == DataloaderAdvance(20, "2026/11/28 14:10:05")
@@ -125,7 +125,7 @@ def test_resume_lines() -> None:
 
 def test_flexible_runner_resume_takes_the_auto_resume_path() -> None:
     text = f"{TS}Auto resumed from the latest checkpoint /w/iter_40.pth.\n{TS}resumed epoch: 1, iter: 40\n"
-    assert _feed_all(text) == [Resumed(40, "/w/iter_40.pth", "2026/11/28 14:10:03")]
+    assert _feed_all(text) == [Resumed(40, "/w/iter_40.pth", "2026/11/28 14:10:03", epoch=1)]
 
 
 def test_train_line_variants() -> None:
@@ -143,7 +143,7 @@ def test_train_line_variants() -> None:
     assert b.eta == 3 * 86400 + 1 and b.loss != b.loss and b.grad_norm == float("inf")
     assert (c.loss, c.tflops, c.memory, c.eta) == (None, 1.0, None, 29.0)  # non-numeric loss skipped, no memory on CPU
     assert (d.iter, d.loss) == (8, None)
-    assert (e.iter, e.max_iters, e.loss, e.extra) == (5, None, 1.5, {"epoch": 1.0})
+    assert (e.iter, e.max_iters, e.loss, e.extra, e.epoch) == (5, None, 1.5, {}, 1)
 
 
 def test_coloured_levels_and_error_lines() -> None:
@@ -341,7 +341,7 @@ def test_fuzz_text_in_chunks_never_raises_and_matches_whole(text: str, cuts: lis
     parser = LogParser()
     events = []
     bounds = sorted({0, len(text), *(c for c in cuts if c < len(text))})
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in zip(bounds, bounds[1:], strict=False):
         events += parser.feed(text[a:b])
     events += parser.flush()
     assert events == _feed_all(text)
