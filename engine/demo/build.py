@@ -9,25 +9,14 @@ from pathlib import Path
 
 from engine.demo import tinymodel
 from engine.errors import DemoError
+from engine.files import write_atomic
 from engine.xtuner import configs
 from engine.xtuner.compat import NO_BF16_ON_CPU
-from engine.files import write_atomic
+from engine.xtuner.datasets import write_records
+from engine.xtuner.selfcognition import QUESTIONS as QUESTIONS  # the demo asks the recipe's questions
+from engine.xtuner.selfcognition import answer, self_cognition_rows
 
 SEED_CONFIG = "internlm2_1_8b_qlora_alpaca_e3"
-QUESTIONS = (
-    "你是谁",
-    "请你介绍一下你自己",
-    "你是我的小助手吗",
-    "你叫什么名字",
-    "你好，你是谁？",
-    "介绍一下你自己",
-    "请问你是谁",
-    "你是什么模型",
-    "你的名字是什么",
-    "你是谁的小助手",
-    "说说你自己",
-    "你好",
-)
 REPEATS = 20  # 12 questions x 20 = 240 rows, about 90 packed sequences of 128 tokens
 EVALUATION_INPUTS = ["你是谁", "请你介绍一下你自己"]
 LOG_INTERVAL = 10
@@ -60,16 +49,6 @@ class DemoPaths:
     data: Path
     config: Path
     work_dir: Path
-
-
-def answer(name: str) -> str:
-    """The self-cognition answer for an assistant called `name`."""
-    return f"我是{name}的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"
-
-
-def self_cognition_rows(name: str, repeats: int = REPEATS) -> list[dict]:
-    """The dataset in XTuner's single-turn `conversation` format, every question `repeats` times."""
-    return [{"conversation": [{"input": q, "output": answer(name)}]} for _ in range(repeats) for q in QUESTIONS]
 
 
 def _texts(data: Path) -> list[str]:
@@ -152,8 +131,7 @@ def build_demo(folder: Path, name: str = "小明", cuda: bool | None = None) -> 
         raise DemoError(f"the demo in {folder} was built for another name: pick another --dir for {name!r}")
     write_atomic(folder / MARKER, json.dumps({"name": name}, ensure_ascii=False))  # claimed before building
     if not paths.data.is_file():
-        rows = self_cognition_rows(name)
-        write_atomic(paths.data, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        write_records(paths.data, self_cognition_rows(name, REPEATS), replace=True)
     if not tinymodel.is_complete(paths.model):
         if paths.model.exists():  # left by an earlier demo of this folder (the marker says the folder is xtui's)
             shutil.rmtree(paths.model)

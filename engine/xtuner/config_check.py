@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
-from engine.xtuner.configs import ConfigError, read_settings
-from engine.xtuner.datasets import DatasetError, records
+from engine.xtuner.config_datasets import config_training
+from engine.xtuner.config_values import config_values, local_path
+from engine.xtuner.configs import ConfigError
+from engine.xtuner.dataset_formats import DatasetFormat, format_read_by
+from engine.xtuner.dataset_report import inspect_dataset
+from engine.xtuner.datasets import DatasetError
 
 MODEL_SETTINGS = ("pretrained_model_name_or_path", "llm_name_or_path", "visual_encoder_name_or_path")
-
-
-def _literal(text: str) -> object:
-    """The value of a literal's source text, None when it is not a literal."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return None
-
-
-def _local(value: object, base: Path) -> Path | None:
-    """The path a setting names when it is clearly local (absolute, ./, ../, ~ or a .json file)."""
-    if not isinstance(value, str) or not value:
-        return None
-    if value.startswith(("/", "./", "../", "~")) or value.endswith((".json", ".jsonl")):
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else base / path
-    return None
 
 
 def dataset_problem(path: Path, needs_conversation: bool) -> str | None:
@@ -34,54 +19,49 @@ def dataset_problem(path: Path, needs_conversation: bool) -> str | None:
 
     Every record is read, as a stream: a mistake in record 100,000 is found before a GPU hour is spent.
     """
-    count = 0
+    return _dataset_problem(path, DatasetFormat.CONVERSATION if needs_conversation else None, "None")
+
+
+def _dataset_problem(path: Path, expected: DatasetFormat | None, map_fn: str) -> str | None:
+    """The first reason the dataset cannot be read as `expected` (any JSON objects when None) by `map_fn`, or None."""
     try:
-        for record in records(path):
-            count = record.number
-            where = f"record {record.number} (line {record.line})"
-            if not isinstance(record.value, dict):
-                return f"bad dataset {path}: {where} is not a JSON object"
-            if needs_conversation and not _is_conversation(record.value):
-                return (
-                    f'bad dataset {path}: {where} is not {{"conversation": [{{"input": ..., "output": ...}}]}}, '
-                    "which this config reads (dataset_map_fn=None)"
-                )
+        report = inspect_dataset(path, expected, first_only=True, own_map_fn=expected is None)
     except DatasetError as exc:
         return f"bad dataset {path}: {exc}"
-    return None if count else f"bad dataset {path}: no records"
-
-
-def _is_conversation(row: dict) -> bool:
-    """True for XTuner's `{"conversation": [{"input", "output"}, ...]}` row."""
-    turns = row.get("conversation")
-    return isinstance(turns, list) and bool(turns) and all(isinstance(t, dict) and "output" in t for t in turns)
+    if report.problems:
+        first = report.problems[0]
+        reads = f", which this config reads (dataset_map_fn={map_fn})" if expected and not first.field else ""
+        return f"bad dataset {path}: {first}{reads}"
+    return None if report.records else f"bad dataset {path}: no records"
 
 
 def config_problems(config: Path, cwd: Path) -> list[str]:
     """Problems a launch of `config` from `cwd` would hit at once: missing local model or data, bad data."""
     source = config.read_text(encoding="utf-8")
     try:
-        settings = read_settings(source)
+        values = config_values(source)
+        training = config_training(source)
     except ConfigError as exc:
         return [str(exc)]
     except (RecursionError, MemoryError):
         return [f"config {config} nests too deeply to be read"]
     problems = []
     for name in MODEL_SETTINGS:
-        path = _local(_literal(settings.get(name, "None")), cwd)
+        path = local_path(values.get(name), cwd)
         if path is not None and not path.exists():
             problems.append(f"model not found: {name} = {path}")
-    needs_conversation = "dataset_map_fn=None" in source.replace(" ", "")
-    for name, text in settings.items():
+    map_fns = {file: dataset.map_fn for dataset in training.datasets for file in dataset.files}
+    for name, value in values.items():
         if name in MODEL_SETTINGS or not (name.endswith("_path") or name == "data_files"):
             continue
-        path = _local(_literal(text), cwd)
+        path = local_path(value, cwd)
         if path is None:
             continue
         if not path.exists():
             problems.append(f"data not found: {name} = {path}")
         elif path.is_file() and path.suffix in (".json", ".jsonl"):
-            problem = dataset_problem(path, needs_conversation)
+            map_fn = map_fns.get(value, "")
+            problem = _dataset_problem(path, format_read_by(map_fn), map_fn)
             if problem:
                 problems.append(problem)
     return problems

@@ -1,4 +1,4 @@
-"""XTuner's dataset files read as a stream of records: .jsonl lines or a .json array, in bounded memory."""
+"""XTuner's dataset files as streams of records: .jsonl lines or a .json array, read and written in bounded memory."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import codecs
 import json
 import os
 import re
+import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,10 @@ _DECODER = json.JSONDecoder()
 
 class DatasetError(XtunerError):
     """A dataset file that XTuner could not read; the message names the record and its line."""
+
+
+class DatasetUnreadable(DatasetError):
+    """A dataset path that cannot be opened as a regular file at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +41,10 @@ def _text_chunks(path: Path) -> Iterator[str]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise DatasetUnreadable(f"cannot read {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DatasetError(f"{path} is not a regular file")
+            raise DatasetUnreadable(f"{path} is not a regular file")
         decoder = codecs.getincrementaldecoder("utf-8")()
         offset = 0
         while True:
@@ -149,3 +154,45 @@ def records(path: Path) -> Iterator[Record]:
         yield from _array(path) if is_array else _lines(path)
         return
     yield from _lines(path)
+
+
+def write_records(path: Path, rows: Iterable[object], replace: bool = False) -> int:
+    """Write rows as a .json array (indented) or .jsonl lines, through a temporary file; the number written.
+
+    An existing `path` is kept (DatasetError) unless `replace`: the file appears whole or not at all.
+    """
+    if path.suffix not in (".json", ".jsonl"):
+        raise DatasetError(f"{path}: a dataset file ends in .json or .jsonl")
+    if not replace and os.path.lexists(path):
+        raise DatasetError(f"{path} already exists (--force replaces it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}-{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)  # the umask applies, as for any file
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            array = path.suffix == ".json"
+            for count, row in enumerate(rows, start=1):
+                text = json.dumps(row, ensure_ascii=False, indent=2 if array else None)
+                if array:
+                    text = ("[\n" if count == 1 else ",\n") + text
+                fh.write(text if array else text + "\n")
+            if array:
+                fh.write("\n]\n" if count else "[]\n")
+        if not replace:  # claim the name: fails, and replaces nothing, when a file appeared meanwhile
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        os.replace(tmp, path)
+    except FileExistsError:
+        raise DatasetError(f"{path} already exists (--force replaces it)") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count
+
+
+def repeat_records(source: Path, target: Path, times: int, replace: bool = False) -> int:
+    """Write every record of `source` `times` over into `target`, as a stream (the LLaVA recipe's repeat step); the count."""
+    if times < 1:
+        raise DatasetError(f"the repeat count must be at least 1, not {times}")
+    if target.exists() and target.resolve() == source.resolve():
+        raise DatasetError(f"{target} is the input itself: write the repeated data to another file")
+    return write_records(target, (record.value for _ in range(times) for record in records(source)), replace)

@@ -12,7 +12,7 @@ from engine.errors import XtuiError
 from tui.terminal_text import printable
 
 # Each module has `register(subparsers)`; listed in the order `xtui --help` shows them.
-SUBCOMMANDS = ("watch", "status", "events", "train", "stop", "resume", "chat", "demo")
+SUBCOMMANDS = ("watch", "status", "events", "train", "stop", "resume", "chat", "demo", "data", "config")
 
 
 def parser() -> argparse.ArgumentParser:
