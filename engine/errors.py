@@ -17,6 +17,10 @@ class XtunerError(XtuiError):
     """An XTuner config, prompt template or converter that cannot do what was asked."""
 
 
+class DataError(XtuiError):
+    """A dataset file that cannot be read, made or used as asked."""
+
+
 class ChatError(XtuiError):
     """A model, adapter, image or transcript that a chat cannot use."""
 

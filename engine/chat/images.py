@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-from engine.xtuner.images import DAMAGED, MAX_BYTES, ImageError, ImageInfo, check_image
+from engine.data.images import DAMAGED, MAX_BYTES, ImageError, ImageInfo, check_image
 
 if TYPE_CHECKING:
     from PIL.Image import Image

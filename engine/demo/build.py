@@ -12,9 +12,9 @@ from engine.errors import DemoError
 from engine.files import write_atomic
 from engine.xtuner import configs
 from engine.xtuner.compat import NO_BF16_ON_CPU
-from engine.xtuner.datasets import write_records
-from engine.xtuner.selfcognition import QUESTIONS as QUESTIONS  # the demo asks the recipe's questions
-from engine.xtuner.selfcognition import answer, self_cognition_rows
+from engine.data.records import write_records
+from engine.data.selfcognition import QUESTIONS as QUESTIONS  # the demo asks the recipe's questions
+from engine.data.selfcognition import answer, self_cognition_rows
 
 SEED_CONFIG = "internlm2_1_8b_qlora_alpaca_e3"
 REPEATS = 20  # 12 questions x 20 = 240 rows, about 90 packed sequences of 128 tokens

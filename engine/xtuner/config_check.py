@@ -7,9 +7,9 @@ from pathlib import Path
 from engine.xtuner.config_datasets import config_training
 from engine.xtuner.config_values import config_values, local_path
 from engine.xtuner.configs import ConfigError
-from engine.xtuner.dataset_formats import DatasetFormat, format_read_by
-from engine.xtuner.dataset_report import inspect_dataset
-from engine.xtuner.datasets import DatasetError
+from engine.data.formats import DatasetFormat, format_read_by
+from engine.data.report import inspect_dataset
+from engine.data.records import DatasetError
 
 MODEL_SETTINGS = ("pretrained_model_name_or_path", "llm_name_or_path", "visual_encoder_name_or_path")
 

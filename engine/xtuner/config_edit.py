@@ -6,14 +6,13 @@ import ast
 import difflib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.files import write_atomic
 from engine.xtuner.config_check import MODEL_SETTINGS
 from engine.xtuner.config_values import config_values, local_path, part1_settings, top_level_names
-from engine.xtuner.configs import ConfigError, copy_builtin, edit_settings, read_settings
+from engine.xtuner.configs import ConfigError, edit_settings, read_settings
 from engine.xtuner.templates import template
 
 FOLDER_SETTINGS = ("image_folder", "data_root")
@@ -188,17 +187,3 @@ def write_edit(edit: ConfigEdit) -> None:
     mode = target.stat().st_mode & 0o7777
     write_atomic(target, edit.edited)
     os.chmod(target, mode)
-
-
-def copy_config(name: str, folder: Path) -> Path:
-    """Copy a built-in config into `folder` as `xtuner copy-cfg` does, never replacing a file already there."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".xtui-copy-", dir=folder) as staging:
-        copied = copy_builtin(name, Path(staging))
-        target = folder / copied.name
-        try:  # claim the name first: fails, and replaces nothing, when the file exists
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            raise ConfigError(f"{target} already exists: xtui never overwrites it") from None
-        os.replace(copied, target)
-    return target

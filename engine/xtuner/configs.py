@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from engine.errors import XtunerError
@@ -46,10 +48,17 @@ def find_builtin(name: str) -> Path:
 
 
 def copy_builtin(name: str, folder: Path) -> Path:
-    """Copy a built-in config into `folder` as `<name>_copy.py`, like `xtuner copy-cfg`."""
+    """Copy a built-in config into `folder` as `<name>_copy.py`, like `xtuner copy-cfg`, never replacing a file."""
+    source = find_builtin(name)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name.removesuffix('.py')}_copy.py"
-    shutil.copyfile(find_builtin(name), target)
+    with tempfile.TemporaryDirectory(prefix=".xtui-copy-", dir=folder) as staging:
+        copied = Path(shutil.copyfile(source, Path(staging) / target.name))
+        try:  # claim the name first: fails, and replaces nothing, when the file exists
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            raise ConfigError(f"{target} already exists: xtui never overwrites it") from None
+        os.replace(copied, target)
     return target
 
 

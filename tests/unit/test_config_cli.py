@@ -24,9 +24,9 @@ def _run(capsys, *argv: object) -> tuple[int, str, str]:
 
 @pytest.fixture
 def copied(tmp_path):
-    from engine.xtuner.config_edit import copy_config
+    from engine.xtuner.configs import copy_builtin
 
-    return copy_config(SEED, tmp_path)
+    return copy_builtin(SEED, tmp_path)
 
 
 def test_list_is_list_cfg_with_a_pattern(capsys) -> None:

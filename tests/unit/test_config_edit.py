@@ -8,7 +8,8 @@ import pytest
 
 from engine.errors import XtunerError
 from engine.xtuner import configs
-from engine.xtuner.config_edit import copy_config, plan_edit, setting_text, split_assignment, write_edit
+from engine.xtuner.configs import copy_builtin
+from engine.xtuner.config_edit import plan_edit, setting_text, split_assignment, write_edit
 from engine.xtuner.configs import ConfigError
 
 SEED = "internlm2_chat_1_8b_qlora_alpaca_e3"
@@ -16,7 +17,7 @@ SEED = "internlm2_chat_1_8b_qlora_alpaca_e3"
 
 @pytest.fixture
 def copied(tmp_path):
-    return copy_config(SEED, tmp_path / "cfg")
+    return copy_builtin(SEED, tmp_path / "cfg")
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +126,14 @@ def test_crlf_mode_and_links_are_kept_and_a_changed_file_is_not_overwritten(tmp_
 
 
 def test_copy_is_copy_cfg_and_never_overwrites(tmp_path, seed_source) -> None:
-    target = copy_config(SEED, tmp_path / "a" / "b")
+    target = copy_builtin(SEED, tmp_path / "a" / "b")
     assert target == tmp_path / "a" / "b" / f"{SEED}_copy.py" and target.read_text(encoding="utf-8") == seed_source
     target.write_text("# mine")
     with pytest.raises(ConfigError, match="already exists"):
-        copy_config(SEED, tmp_path / "a" / "b")
+        copy_builtin(SEED, tmp_path / "a" / "b")
     assert target.read_text() == "# mine" and [p.name for p in target.parent.iterdir()] == [target.name]
     with pytest.raises(ConfigError, match="no built-in config"):
-        copy_config("no_such_config", tmp_path)
+        copy_builtin("no_such_config", tmp_path)
 
 
 def test_split_assignment_keeps_equals_signs_in_the_value() -> None:

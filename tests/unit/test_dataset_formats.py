@@ -9,9 +9,9 @@ from PIL import Image
 
 from engine.demo import tinymodel
 from engine.xtuner.config_check import dataset_problem
-from engine.xtuner.dataset_formats import DatasetFormat, detect, format_read_by, record_problems, to_conversation
-from engine.xtuner.dataset_report import inspect_dataset
-from engine.xtuner.datasets import DatasetUnreadable
+from engine.data.formats import DatasetFormat, detect, format_read_by, record_problems, to_conversation
+from engine.data.report import inspect_dataset
+from engine.data.records import DatasetUnreadable
 from engine.xtuner.templates import template
 from engine.xtuner.token_lengths import _lengths, _pieces, histogram
 

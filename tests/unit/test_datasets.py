@@ -9,9 +9,9 @@ import tracemalloc
 
 import pytest
 
-from engine.xtuner import datasets
+from engine.data import records as datasets
 from engine.xtuner.config_check import dataset_problem
-from engine.xtuner.datasets import DatasetError, records
+from engine.data.records import DatasetError, records
 
 ROW = {"conversation": [{"input": "你是谁", "output": "我是小明的小助手"}]}
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from engine.xtuner import selfcognition as sc
-from engine.xtuner.datasets import DatasetError, records, repeat_records, write_records
-from engine.xtuner.selfcognition import SelfCognitionError
+from engine.data import selfcognition as sc
+from engine.data.records import DatasetError, records, repeat_records, write_records
+from engine.data.selfcognition import SelfCognitionError
 
 
 def test_answers_fill_the_template_with_name_and_owner() -> None:

@@ -61,9 +61,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_copy(args: argparse.Namespace) -> int:
     """Copy the built-in config and say what to do next."""
-    from engine.xtuner.config_edit import copy_config
+    from engine.xtuner.configs import copy_builtin
 
-    target = copy_config(args.name, args.dir)
+    target = copy_builtin(args.name, args.dir)
     print(printable(f"copied to {target}"))
     print(
         f"next: {shell('xtui', 'config', 'show', target)}    then: {shell('xtui', 'config', 'set', target, 'KEY=VALUE')}"

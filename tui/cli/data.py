@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_new(args: argparse.Namespace) -> int:
     """Write the self-cognition dataset and say what is in it."""
     from engine.errors import UsageError
-    from engine.xtuner.selfcognition import QUESTIONS, write_self_cognition
+    from engine.data.selfcognition import QUESTIONS, write_self_cognition
 
     if (args.mix is None) != (args.ratio is None):
         raise UsageError("--mix and --ratio go together")
@@ -83,7 +83,7 @@ def run_new(args: argparse.Namespace) -> int:
 
 def run_repeat(args: argparse.Namespace) -> int:
     """Write the repeated dataset."""
-    from engine.xtuner.datasets import repeat_records
+    from engine.data.records import repeat_records
 
     count = repeat_records(args.source, args.out, args.times, args.force)
     print(printable(f"wrote {args.out}: {count} records ({args.source} x {args.times})"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.xtuner.dataset_formats import MAP_FNS, DatasetFormat, FieldProblem, detect, record_problems, to_conversation
-from engine.xtuner.datasets import DatasetError, DatasetUnreadable, records
-from engine.xtuner.images import ImageError, check_image
+from engine.data.formats import MAP_FNS, DatasetFormat, FieldProblem, detect, record_problems, to_conversation
+from engine.data.records import DatasetError, DatasetUnreadable, records
+from engine.data.images import ImageError, check_image
 
 LISTED_PROBLEMS = 20
 

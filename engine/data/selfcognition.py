@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import XtunerError
-from engine.xtuner.dataset_formats import DatasetFormat, detect, record_problems, to_conversation
-from engine.xtuner.datasets import DatasetError, records, write_records
+from engine.errors import DataError
+from engine.data.formats import DatasetFormat, detect, record_problems, to_conversation
+from engine.data.records import DatasetError, records, write_records
 
 QUESTIONS = (
     "你是谁",
@@ -32,7 +32,7 @@ FIELDS = ("name", "owner")
 MIX_SEED = 0
 
 
-class SelfCognitionError(XtunerError):
+class SelfCognitionError(DataError):
     """An answer template, name or general dataset that cannot make the self-cognition data."""
 
 

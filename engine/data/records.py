@@ -12,14 +12,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import XtunerError
+from engine.errors import DataError
 
 _CHUNK = 1 << 20
 _SPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
 
 
-class DatasetError(XtunerError):
+class DatasetError(DataError):
     """A dataset file that XTuner could not read; the message names the record and its line."""
 
 
