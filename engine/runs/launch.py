@@ -16,15 +16,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.errors import RunsError
+from engine.files import write_atomic
 from engine.runs import manifest as mf
+from engine.runs import slurm
 from engine.runs.checkpoints import list_checkpoints
 from engine.runs.processes import stop_session
 from engine.runs.workdir import WorkDir, is_run_dir
 from engine.xtuner.config_check import config_problems
 from engine.xtuner.presets import DEEPSPEED_PRESETS
 
-
-
+TORCH_PORT = 29500  # torchrun's default rendezvous port, for a run over several nodes given none
 LOCK = ".xtui-lock"  # held while a launch checks the work dir and records itself
 # Runs the trainer, then writes its exit code (and, when a signal killed it, the host memory) to the file in $0.
 EXIT_RECORDER = '"$@"; c=$?; { echo $c; [ $c -gt 128 ] && grep -E "^Mem(Total|Available):" /proc/meminfo; } > "$0"'
@@ -40,7 +41,7 @@ class WorkDirUsed(LaunchError):
 
 @dataclass(frozen=True, slots=True)
 class LaunchSpec:
-    """What to run: config, work dir, how many GPUs (torchrun above one), DeepSpeed, resume."""
+    """What to run: config, work dir, GPUs per node (torchrun above one), nodes, DeepSpeed, resume, Slurm."""
 
     config: Path
     work_dir: Path
@@ -50,15 +51,20 @@ class LaunchSpec:
     resume_from: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
-    master_port: int = 0  # torchrun rendezvous; `prepare` picks a free one
+    master_port: int = 0  # torchrun rendezvous; `prepare` picks a free one on one node
+    nnodes: int = 1  # torchrun's --nnodes, or the nodes of a Slurm job
+    node_rank: int = 0  # which node's part this launch runs (torchrun over several nodes)
+    master_addr: str | None = None  # node 0's address (torchrun over several nodes)
+    slurm: slurm.SlurmOptions | None = None  # submit with sbatch instead of starting here
 
 
 def prepare(spec: LaunchSpec) -> LaunchSpec:
     """Absolute paths and a free rendezvous port: the spec whose `command` is exactly what runs."""
-    port = spec.master_port or (_free_port() if spec.gpus > 1 else 0)
+    gpus = spec.slurm.tasks_per_node if spec.slurm else spec.gpus
+    port = 0 if spec.slurm else spec.master_port or (TORCH_PORT if spec.nnodes > 1 else _free_port() if gpus > 1 else 0)
     return replace(
         spec, config=spec.config.resolve(), work_dir=spec.work_dir.resolve(),
-        cwd=(spec.cwd or Path.cwd()).resolve(), master_port=port,
+        cwd=(spec.cwd or Path.cwd()).resolve(), master_port=port, gpus=gpus,
     )  # fmt: skip
 
 
@@ -69,13 +75,29 @@ def command(spec: LaunchSpec) -> list[str]:
         args += ["--deepspeed", spec.deepspeed]
     if spec.resume_from:
         args += ["--resume", str(spec.resume_from)]
-    if spec.gpus > 1:
+    if spec.slurm:
+        return slurm.srun_command(spec.slurm, [sys.executable, "-m", "xtuner.tools.train", *args])
+    if spec.gpus > 1 or spec.nnodes > 1:
+        nodes = ["--nnodes", str(spec.nnodes), "--node-rank", str(spec.node_rank), "--master-addr", str(spec.master_addr)]  # fmt: skip
         return [
-            sys.executable, "-m", "torch.distributed.run",
+            sys.executable, "-m", "torch.distributed.run", *(nodes if spec.nnodes > 1 else []),
             "--nproc-per-node", str(spec.gpus), "--master-port", str(spec.master_port),
             "-m", "xtuner.tools.train", *args, "--launcher", "pytorch",
         ]  # fmt: skip
     return [sys.executable, "-m", "xtuner.tools.train", *args]
+
+
+def node_commands(spec: LaunchSpec) -> list[list[str]]:
+    """The command each node of a torchrun run over several nodes runs, node 0 first."""
+    return [command(replace(spec, node_rank=rank)) for rank in range(spec.nnodes)]
+
+
+def slurm_script(spec: LaunchSpec, work_dir: WorkDir) -> str:
+    """The sbatch script of the work dir's next launch (a spec with Slurm options, prepared)."""
+    assert spec.slurm is not None
+    index = len(work_dir.manifest.launches) if work_dir.manifest else 0
+    exit_file, cwd = work_dir.exit_code_file(index), spec.cwd or Path.cwd()
+    return slurm.script(spec.slurm, spec.nnodes, command(spec), environment(spec), work_dir.console, exit_file, cwd)
 
 
 def environment(spec: LaunchSpec) -> dict[str, str]:
@@ -108,10 +130,25 @@ def check_spec(spec: LaunchSpec) -> None:
         raise LaunchError("; ".join(problems))
     if spec.gpus < 1:
         raise LaunchError("--gpus must be at least 1")
+    _check_nodes(spec)
     if spec.deepspeed and spec.deepspeed not in DEEPSPEED_PRESETS and not Path(spec.deepspeed).is_file():
         raise LaunchError(f"unknown DeepSpeed config {spec.deepspeed!r}: use one of {', '.join(DEEPSPEED_PRESETS)} or a .json file")
     if spec.work_dir.exists() and not spec.work_dir.is_dir():
         raise LaunchError(f"work dir {spec.work_dir} exists and is not a folder")
+
+
+def _check_nodes(spec: LaunchSpec) -> None:
+    """Refuse a node layout that cannot work: a rank outside the nodes, no address of node 0, Slurm options that cannot."""
+    if spec.nnodes < 1 or not 0 <= spec.node_rank < spec.nnodes:
+        raise LaunchError(f"--node-rank must be from 0 to {max(spec.nnodes, 1) - 1} (--nnodes {spec.nnodes})")
+    if spec.slurm:
+        if spec.node_rank or spec.master_addr:
+            raise LaunchError("Slurm places the ranks itself: leave out --node-rank and --master-addr with --slurm")
+        problems = slurm.problems(spec.slurm, spec.nnodes)
+        if problems:
+            raise LaunchError("; ".join(problems))
+    elif spec.nnodes > 1 and not spec.master_addr:
+        raise LaunchError(f"--nnodes {spec.nnodes} needs --master-addr: the address of node 0, which every node reaches")
 
 
 def free_sibling(folder: Path) -> Path:
@@ -133,6 +170,9 @@ def check_work_dir(spec: LaunchSpec, work_dir: WorkDir) -> None:
     pid = work_dir.alive_pid() if spec.work_dir.is_dir() else None
     if pid is not None:
         raise LaunchError(f"a run is alive in {spec.work_dir} (pid {pid}): stop it first or pick another work dir")
+    job = slurm.job_of(work_dir.last)
+    if job is not None and job.active:
+        raise LaunchError(f"{job.describe()} holds {spec.work_dir}: stop it first (xtui stop) or pick another work dir")
     if spec.resume_from is None and (work_dir.log_files() or work_dir.last or list_checkpoints(work_dir.path)):
         raise WorkDirUsed(
             f"{spec.work_dir} already holds a run: resume it (xtui resume) or pick a new work dir "
@@ -163,10 +203,20 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def start(spec: LaunchSpec) -> mf.Launch:
-    """Launch the trainer in its own session, output to the work dir's console file."""
+def plan(spec: LaunchSpec) -> LaunchSpec:
+    """The prepared spec after every check a launch makes, starting nothing (what --dry-run shows)."""
     spec = prepare(spec)
     check_spec(spec)
+    check_work_dir(spec, WorkDir.open(spec.work_dir))
+    return spec
+
+
+def start(spec: LaunchSpec) -> mf.Launch:
+    """Launch the trainer in its own session (or submit its Slurm job), output to the work dir's console file."""
+    spec = prepare(spec)
+    check_spec(spec)
+    if spec.slurm:
+        slurm.require_sbatch()
     spec.work_dir.mkdir(parents=True, exist_ok=True)
     with _locked(spec.work_dir):
         work_dir = WorkDir.open(spec.work_dir)
@@ -175,29 +225,41 @@ def start(spec: LaunchSpec) -> mf.Launch:
 
 
 def _launch(spec: LaunchSpec, work_dir: WorkDir) -> mf.Launch:
-    """Start the trainer and record the launch in the manifest (the caller holds the lock)."""
+    """Start the trainer (or submit its Slurm job) and record the launch in the manifest (the caller holds the lock)."""
     manifest = work_dir.manifest or mf.Manifest(work_dir=str(spec.work_dir), host=socket.gethostname())
     index = len(manifest.launches)
     argv = command(spec)
     env = environment(spec)
-    cwd = spec.cwd
+    cwd = spec.cwd or Path.cwd()
     with open(work_dir.console, "ab") as out:
         offset = out.tell()
         out.write(f"### xtui launch {index} at {time.strftime('%Y/%m/%d %H:%M:%S')}: {' '.join(argv)}\n".encode())
-        out.flush()
-        wrapper = ["/bin/sh", "-c", EXIT_RECORDER, str(work_dir.exit_code_file(index)), *argv]
-        proc = subprocess.Popen(
-            wrapper, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            cwd=cwd, env={**os.environ, **env}, start_new_session=True,
-        )  # fmt: skip
-    threading.Thread(target=proc.wait, daemon=True).start()  # reap it if we outlive it
+    if spec.slurm is None:
+        job, (pid, created) = None, _spawn(argv, env, cwd, work_dir.console, work_dir.exit_code_file(index))
+    else:
+        script = slurm.script_path(spec.work_dir, index)
+        write_atomic(script, slurm_script(spec, work_dir))
+        job, pid, created = slurm.submit(script, cwd)
     launch = mf.Launch(
-        argv=argv, env=env, pid=proc.pid, create_time=_create_time(proc.pid), started_at=time.time(),
+        argv=argv, env=env, pid=pid, create_time=created, started_at=time.time(),
         console_offset=offset, config=str(spec.config), cwd=str(cwd), gpus=spec.gpus,
         deepspeed=spec.deepspeed, resume_from=str(spec.resume_from) if spec.resume_from else None,
+        nnodes=spec.nnodes, node_rank=spec.node_rank, master_addr=spec.master_addr,
+        master_port=spec.master_port or None, slurm_job=job, slurm=spec.slurm.record() if spec.slurm else None,
     )  # fmt: skip
     work_dir.record(replace(manifest, launches=[*manifest.launches, launch]))
     return launch
+
+
+def _spawn(argv: list[str], env: dict[str, str], cwd: Path, console: Path, exit_file: Path) -> tuple[int, float]:
+    """Start the trainer in a session of its own under the exit recorder, output appended to `console`: pid, start time."""
+    with open(console, "ab") as out:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", EXIT_RECORDER, str(exit_file), *argv], stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, **env}, start_new_session=True,
+        )  # fmt: skip
+    threading.Thread(target=proc.wait, daemon=True).start()  # reap it if we outlive it
+    return proc.pid, _create_time(proc.pid)
 
 
 def _create_time(pid: int) -> float:
@@ -212,14 +274,25 @@ def _create_time(pid: int) -> float:
 
 def stop(work_dir: Path, grace: float = 15.0) -> bool:
     """Stop the run xtui launched in `work_dir`: TERM its whole session (whichever process was signalled before), then
-    KILL; True when nothing of it is left."""
+    KILL, or scancel its Slurm job; True when nothing of it is left."""
     opened = WorkDir.open(work_dir)
     last = opened.last
     if opened.damage:
         raise LaunchError(f"cannot stop the run in {opened.path}: {opened.damage}")
     if last is None:
         raise LaunchError(f"{opened.path} has no run launched by xtui")
+    if last.slurm_job:
+        return _cancel(opened, last.slurm_job, grace)
     if opened.alive_pid() is None:
         raise LaunchError(f"the run in {opened.path} is not running")
     opened.mark_stopped()
     return stop_session(last.pid, last.create_time, grace)
+
+
+def _cancel(opened: WorkDir, job_id: str, grace: float) -> bool:
+    """Stop a Slurm launch with scancel; True once Slurm says the job ended."""
+    job = slurm.job(job_id, max_age=0)
+    if job is not None and not job.active:
+        raise LaunchError(f"the run in {opened.path} is not running ({job.describe()})")
+    opened.mark_stopped()
+    return slurm.cancel(job_id, grace)

@@ -46,8 +46,8 @@ def launch_members(sid: int, since: float = 0.0) -> list[Member]:
     boot = psutil.boot_time()
     ticks = os.sysconf("SC_CLK_TCK")
     live: dict[int, tuple[Member, str]] = {}
-    for name in os.listdir("/proc"):
-        fields = _stat_fields(name) if name.isdigit() else None  # state ppid pgrp session ... starttime (20th after state)
+    for name in os.listdir("/proc"):  # stat: state ppid pgrp session ... starttime (the 20th after state)
+        fields = _stat_fields(name) if name.isdigit() else None
         if not fields or len(fields) < 20 or fields[0] in ("Z", "X"):
             continue
         started = boot + int(fields[19]) / ticks
@@ -85,7 +85,8 @@ def environ_value(pid: int, key: str) -> str | None:
     except OSError:
         return None
     prefix = key.encode() + b"="
-    return next((item[len(prefix) :].decode(errors="replace") for item in raw.split(b"\0") if item.startswith(prefix)), None)
+    found = next((item for item in raw.split(b"\0") if item.startswith(prefix)), None)
+    return found[len(prefix) :].decode(errors="replace") if found is not None else None
 
 
 _SCAN_TTL_S = 5.0

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.runs import manifest as mf
+from engine.runs import slurm
 from engine.runs.checkpoints import Checkpoint, check, latest_good
 from engine.runs.launch import LaunchError, LaunchSpec, start
 from engine.runs.watch import Run
 from engine.runs.workdir import WorkDir
 from engine.xtuner.compat import trusted_load_env
+
+_ZERO_SHARD = re.compile(r"zero_pp_rank_(\d+)_mp_rank_(\d+)_optim_states\.pt$")
 
 
 def in_run(work_dir: Path, path: Path) -> Path:
@@ -37,14 +41,39 @@ class Preflight:
         return not self.problems and self.checkpoint is not None
 
 
+def zero_world_size(checkpoint: Path) -> int | None:
+    """How many ranks saved a DeepSpeed ZeRO checkpoint folder (one optimizer shard each), None when it holds none."""
+    try:
+        shards = {m.groups() for f in checkpoint.iterdir() if (m := _ZERO_SHARD.search(f.name))}
+    except OSError:
+        return None
+    return len(shards) or None
+
+
+def _slurm_options(last: mf.Launch | None, gpus: int | None) -> slurm.SlurmOptions | None:
+    """The Slurm options a resume submits with: the last launch's, `gpus` per node when given (None: not Slurm)."""
+    if last is None or not last.slurm:
+        return None
+    options = slurm.SlurmOptions.from_record(last.slurm)
+    return replace(options, gpus_per_node=gpus) if gpus is not None else options
+
+
+def _gpus_per_node(last: mf.Launch | None, gpus: int | None) -> int:
+    """Processes per node a resume runs: `gpus` when given, else the last launch's."""
+    options = _slurm_options(last, gpus)
+    return options.tasks_per_node if options else gpus or (last.gpus if last else 1)
+
+
 def preflight(
-    work_dir: Path | WorkDir, checkpoint: Path | None = None, deepspeed: str | None = None
+    work_dir: Path | WorkDir, checkpoint: Path | None = None, deepspeed: str | None = None, gpus: int | None = None,
 ) -> Preflight:  # fmt: skip
     """Check that resuming from `checkpoint` (default: latest good one) would really continue.
 
-    A relative `checkpoint` is looked for in the run first, then in the current folder.
+    A relative `checkpoint` is looked for in the run first, then in the current folder. The resume's ranks are `gpus`
+    (default: the last launch's) per node times the last launch's nodes.
     """
     opened = work_dir if isinstance(work_dir, WorkDir) else WorkDir.open(work_dir)
+    world_size = _gpus_per_node(opened.last, gpus) * (opened.last.nnodes if opened.last else 1)
     work_dir = opened.path
     problems: list[str] = []
     notes: list[str] = []
@@ -76,8 +105,17 @@ def preflight(
             problems.append(f"{chosen.path.name} is at iteration {chosen.iter} of {max_iters}: the run would end at once")
         if max_iters is None:
             notes.append("max iterations unknown (no log yet): cannot tell how far the resume goes")
+        saved = zero_world_size(chosen.path) if chosen.deepspeed else None
+        if saved and saved != world_size:
+            problems.append(
+                f"{chosen.path.name} holds DeepSpeed ZeRO optimizer shards of {saved} ranks and the resume would run "
+                f"{world_size}: DeepSpeed cannot load them; resume on {saved} ranks (GPUs x nodes), as it was saved"
+            )
     if run.alive_pid() is not None:
         problems.append(f"a run is alive in {work_dir}: stop it first")
+    job = run.slurm_job()
+    if job is not None and job.active:
+        problems.append(f"{job.describe()}: stop it first (xtui stop)")
     config = opened.config()
     if config is None:
         problems.append(f"no config found for {work_dir}")
@@ -94,20 +132,24 @@ def resume(
     work_dir: Path, checkpoint: Path | None = None, gpus: int | None = None,
     deepspeed: str | None = None, devices: str | None = None,
 ) -> tuple[mf.Launch, Preflight]:  # fmt: skip
-    """Resume after a passing pre-flight; the GPU and DeepSpeed choice default to the last launch's."""
+    """Resume after a passing pre-flight; GPUs, nodes, DeepSpeed and Slurm default to the last launch's.
+
+    A Slurm launch is submitted again, with the options it was submitted with (`gpus` sets its GPUs per node).
+    """
     opened = WorkDir.open(work_dir)
     last = opened.last
     if deepspeed is None and last is not None:
         deepspeed = last.deepspeed
-    check_ = preflight(opened, checkpoint, deepspeed)
+    check_ = preflight(opened, checkpoint, deepspeed, gpus)
     if not check_.ok:
         raise LaunchError("cannot resume: " + "; ".join(check_.problems))
     assert check_.checkpoint is not None and check_.config is not None
-    env = trusted_load_env()
     spec = LaunchSpec(
-        config=check_.config, work_dir=opened.path, gpus=gpus or (last.gpus if last else 1),
+        config=check_.config, work_dir=opened.path, gpus=_gpus_per_node(last, gpus),
         devices=devices if devices is not None else (last.env.get("CUDA_VISIBLE_DEVICES") if last else None),
-        deepspeed=deepspeed, resume_from=check_.checkpoint.path, env=env,
-        cwd=Path(last.cwd) if last else None,
+        deepspeed=deepspeed, resume_from=check_.checkpoint.path, env=trusted_load_env(),
+        cwd=Path(last.cwd) if last else None, slurm=_slurm_options(last, gpus),
+        nnodes=last.nnodes if last else 1, node_rank=last.node_rank if last else 0,
+        master_addr=last.master_addr if last else None, master_port=(last.master_port or 0) if last else 0,
     )  # fmt: skip
     return start(spec), check_

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -112,17 +113,20 @@ def script(
     return "\n".join(lines) + "\n"
 
 
+def require_sbatch() -> None:
+    """Refuse, before anything is written, to submit from a host without Slurm's client commands."""
+    if shutil.which("sbatch") is None:
+        raise SlurmError("sbatch not found: --slurm needs Slurm's client commands (sbatch, squeue, scancel) on this host")
+
+
 def submit(path: Path, cwd: Path) -> tuple[str, int, float]:
     """Submit the script with sbatch: the job id, and the pid and start time of the sbatch that did it."""
     import psutil
 
-    try:
-        proc = subprocess.Popen(
-            ["sbatch", "--parsable", str(path)], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )  # fmt: skip
-    except FileNotFoundError:
-        raise SlurmError("sbatch not found: --slurm needs Slurm's client commands on this host") from None
+    proc = subprocess.Popen(
+        ["sbatch", "--parsable", str(path)], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
     try:
         created = psutil.Process(proc.pid).create_time()  # readable until it is reaped, even once it has exited
     except psutil.Error:

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("resume", help="resume a run from a checkpoint after a pre-flight check")
     p.add_argument("dir", help="the run's work dir")
     p.add_argument("--from", dest="from_", metavar="CHECKPOINT", help="iter_N.pth (default: latest good one)")
-    p.add_argument("--gpus", type=int, help="processes (default: as the last launch)")
+    p.add_argument("--gpus", type=int, help="processes (GPUs) per node (default: as the last launch)")
     p.add_argument("--deepspeed", help="DeepSpeed config (default: as the last launch)")
     p.add_argument("--check", action="store_true", help="only print the pre-flight check")
     p.set_defaults(func=run)
@@ -27,12 +27,13 @@ def run(args: argparse.Namespace) -> int:
     work_dir = existing_dir(args.dir)
     checkpoint = Path(args.from_) if args.from_ else None
     if args.check:
-        result = preflight(work_dir, checkpoint, args.deepspeed)
+        result = preflight(work_dir, checkpoint, args.deepspeed, args.gpus)
         print_preflight(result)
         return 0 if result.ok else 1
     launch, result = resume(work_dir, checkpoint, gpus=args.gpus, deepspeed=args.deepspeed)
     print_preflight(result)
-    print(f"resumed pid {launch.pid}: {shell(*launch.argv)}")
+    how = f"as Slurm job {launch.slurm_job}" if launch.slurm_job else f"pid {launch.pid}"
+    print(f"resumed {how}: {shell(*launch.argv)}")
     return 0
 
 

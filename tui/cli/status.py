@@ -43,6 +43,7 @@ def line(s: dict) -> str:
     progress = f"{s['iter']}/{s['max_iters'] or '?'}" if s["iter"] is not None else "-"
     loss = f"{s['loss']:.4f}" if s["loss"] is not None else "-"
     ckpts = ",".join(f"{c['iter']}{'' if c['problem'] is None else '!'}" for c in s["checkpoints"]) or "-"
-    pid = f" pid {s['pid']}" if s["pid"] else ""
+    where = (f" pid {s['pid']}" if s["pid"] else "") + (f" node {s['node']}" if s["node"] else "")
+    where += f" slurm job {s['slurm_job']}" if s["slurm_job"] else ""
     cause = f" ({s['cause']})" if s["cause"] else ""
-    return printable(f"{s['status']:<9} {progress:>11}  loss {loss:<8} ckpt {ckpts:<12} {s['work_dir']}{pid}{cause}", newlines=False)
+    return printable(f"{s['status']:<9} {progress:>11}  loss {loss:<8} ckpt {ckpts:<12} {s['work_dir']}{where}{cause}", newlines=False)

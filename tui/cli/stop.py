@@ -1,4 +1,4 @@
-"""`xtui stop`: stop a run and its whole process tree."""
+"""`xtui stop`: stop a run and its whole process tree, or cancel its Slurm job."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from tui.cli.common import existing_dir
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `stop` to the subcommands."""
-    p = sub.add_parser("stop", help="stop a run (TERM its process group, then KILL)")
+    p = sub.add_parser("stop", help="stop a run (TERM its processes, then KILL; scancel for a Slurm job)")
     p.add_argument("dir", help="the run's work dir")
-    p.add_argument("--grace", type=float, default=15.0, help="seconds between TERM and KILL")
+    p.add_argument("--grace", type=float, default=15.0, help="seconds between TERM and KILL (a Slurm job: Slurm's KillWait)")
     p.set_defaults(func=run)
 
 

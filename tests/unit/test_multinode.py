@@ -1,0 +1,217 @@
+"""Runs over several processes and nodes: each node's command, the local node's part launched and shown, a rank that
+died while the others live, a hang of a stopped process, and a ZeRO checkpoint resumed on another number of ranks."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from engine.runs import manifest as mf
+from engine.runs.launch import stop
+from engine.runs.processes import launch_members, session_members
+from engine.runs.ranks import SPAWN_S
+from engine.runs.resume import preflight, zero_world_size
+from engine.runs.watch import Run, RunStatus
+from engine.runs.workdir import WorkDir
+from tests.unit.test_runs import LINE, _launch, _log
+from tests.unit.test_slurm import cfg  # noqa: F401  (a fixture: a config that passes the launch checks)
+from tui.cli import main
+
+
+def _until(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.1)
+
+
+def test_dry_run_prints_each_node_command(cfg, tmp_path, capsys) -> None:  # noqa: F811
+    work = tmp_path / "w"
+    argv = ["train", str(cfg), "--work-dir", str(work), "--gpus", "8", "--nnodes", "2", "--master-addr", "10.0.0.1",
+            "--master-port", "29501", "--dry-run"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    for rank in (0, 1):
+        i = out.index(f"# node {rank} of 2, to run there:")
+        assert "-m torch.distributed.run --nnodes 2 --node-rank " + str(rank) in out[i + 1]
+        assert "--master-addr 10.0.0.1 --nproc-per-node 8 --master-port 29501 -m xtuner.tools.train" in out[i + 1]
+        assert out[i + 1].endswith("--launcher pytorch")
+        assert f"--nnodes 2 --node-rank {rank} --master-addr 10.0.0.1 --master-port 29501" in out[i + 2]
+    assert not work.exists()
+
+
+def test_xtuner_variables_are_the_defaults(cfg, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
+    for key, value in {
+        "NPROC_PER_NODE": "4",
+        "NNODES": "3",
+        "NODE_RANK": "2",
+        "ADDR": "10.0.0.9",
+        "PORT": "29600",
+    }.items():
+        monkeypatch.setenv(key, value)
+    assert main(["train", str(cfg), "--work-dir", str(tmp_path / "w"), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    line = out[out.index("# node 2 of 3, to run there:") + 1]
+    assert "--nnodes 3 --node-rank 2 --master-addr 10.0.0.9 --nproc-per-node 4 --master-port 29600" in line
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--nnodes", "2"], "needs --master-addr"),
+        (["--nnodes", "2", "--node-rank", "2", "--master-addr", "h"], "--node-rank must be from 0 to 1"),
+    ],
+)
+def test_a_node_layout_that_cannot_work_is_refused(cfg, tmp_path, capsys, extra, expected) -> None:  # noqa: F811
+    assert main(["train", str(cfg), "--work-dir", str(tmp_path / "w"), *extra]) == 2
+    assert expected in capsys.readouterr().err and not (tmp_path / "w").exists()
+
+
+def test_the_local_node_part_is_launched_recorded_and_shown(cfg, tmp_path, capsys) -> None:  # noqa: F811
+    work = tmp_path / "w"
+    port = str(_free_port())  # nobody listens: node 1's torchrun waits for node 0 at the rendezvous
+    argv = ["train", str(cfg), "--work-dir", str(work), "--nnodes", "2", "--node-rank", "1", "--master-addr", "127.0.0.1",
+            "--master-port", port]  # fmt: skip
+    assert main(argv) == 0
+    try:
+        out = capsys.readouterr().out
+        assert (
+            "started node 1 of 2: pid" in out and "# node 0 of 2, to run there:" in out and "# node 1 of 2" not in out
+        )
+        last = WorkDir.open(work).last
+        assert (last.nnodes, last.node_rank, last.master_addr, last.master_port) == (2, 1, "127.0.0.1", int(port))
+        assert main(["status", str(work)]) == 0
+        assert " node 1/2" in capsys.readouterr().out
+    finally:
+        assert stop(work, grace=5)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+WORKER = "import time\ntime.sleep(120)\n"
+
+
+def test_a_rank_that_died_while_the_others_live_is_flagged_at_once(tmp_path) -> None:
+    import psutil
+
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", str(worker)]
+    agent = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    launch = replace(_launch(agent.pid, psutil.Process(agent.pid).create_time()), gpus=2)
+    mf.write_manifest(tmp_path, mf.Manifest(str(tmp_path), "here", [launch]))
+
+    def workers() -> list:
+        return [m for m in launch_members(agent.pid, launch.create_time) if m.ppid == agent.pid]
+
+    try:
+        # each rank gets a session of its own (once forked): found as the agent's children, not by session
+        _until(lambda: len(workers()) == 2 and not {m.pid for m in workers()} & _own_session(agent.pid))
+        run = Run(tmp_path)
+        run.poll()
+        assert run.status(now=time.time() + SPAWN_S).state == RunStatus.RUNNING
+        agent.send_signal(signal.SIGSTOP)  # torchrun would end the others within 0.1 s: hold it where it is
+        os.kill(max(workers(), key=lambda m: m.pid).pid, signal.SIGKILL)
+        _until(lambda: len(workers()) == 1)
+        status = run.status(now=time.time() + SPAWN_S)
+        assert status.state == RunStatus.FAILED and status.pid == agent.pid
+        assert status.cause.startswith("rank 1 died while rank 0 live (2 on this host)"), status.cause
+    finally:
+        agent.send_signal(signal.SIGCONT)
+        stop(tmp_path, grace=5)
+        agent.wait(10)
+    assert not session_members(agent.pid)
+
+
+def _own_session(sid: int) -> set[int]:
+    """Pids whose session is `sid` itself."""
+    return {int(p) for p in os.listdir("/proc") if p.isdigit() and _sid(p) == sid}
+
+
+def _sid(pid: str) -> int | None:
+    try:
+        return os.getsid(int(pid))
+    except OSError:
+        return None
+
+
+STAND_IN = """\
+import sys, time
+path, start = sys.argv[1], float(sys.argv[2])
+with open(path, "w") as fh:
+    for k, i in enumerate((10, 20, 30, 40)):
+        stamp = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(start + 2 * k))
+        fh.write({line!r}.format(ts=stamp, i=i, n=100, t=2.0, loss=5 - k * 0.1))
+    fh.flush()
+    time.sleep(120)
+"""
+
+
+def test_a_hang_of_a_stopped_trainer_names_it_and_what_was_last_logged(tmp_path) -> None:
+    start = time.time() - 100
+    folder = tmp_path / "20261128_140000"
+    folder.mkdir()
+    log = folder / "20261128_140000.log"
+    script = tmp_path / "stand_in.py"
+    script.write_text(STAND_IN.format(line=LINE))
+    trainer = subprocess.Popen([sys.executable, str(script), str(log), str(start)], start_new_session=True)
+    try:
+        import psutil
+
+        mf.write_manifest(
+            tmp_path,
+            mf.Manifest(str(tmp_path), "here", [_launch(trainer.pid, psutil.Process(trainer.pid).create_time())]),
+        )
+        _until(lambda: log.exists() and log.read_text().count("\n") == 4)
+        trainer.send_signal(signal.SIGSTOP)
+        _until(lambda: psutil.Process(trainer.pid).status() == psutil.STATUS_STOPPED)
+        run = Run(tmp_path)
+        run.poll()
+        assert run.status(now=start + 6 + 10).state == RunStatus.RUNNING
+        hung = run.status(now=start + 6 + 500)
+        assert hung.state == RunStatus.STALLED and hung.pid == trainer.pid
+        assert re.match(r"no new iteration for 50[01] s \(usual 2\.0 s\); 1 processes of the launch alive", hung.cause)
+        assert f"pid {trainer.pid} stopped (SIGSTOP or ctrl-z)" in hung.cause
+        assert "last logged: " in hung.cause and "Iter(train) [ 40/100]" in hung.cause, hung.cause
+    finally:
+        trainer.kill()
+        trainer.wait()
+
+
+def _zero_checkpoint(folder: Path, ranks: int) -> None:
+    """A DeepSpeed ZeRO checkpoint folder as `ranks` ranks save it: the model states and one optimizer shard each."""
+    import torch
+
+    folder.mkdir(parents=True)
+    torch.save({}, folder / "mp_rank_00_model_states.pt")
+    for rank in range(ranks):
+        torch.save({}, folder / f"bf16_zero_pp_rank_{rank}_mp_rank_00_optim_states.pt")
+
+
+def test_resume_on_another_world_size_under_zero_is_refused(tmp_path) -> None:
+    _log(tmp_path, [10, 20, 30, 40, 50], 100, time.time() - 100)
+    _zero_checkpoint(tmp_path / "iter_50.pth", ranks=4)
+    (tmp_path / "cfg.py").write_text("model = None\n")
+    launch = replace(
+        _launch(999_999, 1.0), gpus=2, nnodes=2, deepspeed="deepspeed_zero2", config=str(tmp_path / "cfg.py")
+    )
+    mf.write_manifest(tmp_path, mf.Manifest(str(tmp_path), "here", [launch]))
+    assert zero_world_size(tmp_path / "iter_50.pth") == 4
+    assert preflight(tmp_path, Path("iter_50.pth"), "deepspeed_zero2").ok  # 2 GPUs x 2 nodes, as saved
+    changed = preflight(tmp_path, Path("iter_50.pth"), "deepspeed_zero2", gpus=1)
+    assert not changed.ok
+    assert any("shards of 4 ranks and the resume would run 2" in p for p in changed.problems), changed.problems
