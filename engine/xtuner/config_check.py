@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.xtuner.config_datasets import config_training
+from engine.xtuner.config_datasets import config_training, dataset_reading
 from engine.xtuner.config_values import config_values, local_path
 from engine.xtuner.configs import ConfigError
 from engine.data.formats import DatasetFormat, format_read_by
@@ -50,7 +50,6 @@ def config_problems(config: Path, cwd: Path) -> list[str]:
         path = local_path(values.get(name), cwd)
         if path is not None and not path.exists():
             problems.append(f"model not found: {name} = {path}")
-    map_fns = {file: dataset.map_fn for dataset in training.datasets for file in dataset.files}
     for name, value in values.items():
         if name in MODEL_SETTINGS or not (name.endswith("_path") or name == "data_files"):
             continue
@@ -60,7 +59,8 @@ def config_problems(config: Path, cwd: Path) -> list[str]:
         if not path.exists():
             problems.append(f"data not found: {name} = {path}")
         elif path.is_file() and path.suffix in (".json", ".jsonl"):
-            map_fn = map_fns.get(value, "")
+            reading = dataset_reading(path, training.datasets, cwd)  # the one dataset, when the config has one
+            map_fn = reading.map_fn if reading else ""
             problem = _dataset_problem(path, format_read_by(map_fn), map_fn)
             if problem:
                 problems.append(problem)

@@ -64,7 +64,7 @@ def test_missing_model(tmp_path, good, capsys) -> None:
         ('{"conversation": [{"input": "a", "output": "b"}]}\nnot json\n', "record 2 (line 2) is not JSON"),
         ('{"instruction": "a", "output": "b"}\n', '"conversation"'),
         ("", "no records"),
-        ("[1, 2]", "record 1 (line 1) is not a JSON object"),
+        ("[1, 2]", "record 1 (line 1) is a number, not a JSON object"),
     ],
 )
 def test_bad_dataset(tmp_path, good, capsys, content, expected) -> None:
