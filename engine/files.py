@@ -1,4 +1,8 @@
-"""File helpers shared by the engine: atomic writes and folders, and reads bounded to regular files."""
+"""File helpers shared by the engine: atomic writes and folders, and reads that only open regular files.
+
+A work dir or a dataset path can hold a FIFO, a link to /dev/zero or a folder where a file should be: opening one
+never blocks and reading one never floods.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +12,44 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 class NotRegularFile(OSError):
-    """A path that is a FIFO, a device, a folder or a link to one: never read as a file."""
+    """The path exists but is no regular file (a FIFO, a device, a folder, a socket)."""
 
 
-def read_regular(path: Path, limit: int) -> bytes:
-    """At most `limit` bytes of `path`, which must be a regular file (a FIFO or /dev/zero must not block or flood)."""
+def kind_of(mode: int) -> str:
+    """What a non-regular file is, in words (`a FIFO`)."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """`path` opened for binary reading without blocking; NotRegularFile when it is not a regular file."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotRegularFile(f"{path} is not a regular file")
-        chunks, left = [], limit
-        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    finally:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"{Path(path).name} is {kind_of(mode)}, not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
         os.close(fd)
+        raise
+
+
+def read_head(path: str | os.PathLike[str], limit: int) -> bytes:
+    """At most `limit` bytes from the start of a regular file."""
+    with open_regular(path) as fh:
+        return fh.read(limit)
 
 
 def write_atomic(path: Path, text: str) -> None:

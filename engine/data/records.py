@@ -7,12 +7,12 @@ import json
 import os
 import re
 import secrets
-import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import DataError
+from engine.files import open_regular
 
 _CHUNK = 1 << 20
 _SPACE = re.compile(r"[ \t\n\r]*")
@@ -39,12 +39,10 @@ class Record:
 def _text_chunks(path: Path) -> Iterator[str]:
     """The file's text in chunks, decoded as UTF-8; DatasetError for a non-regular file or bytes that are not UTF-8."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise DatasetUnreadable(f"cannot read {path}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DatasetUnreadable(f"{path} is not a regular file")
+        fh = open_regular(path)
+    except OSError as exc:  # NotRegularFile says what the path is instead
+        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with fh:
         decoder = codecs.getincrementaldecoder("utf-8")()
         offset = 0
         while True:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.runs.regular_files import NotRegularFile, open_regular, read_head
+from engine.files import NotRegularFile, open_regular, read_head
 
 _NAME = re.compile(r"^(iter|epoch)_(\d{1,18})\.pth$")
 _CRC_BUDGET = 1 << 28  # bytes of tensor data streamed per checkpoint; beyond it only data.pkl and small members

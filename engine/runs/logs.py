@@ -14,7 +14,7 @@ from engine.runs.events import Event
 from engine.runs.logparse.parser import LogParser
 from engine.runs.logparse.samples import split_sample
 from engine.runs.logparse.scalars import ScalarsParser
-from engine.runs.regular_files import open_regular
+from engine.files import open_regular
 
 __all__ = ["LogFollower", "LogParser", "ScalarsFollower", "ScalarsParser", "TextFollower", "read_events", "split_sample"]
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from engine.errors import RunsError
-from engine.files import read_regular, write_atomic
+from engine.files import read_head, write_atomic
 
 MANIFEST = "xtui-run.json"
 CONSOLE = "xtui-console.log"
@@ -124,7 +124,7 @@ def _launch(item: object, number: int) -> Launch:
 def read_manifest(work_dir: Path) -> Manifest | None:
     """The manifest of a work dir, None when there is none; DamagedManifest when it cannot be xtui's."""
     try:
-        raw = read_regular(work_dir / MANIFEST, MAX_BYTES + 1)
+        raw = read_head(work_dir / MANIFEST, MAX_BYTES + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:

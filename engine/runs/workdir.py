@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine.files import read_regular
+from engine.files import read_head
 from engine.runs import manifest as mf
 
 _TS_DIR = re.compile(r"^\d{8}_\d{6}$")
@@ -114,7 +114,7 @@ class WorkDir:
     def exit_record(self, launch_index: int) -> ExitRecord | None:
         """How the launch's trainer ended, as its wrapper wrote it; None when it never wrote (or wrote garbage)."""
         try:
-            lines = read_regular(self.exit_code_file(launch_index), 4096).decode("ascii", "replace").splitlines()
+            lines = read_head(self.exit_code_file(launch_index), 4096).decode("ascii", "replace").splitlines()
             code = int(lines[0])
         except (OSError, ValueError, IndexError):
             return None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from engine.files import read_regular
+from engine.files import read_head
 from engine.xtuner.config_check import MODEL_SETTINGS, config_problems
 from engine.xtuner.config_datasets import ConfigDataset, config_training, dataset_reading
 from engine.xtuner.config_values import config_values, local_path
@@ -76,7 +76,7 @@ def _markers(text: str) -> set[str]:
 def _model_chat_template(model: Path) -> str:
     """The chat template a local model's tokenizer_config.json holds, '' when none can be read."""
     try:
-        found = json.loads(read_regular(model / "tokenizer_config.json", TOKENIZER_CONFIG_BYTES)).get("chat_template")
+        found = json.loads(read_head(model / "tokenizer_config.json", TOKENIZER_CONFIG_BYTES)).get("chat_template")
     except (OSError, ValueError, AttributeError):
         return ""
     if isinstance(found, list):  # named templates: [{"name": "default", "template": ...}, ...]
