@@ -92,7 +92,7 @@ def preflight(
         chosen = latest_good(found)
         if chosen is None:
             problems.append("no complete checkpoint to resume from: it would restart from iteration 0")
-        skipped = [c for c in found if not c.ok and (chosen is None or c.iter > chosen.iter)]
+        skipped = [c for c in (found[found.index(chosen) + 1 :] if chosen else found) if not c.ok]
         notes += [f"skipping {c.path.name}: {c.problem}" for c in skipped]
     if chosen is not None:
         if chosen.problem:
@@ -101,7 +101,7 @@ def preflight(
             problems.append(f"{chosen.path.name} is a DeepSpeed checkpoint: resume with --deepspeed")
         if not chosen.deepspeed and deepspeed:
             problems.append(f"{chosen.path.name} is a plain checkpoint: resume without --deepspeed")
-        if max_iters is not None and chosen.iter >= max_iters:
+        if max_iters is not None and chosen.iter is not None and chosen.iter >= max_iters:
             problems.append(f"{chosen.path.name} is at iteration {chosen.iter} of {max_iters}: the run would end at once")
         if max_iters is None:
             notes.append("max iterations unknown (no log yet): cannot tell how far the resume goes")

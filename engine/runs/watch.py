@@ -15,8 +15,8 @@ from pathlib import Path
 
 from engine.runs import manifest as mf
 from engine.runs import ranks, slurm
-from engine.runs.checkpoints import Checkpoint, list_checkpoints
-from engine.runs.events import CheckpointSaved, Event, Resumed, RunError, Sample, Started, TrainStep
+from engine.runs.checkpoints import Checkpoint, last_checkpoint, latest_good, list_checkpoints
+from engine.runs.events import CheckpointSaved, Event, Resumed, RunError, Sample, Started, TrainStep, Validation
 from engine.runs.logs import LogFollower
 from engine.runs.workdir import ExitRecord, WorkDir, manifest_stamp
 
@@ -42,6 +42,8 @@ class RunState:
     steps: list[TrainStep] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     saved: list[int] = field(default_factory=list)
+    saved_epochs: dict[int, int] = field(default_factory=dict)  # epoch -> the global iteration it was saved at
+    validations: list[Validation] = field(default_factory=list)
     errors: list[RunError] = field(default_factory=list)  # since the last start
     starts: int = 0
     resumed_iter: int | None = None
@@ -81,6 +83,10 @@ class RunState:
             self.samples.append(event)
         elif isinstance(event, CheckpointSaved):
             self.saved.append(event.iter)
+            if event.epoch is not None:
+                self.saved_epochs[event.epoch] = event.iter
+        elif isinstance(event, Validation):
+            self.validations.append(event)
         elif isinstance(event, Started):
             self.starts += 1
             self.errors.clear()
@@ -90,6 +96,11 @@ class RunState:
             self.resumed_iter = event.iter
         elif isinstance(event, RunError):
             self.errors.append(event)
+
+    def first_failure(self) -> str:
+        """The error that failed the current start, with its rank (what follows it on other ranks are consequences)."""
+        first = self.errors[0]
+        return f"rank {first.rank}: {first.message}" if first.rank is not None else first.message
 
     def usual_step_seconds(self) -> float | None:
         """Median wall time between logged iterations of the current start."""
@@ -205,7 +216,7 @@ class Run:
 
     def checkpoints(self) -> list[Checkpoint]:
         """Checkpoints on disk, checked (one unchanged in size since the last call is not read again)."""
-        self._checkpoints = list_checkpoints(self.work_dir, self._checkpoints)
+        self._checkpoints = list_checkpoints(self.work_dir, self._checkpoints, epoch_iters=self.state.saved_epochs)
         return self._checkpoints
 
     def _restarted_instead_of_resuming(self) -> str | None:
@@ -222,16 +233,21 @@ class Run:
         """Where the run stands as a JSON-ready dict (after a poll): status, progress, loss, checkpoints."""
         status = self.status()
         last = self.state.last
+        checkpoints = self.checkpoints()
+        resume_from = latest_good(checkpoints)
         return {
             "work_dir": str(self.work_dir),
             "status": status.state,
             "cause": status.cause,
             "pid": status.pid,
-            "iter": last.iter if last else None,
+            "iter": self.state.done_iter if last or self.state.saved else None,
             "max_iters": self.state.max_iters,
+            "epoch": last.epoch if last else None,
             "loss": last.loss if last else None,
             **_placement(self.dir.last),
-            "checkpoints": [c.to_json() for c in self.checkpoints()],
+            "checkpoints": [c.to_json() for c in checkpoints],
+            "resume_from": resume_from.path.name if resume_from else None,
+            "last_checkpoint_problem": last_checkpoint(self.work_dir)[1],
         }
 
     def status(self, now: float | None = None) -> Status:
@@ -254,7 +270,7 @@ class Run:
             return Status(RunStatus.QUEUED, job.describe())
         if pid is not None or _active(job):
             if state.errors:
-                return Status(RunStatus.FAILED, state.errors[-1].message, pid)
+                return Status(RunStatus.FAILED, state.first_failure(), pid)
             lost = ranks.lost_ranks(self.dir.last, now) if pid is not None else None
             if lost:
                 return Status(RunStatus.FAILED, lost, pid)
@@ -267,7 +283,7 @@ class Run:
                     return Status(RunStatus.STALLED, "; ".join([cause, *ranks.hang_details(self.dir)]), pid)
             return Status(RunStatus.RUNNING, nonfinite or (job.describe() if job else None), pid)
         if state.errors:
-            return Status(RunStatus.FAILED, state.errors[-1].message)
+            return Status(RunStatus.FAILED, state.first_failure())
         if nonfinite:
             return Status(RunStatus.FAILED, f"{nonfinite}: the weights it saved are not usable")
         if state.reached_max:

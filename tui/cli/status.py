@@ -42,8 +42,15 @@ def line(s: dict) -> str:
     """One run's summary as a line of text."""
     progress = f"{s['iter']}/{s['max_iters'] or '?'}" if s["iter"] is not None else "-"
     loss = f"{s['loss']:.4f}" if s["loss"] is not None else "-"
-    ckpts = ",".join(f"{c['iter']}{'' if c['problem'] is None else '!'}" for c in s["checkpoints"]) or "-"
+    ckpts = ",".join(f"{_short(c)}{'' if c['problem'] is None else '!'}" for c in s["checkpoints"]) or "-"
     where = (f" pid {s['pid']}" if s["pid"] else "") + (f" node {s['node']}" if s["node"] else "")
     where += f" slurm job {s['slurm_job']}" if s["slurm_job"] else ""
     cause = f" ({s['cause']})" if s["cause"] else ""
+    if s["last_checkpoint_problem"]:
+        cause += f" ({s['last_checkpoint_problem']}; a resume would start from {s['resume_from'] or 'nothing'})"
     return printable(f"{s['status']:<9} {progress:>11}  loss {loss:<8} ckpt {ckpts:<12} {s['work_dir']}{where}{cause}", newlines=False)
+
+
+def _short(checkpoint: dict) -> str:
+    """A checkpoint in a status line: its iteration, or `eN` for an epoch checkpoint whose iteration is unknown."""
+    return str(checkpoint["iter"]) if checkpoint["iter"] is not None else f"e{checkpoint['epoch']}"
