@@ -184,11 +184,16 @@ class Run:
             self.state.apply(event)
         return events
 
+    def poll_live(self) -> tuple[list[Event], bool]:
+        """New events and whether the run may still write more (its trainer lives, or its Slurm job is queued)."""
+        live = self.alive_pid() is not None or _active(self.slurm_job())
+        return self._read(lambda: live), live
+
     def follow(self, interval: float = 1.0) -> Iterator[Event]:
         """Yield events as they come, until the trainer is gone and everything is read."""
         while True:
-            live = self.alive_pid() is not None or _active(self.slurm_job())
-            yield from self._read(lambda live=live: live)
+            events, live = self.poll_live()
+            yield from events
             if not live:
                 return
             time.sleep(interval)

@@ -49,3 +49,19 @@ def test_each_subcommand_has_help(name) -> None:
     with pytest.raises(SystemExit) as exit_:
         main([name, "--help"])
     assert exit_.value.code == 0
+
+
+def test_events_of_several_runs_name_their_work_dir(tmp_path, capsys) -> None:
+    import json
+    import time
+
+    from tests.unit.test_runs import _log
+
+    for name in ("a", "b"):
+        _log(tmp_path / name, [10, 20], 20, time.time())
+    assert main(["events", str(tmp_path / "a")]) == 0
+    assert all("work_dir" not in json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert main(["events", str(tmp_path / "a"), str(tmp_path / "b"), "--follow"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    steps = [(line["work_dir"][-1], line["iter"]) for line in lines if line["type"] == "train_step"]
+    assert steps == [("a", 10), ("a", 20), ("b", 10), ("b", 20)]
