@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -147,3 +148,18 @@ def test_crashing_config_is_failed_with_its_cause(demo) -> None:
     status = run.status()
     assert status.state == "failed" and status.cause, _console(work_dir)
     assert "empty-model" in (run.state.errors[-1].message + run.state.errors[-1].detail)
+
+
+def test_term_to_the_recorded_pid_leaves_the_real_trainer_watched_and_stoppable(demo) -> None:
+    work_dir = demo.folder / "work-term"
+    launch = start(LaunchSpec(config=demo.config, work_dir=work_dir, cwd=demo.folder))
+    run = Run(work_dir)
+    _follow(run, until=lambda ev: any(isinstance(e, TrainStep) for e in ev))
+    os.kill(launch.pid, signal.SIGTERM)  # the shell wrapper xtui recorded, as a user's `kill PID` would
+    time.sleep(1)
+    run.poll()
+    status = run.status()
+    assert status.state == "running" and status.pid != launch.pid, (status, _console(work_dir))
+    with pytest.raises(LaunchError, match="alive"):
+        start(LaunchSpec(config=demo.config, work_dir=work_dir, cwd=demo.folder))
+    assert stop(work_dir, grace=10) and not session_members(launch.pid)
