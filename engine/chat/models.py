@@ -14,6 +14,7 @@ from engine import locations
 from engine.chat.decoding import DECODERS
 from engine.errors import ChatError
 from engine.xtuner import convert
+from engine.xtuner.compat import TRUST_NOTE
 
 BASE = "base"  # the variant name for the base model under an adapter (adapter disabled)
 DTYPES = ("auto", "float16", "bfloat16", "float32")
@@ -201,7 +202,7 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions(), say: Callabl
     if problems:
         raise ModelError("; ".join(problems))
     if source.kind is SourceKind.CHECKPOINT:
-        say(f"converting {source.checkpoint.name} (once; cached in {locations.cache_dir()})")
+        say(f"converting {source.checkpoint.name} with its run's config, once (cached in {locations.cache_dir()}); {TRUST_NOTE}")
         loaded = load(checkpoint_source(source), options, say)
         loaded.source = source
         return loaded

@@ -12,7 +12,7 @@ from engine.runs.checkpoints import Checkpoint, check, latest_good
 from engine.runs.launch import LaunchError, LaunchSpec, start
 from engine.runs.watch import Run
 from engine.runs.workdir import WorkDir
-from engine.xtuner.compat import trusted_load_env
+from engine.xtuner.compat import TRUST_NOTE, trusted_load_env
 
 _ZERO_SHARD = re.compile(r"zero_pp_rank_(\d+)_mp_rank_(\d+)_optim_states\.pt$")
 
@@ -122,8 +122,7 @@ def preflight(
     if trusted_load_env():
         notes.append(
             "torch >= 2.6 loads checkpoints weights-only, which mmengine's resume cannot pass: "
-            "xtui sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, which unpickles the checkpoint: "
-            "resume only checkpoints you trust (your own runs)"
+            f"xtui sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, and {TRUST_NOTE}"
         )
     return Preflight(chosen, problems, notes, config, max_iters)
 

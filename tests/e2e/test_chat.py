@@ -169,7 +169,7 @@ def test_checkpoint_is_converted_once_and_cached(trained, tpl, monkeypatch, tmp_
     assert len(conversions) == 1 and conversions[0][0] == trained.demo.config
     assert loaded.source == source and loaded.adapters == ["adapter"]
     cached = [p for p in (tmp_path / "cache" / "checkpoints").iterdir()]
-    assert len(cached) == 1 and convert.is_adapter(cached[0]) and any("converting" in s for s in steps)
+    assert len(cached) == 1 and convert.is_adapter(cached[0]) and any("converting" in s and "checkpoints you trust" in s for s in steps)
     assert NAME in _answer(ChatSession(loaded, tpl, sampling=GREEDY))
 
     stamp = cached[0].stat().st_mtime_ns
