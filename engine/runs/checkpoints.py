@@ -151,12 +151,14 @@ def last_checkpoint(work_dir: Path) -> tuple[Path | None, str | None]:
     named = Path(text)
     if not named.is_absolute():
         named = work_dir / named
-    if not named.exists():
-        # a work dir that was moved still has its checkpoints beside the marker
-        if (work_dir / named.name).exists():
+    try:
+        if named.exists():
+            return named, None
+        if (work_dir / named.name).exists():  # a work dir that was moved still has its checkpoints beside the marker
             return work_dir / named.name, None
-        return named, f"last_checkpoint names {text}, which does not exist"
-    return named, None
+    except (OSError, ValueError):  # a name too long for the file system, or with a NUL in it
+        return None, f"last_checkpoint names {text[:60]!r}, which cannot be a file"
+    return named, f"last_checkpoint names {text}, which does not exist"
 
 
 def _size_and_mtime(entry: Path) -> tuple[int, int]:
