@@ -41,7 +41,7 @@ def _text_chunks(path: Path) -> Iterator[str]:
     try:
         fh = open_regular(path)
     except OSError as exc:  # NotRegularFile says what the path is instead
-        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise DatasetUnreadable(f"cannot read {path}: {exc.strerror or exc}") from None
     with fh:
         decoder = codecs.getincrementaldecoder("utf-8")()
         offset = 0

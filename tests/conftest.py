@@ -1,0 +1,17 @@
+"""What every test shares: xtui's own folders (cache, data, settings, crash logs) point into the test's tmp dir."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import locations
+
+
+@pytest.fixture(autouse=True)
+def private_locations(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's ~/.cache, ~/.local or ~/.config; each sees fresh, empty folders."""
+    home = tmp_path_factory.mktemp("xtui-home")
+    for name, folder in ((locations.CACHE_ENV, "cache"), (locations.DATA_ENV, "data"), (locations.STATE_ENV, "state")):
+        monkeypatch.setenv(name, str(home / folder))
+    monkeypatch.setenv(locations.CONFIG_ENV, str(home / "settings.json"))
+    return home
