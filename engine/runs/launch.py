@@ -23,6 +23,7 @@ from engine.runs.checkpoints import list_checkpoints
 from engine.runs.processes import stop_session
 from engine.runs.workdir import WorkDir, is_run_dir
 from engine.xtuner.config_check import config_problems
+from engine.xtuner.doctor import launch_problems
 from engine.xtuner.presets import DEEPSPEED_PRESETS
 
 TORCH_PORT = 29500  # torchrun's default rendezvous port, for a run over several nodes given none
@@ -217,6 +218,8 @@ def start(spec: LaunchSpec) -> mf.Launch:
     check_spec(spec)
     if spec.slurm:
         slurm.require_sbatch()
+    elif problems := launch_problems(spec.config, spec.gpus, spec.deepspeed):  # this machine's part (xtui doctor)
+        raise LaunchError("; ".join(problems))
     spec.work_dir.mkdir(parents=True, exist_ok=True)
     with _locked(spec.work_dir):
         work_dir = WorkDir.open(spec.work_dir)

@@ -19,6 +19,7 @@ from engine.runs.checkpoints import Checkpoint, last_checkpoint, latest_good, li
 from engine.runs.events import CheckpointSaved, Event, Resumed, RunError, Sample, Started, TrainStep, Validation
 from engine.runs.logs import LogFollower
 from engine.runs.workdir import ExitRecord, WorkDir, manifest_stamp
+from engine.xtuner.doctor import with_remedy
 
 STALL_FACTOR = 10  # stalled after this many usual iteration times without progress
 STALL_MIN_S = 30.0  # ...and never sooner (a checkpoint save or an evaluation of a fast run takes a few seconds)
@@ -100,7 +101,8 @@ class RunState:
     def first_failure(self) -> str:
         """The error that failed the current start, with its rank (what follows it on other ranks are consequences)."""
         first = self.errors[0]
-        return f"rank {first.rank}: {first.message}" if first.rank is not None else first.message
+        message = with_remedy(first.message, first.detail)  # a known environment cause says what to do
+        return f"rank {first.rank}: {message}" if first.rank is not None else message
 
     def usual_step_seconds(self) -> float | None:
         """Median wall time between logged iterations of the current start."""

@@ -12,7 +12,14 @@ from engine.errors import XtuiError
 from tui.terminal_text import printable
 
 # Each module has `register(subparsers)`; listed in the order `xtui --help` shows them.
-SUBCOMMANDS = ("watch", "status", "events", "train", "stop", "resume", "chat", "demo", "data", "config")
+SUBCOMMANDS = (
+    "watch", "status", "events", "train", "stop", "resume", "chat", "demo", "data", "config",
+    "convert",
+    "merge",
+    "export",
+    "web",
+    "doctor",
+)  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
