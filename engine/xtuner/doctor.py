@@ -226,7 +226,7 @@ def loads_in_4bit(config: Path) -> bool:
     """True when a config loads its model in 4 bits (a `load_in_4bit=True` anywhere in it)."""
     try:
         tree = ast.parse(config.read_text(encoding="utf-8", errors="replace"))
-    except (SyntaxError, ValueError, RecursionError):
+    except (OSError, SyntaxError, ValueError, RecursionError):
         return False
     return any(
         kw.arg == "load_in_4bit" and isinstance(kw.value, ast.Constant) and kw.value.value is True
