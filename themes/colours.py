@@ -8,6 +8,7 @@ from textual.color import Color, ColorParseError
 
 STATE_VARIABLE = {  # run state (a RunStatus word) -> the theme variable it is drawn in
     "unknown": "foreground",
+    "queued": "accent",
     "running": "success",
     "stalled": "warning",
     "failed": "error",

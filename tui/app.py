@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from textual.worker import WorkerFailed, get_current_worker
 if TYPE_CHECKING:  # the engine loads in the watcher threads, after the first frame
     from engine.gpu import GpuBackend, GpuMonitor
     from engine.runs.checkpoints import Checkpoint
+    from engine.runs.events import Event
     from engine.runs.watch import RunState, Status
 from themes import DEFAULT_THEME, THEMES
 from tui.compat import route_uncaught_exceptions, write_to_terminal
@@ -26,11 +28,34 @@ from tui.messages import GpuUpdate, RunUpdate
 from tui.notify import notification
 from tui.protocols import GpuWatcher, HasCommands, RunWatcher
 from tui.settings import Settings
+from tui.terminal_text import printable
 from tui.ticks import PAINT_EVERY_POLLS, poll_on_ticks
 
-DISCOVER_EVERY_S = 10.0
+DISCOVER_EVERY_S = 10.0  # a full walk of the roots; a new run beside a known one or in a root shows on the next beat
 CHECKPOINTS_EVERY_S = 10.0
 ALERT_STATES = {"finished", "failed", "stalled"}
+LIVE_STATES = {"running", "stalled"}
+
+
+def _mtime(folder: Path) -> int | None:
+    """A folder's modification time in ns (it changes when an entry is added, removed or renamed), None if gone."""
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _watched_folders(roots: Iterable[Path], runs: Collection[Path]) -> dict[Path, int | None]:
+    """Where a new run shows first, with their mtimes: the roots, the folders holding runs, and the folders in
+    those that are no run yet (a launch makes its work dir, then writes the manifest into it)."""
+    parents = {*roots, *(run.parent for run in runs)}
+    folders = set(parents)
+    for parent in parents:
+        try:
+            folders.update(p for p in parent.iterdir() if p not in runs and not p.name.startswith(".") and p.is_dir())
+        except OSError:
+            continue
+    return {folder: _mtime(folder) for folder in folders}
 
 
 def _engine_runs():
@@ -48,6 +73,22 @@ class RunRecord:
     state: RunState = field(default_factory=lambda: _engine_runs().RunState())
     status: Status = field(default_factory=lambda: _engine_runs().Status(_engine_runs().RunStatus.UNKNOWN))
     checkpoints: list[Checkpoint] = field(default_factory=list)
+    saved_from: int = 0  # index in `state.saved` of the current start's first save
+
+    def apply(self, events: Iterable[Event]) -> None:
+        """Fold events into the state, noting where the current start's saves begin."""
+        for event in events:
+            self.state.apply(event)
+            if event.type == "started":
+                self.saved_from = len(self.state.saved)
+
+    @property
+    def done_iter(self) -> int:
+        """The newest iteration of the current start, logged or saved (after a resume from an older checkpoint, the
+        further iterations of the branch it left are not counted)."""
+        state = self.state
+        logged = state.last.iter if len(state.steps) > state.start_step else state.resumed_iter or 0
+        return max([logged, *state.saved[self.saved_from :]])
 
     @property
     def label(self) -> str:
@@ -84,6 +125,8 @@ class XtuiApp(App[None]):
         self.gpu_backend = gpu_backend
         self.runs: dict[Path, RunRecord] = {}
         self.extra_dirs: set[Path] = {self.open_run} if self.open_run else set()
+        self._launched: dict[Path, Status] = {}  # runs launched or resumed here, with their status before, until they end
+        self._wake_runs = threading.Event()  # set: the runs watcher polls now instead of at its next tick
         self._pgid_labels: dict[int, str] = {}
         self.gpu: GpuUpdate | None = None  # the newest GPU/host snapshot (posted only when what it shows changed)
         self.crash_message: str | None = None  # the line shown on exit after an exception nothing caught
@@ -110,13 +153,16 @@ class XtuiApp(App[None]):
         return DashboardScreen()
 
     def on_mount(self) -> None:
-        """Open the run asked for; start the watchers once the first frame is painted."""
+        """Open the run or chat asked for."""
         if self.open_run:
             self.open_run_screen(self.open_run)
         if self.chat_spec is not None:
             self.open_chat(self.chat_spec)
-        self.call_after_refresh(self.watch_runs)
-        self.call_after_refresh(self.watch_gpus)
+
+    def on_ready(self) -> None:
+        """The first frame is on screen: start the watchers (their engine imports would only have delayed it)."""
+        self.watch_runs()
+        self.watch_gpus()
 
     def watch_theme(self, name: str) -> None:
         """Remember the theme the user picked."""
@@ -160,8 +206,19 @@ class XtuiApp(App[None]):
         """Show one run's live view."""
         from tui.screens.run import RunScreen
 
-        self.extra_dirs.add(work_dir)
+        self.watch_dir(work_dir)
         self.push_screen(RunScreen(work_dir))
+
+    def watch_dir(self, work_dir: Path) -> None:
+        """Watch `work_dir` from now on, whether or not it is under the roots; the runs watcher reads it at once."""
+        self.extra_dirs.add(work_dir)
+        self._wake_runs.set()
+
+    def launched(self, work_dir: Path) -> None:
+        """A launch or resume from here started in `work_dir`: watch it at once, and alert when it ends even if it
+        ends before a poll saw it running (a run that fails in its first seconds)."""
+        self._launched[work_dir] = self.record(work_dir).status
+        self.watch_dir(work_dir)
 
     def record(self, work_dir: Path) -> RunRecord:
         """The UI record of a run, made on first use."""
@@ -175,15 +232,17 @@ class XtuiApp(App[None]):
 
         runs: dict[Path, Run] = {}
         last: dict[Path, tuple] = {}
+        folders: dict[Path, int | None] = {}  # where a new run would show first -> its mtime at the last walk
         next_discover = next_ckpt = 0.0
 
         def step() -> None:
-            nonlocal next_discover, next_ckpt
+            nonlocal next_discover, next_ckpt, folders
             now = time.monotonic()
-            if now >= next_discover:
+            if now >= next_discover or any(_mtime(folder) != seen for folder, seen in folders.items()):
                 for work_dir in discover(self.roots):
                     runs.setdefault(work_dir, Run(work_dir))
                 next_discover = now + DISCOVER_EVERY_S
+                folders = _watched_folders(self.roots, runs.keys())
             for work_dir in list(self.extra_dirs):
                 runs.setdefault(work_dir, Run(work_dir))
             relist = now >= next_ckpt
@@ -203,7 +262,8 @@ class XtuiApp(App[None]):
             self._pgid_labels = labels
 
         # read on the screens' paint beat: what came between two paints would not show sooner
-        poll_on_ticks(get_current_worker(), PAINT_EVERY_POLLS * self.poll_s, step, self.poll_failed("watching runs"))
+        period = PAINT_EVERY_POLLS * self.poll_s
+        poll_on_ticks(get_current_worker(), period, step, self.poll_failed("watching runs"), self._wake_runs)
 
     @work(thread=True, exclusive=True, group="gpu", name="watch gpus")
     def watch_gpus(self) -> None:
@@ -238,18 +298,21 @@ class XtuiApp(App[None]):
 
     def poll_failed(self, what: str):
         """A reporter for a polling thread: an error toast naming what failed (the thread goes on)."""
-        return lambda text: self.notify(f"{what}: {text}", title="xtui", severity="error", timeout=10)
+        return lambda text: self.notify(printable(f"{what}: {text}"), title="xtui", severity="error", timeout=10, markup=False)
 
     def on_run_update(self, message: RunUpdate) -> None:
         """Fold the events in, alert on a finished / failed / stalled run, tell the screens."""
         rec = self.record(message.work_dir)
         before = rec.status.state
-        for event in message.events:
-            rec.state.apply(event)
+        rec.apply(message.events)
         rec.status, rec.checkpoints = message.status, message.checkpoints
         now = message.status.state
-        if now != before and now in ALERT_STATES and before in ("running", "stalled"):
+        if now != before and now in ALERT_STATES and before in LIVE_STATES:
             self.alert(rec)
+        elif message.work_dir in self._launched and message.status != self._launched[message.work_dir]:
+            del self._launched[message.work_dir]  # the launch's first status; from now on the rule above
+            if now in ALERT_STATES and now not in LIVE_STATES:  # it ended before a poll saw it live
+                self.alert(rec)
         for screen in self._screens_to_tell():
             if isinstance(screen, RunWatcher):
                 screen.run_updated(rec, message.events)
@@ -269,9 +332,9 @@ class XtuiApp(App[None]):
     def alert(self, rec: RunRecord) -> None:
         """Toast, terminal bell and a desktop notification for a run that ended or stalled."""
         status = rec.status
-        text = f"{rec.label}: {status.state}" + (f" - {status.cause}" if status.cause else "")
+        text = printable(f"{rec.label}: {status.state}" + (f" - {status.cause}" if status.cause else ""))
         severity = {"finished": "information", "failed": "error"}.get(status.state, "warning")
-        self.notify(text, title="xtui", severity=severity, timeout=10)
+        self.notify(text, title="xtui", severity=severity, timeout=10, markup=False)
         self.bell()
         write_to_terminal(self, notification("xtui", text))
 

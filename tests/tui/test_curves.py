@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from textual.app import App, ComposeResult
@@ -12,9 +11,9 @@ from textual_plotext import PlotextPlot
 
 from engine.runs.events import TrainStep
 from engine.runs.logs import read_events
+from tests.support import FIXTURE_LOG
 from themes import THEMES
 from tui.widgets.curves import Curves
-from tests.support import FIXTURE_LOG
 
 pytestmark = pytest.mark.anyio
 
@@ -95,15 +94,30 @@ async def test_bindings_have_footer_descriptions() -> None:
         assert shown["m"] == "Metric" and shown["l"] == "Log scale"
 
 
-async def test_summary_and_resumed_iterations_replace_earlier_ones() -> None:
+async def test_a_resume_from_an_older_checkpoint_drops_the_branch_it_left() -> None:
     app = CurvesApp(steps(100))
     async with app.run_test(size=(80, 24)) as pilot:
         curves, plt = app.query_one(Curves), app.query_one(PlotextPlot).plt
         curves.add_steps([TrainStep(50, 100, loss=0.05, memory=12000.0), TrainStep(110, 200, loss=0.2)])
         await pilot.pause()
-        assert plt.monitor.x[0] == list(range(10, 101, 10)) + [110]
+        assert plt.monitor.x[0] == [10, 20, 30, 40, 50, 110]  # 60-100 were the old branch's
         text = summary(app)
         assert "last 0.2000" in text and "min 0.0500 @ 50" in text and "peak memory 12000 MiB" in text
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+async def test_a_nan_or_infinite_loss_is_named_not_drawn(bad) -> None:
+    data = steps(100)[:5] + [TrainStep(60, 100, loss=bad), TrainStep(70, 100, loss=bad)]
+    app = CurvesApp(data)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        plt = app.query_one(PlotextPlot).plt
+        assert plt.monitor.x[0] == [10, 20, 30, 40, 50]
+        text = summary(app)
+        assert f"last {bad}" in text and "2 not finite, from iter 60" in text and "min " in text
+        await pilot.press("l")  # a log axis too
+        await pilot.pause()
+        assert app.is_running
 
 
 async def test_redraws_only_when_data_arrives() -> None:

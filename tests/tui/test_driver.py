@@ -46,7 +46,7 @@ def test_idle_input_thread_sleeps_and_keys_still_arrive(tmp_path, monkeypatch) -
         assert _input_thread_wakeups(pid) - before <= 3  # Textual's own driver: ~30 in 3 s (select every 0.1 s)
 
         os.write(fd, b"?")
-        read_until(fd, b"command palette with every action")
+        read_until(fd, b"every action by name")
         os.write(fd, b"\x1b")  # a lone Esc: only the parser's timeout tells it from the start of a sequence
         read_until(fd, b"No runs yet", timeout=3)
 

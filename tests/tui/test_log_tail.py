@@ -26,7 +26,7 @@ async def test_lines_joined_cleaned_and_bounded() -> None:
         tail = app.query_one(LogTail)
         tail.write("11/28 iter 1 \x1b[31mloss\x1b[0m 2.0\r\nhalf a ")
         tail.write("line\n\tTab\x07\n")
-        assert tail.lines == ["11/28 iter 1 loss 2.0", "half a line", "        Tab"]
+        assert tail.lines == ["11/28 iter 1 loss 2.0", "half a line", "        Tab\\x07"]  # a bell is shown, not rung
         tail.write("".join(f"line {i}\n" for i in range(100)))
         await pilot.pause()
         assert len(tail.lines) == 50 and tail.lines[0] == "line 50" and tail.lines[-1] == "line 99"

@@ -99,3 +99,20 @@ async def test_status_words_render_under_every_theme(tmp_path) -> None:
                 console = Console(file=io.StringIO(), width=40, color_system="truecolor")
                 console.print(status_text(state, app.theme_variables))
                 assert console.file.getvalue().startswith("\x1b[1;") and state in console.file.getvalue()
+
+
+async def test_run_view_header_shows_every_state_with_its_cause(tmp_path) -> None:
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for index, state in enumerate(RunStatus):
+            work_dir = tmp_path / f"synthetic-{index}"  # no such folder: the watcher never reads it, the test tells
+            app.push_screen(RunScreen(work_dir))
+            await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.is_mounted)
+            cause = f"why it is {state}" if state not in (RunStatus.RUNNING, RunStatus.FINISHED) else None
+            app.post_message(RunUpdate(work_dir, [], Status(state, cause, 4242 if state == RunStatus.RUNNING else None), []))
+            header = app.screen.query_one("#run-status", Static)
+            shown = lambda header=header, state=state, cause=cause: str(header.render()).startswith(str(state)) and (cause or "") in str(header.render())  # noqa: E731
+            await until(pilot, shown)
+            assert ("pid 4242" in str(header.render())) == (state == RunStatus.RUNNING)
+            await pilot.press("escape")
+        assert app.is_running and app.crash_message is None

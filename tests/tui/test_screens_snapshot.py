@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input
-from tests.support.fakes import FakeGpus, fixture_run
 
 from engine.gpu import HISTORY, GpuMonitor, HostReading
+from engine.runs.watch import RunStatus, Status
+from tests.support.fakes import FakeGpus, fixture_run
+from tests.support.waiting import until
 from tui.app import XtuiApp
+from tui.messages import RunUpdate
 from tui.screens.run import RunScreen
 from tui.widgets.runs_table import RunsTable
 from tui.widgets.samples_pane import SamplesPane
-from tests.support.waiting import until
 
 ROOT = Path("/tmp/xtui-snapshot-runs")  # fixed: paths show on screen
 SIZES = [(80, 24), (120, 40)]
@@ -95,3 +97,56 @@ def test_help(snap_compare, size) -> None:
         await pilot.press("question_mark")
 
     assert snap_compare(app, terminal_size=size, run_before=opened)
+
+
+def test_dashboard_every_state(snap_compare) -> None:
+    app = _app()
+
+    async def loaded(pilot) -> None:
+        table = app.screen.query_one(RunsTable)
+        await until(pilot, lambda: table.row_count == 1)
+        for state in RunStatus:  # on alternate rows, after the fixture's finished run
+            app.post_message(RunUpdate(ROOT / f"run-{state}", [], Status(state), []))
+        await until(pilot, lambda: table.row_count == 1 + len(RunStatus))
+        await pilot.press("g")  # the GPU panel off: every row shows at 80x24
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=loaded)
+
+
+def test_run_view_failed_cause_from_a_log(snap_compare) -> None:
+    app = _app()
+    work_dir = ROOT / "failed"
+
+    async def loaded(pilot) -> None:
+        await until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
+        app.push_screen(RunScreen(work_dir))
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        cause = "ValueError: bad \x1b]0;pwned\x07\x1b[2J line that goes on to wrap past the width of the header at 80 columns"
+        app.post_message(RunUpdate(work_dir, [], Status(RunStatus.FAILED, cause), []))
+        await until(pilot, lambda: "pwned" in str(app.screen.query_one("#run-status").render()))
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=loaded)
+
+
+def test_stop_dialog(snap_compare, runs) -> None:
+    app = _app(open_run=runs)
+
+    async def opened(pilot) -> None:
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[runs.resolve()].state.last)
+        await pilot.press("s")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=opened)
+
+
+def test_used_work_dir_dialog(snap_compare, runs) -> None:
+    from tui.dialogs.launch import UsedWorkDirScreen
+
+    app = _app()
+
+    async def opened(pilot) -> None:
+        await until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
+        app.push_screen(UsedWorkDirScreen(runs, runs.with_name("work-2")))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=opened)

@@ -8,6 +8,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from tui.messages import GpuUpdate
+from tui.terminal_text import printable
 from tui.ticks import PAINT_EVERY_POLLS
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.runs_table import RunsTable
@@ -31,48 +32,47 @@ class DashboardScreen(Screen):
 
     def on_mount(self) -> None:
         """Show what the app already knows (a screen pushed after the first polls); repaint on a beat."""
-        self.sub_title = ", ".join(str(r) for r in self.app.roots)
-        self._held_runs: dict = {}  # work dir -> record, figures not yet drawn
-        self._held_gpu: GpuUpdate | None = None
-        for rec in self.app.runs.values():
-            self.run_updated(rec, [])
-        if self.app.gpu:
-            self.gpu_updated(self.app.gpu)
+        self.sub_title = printable(", ".join(str(r) for r in self.app.roots), newlines=False)
+        self._shown_gpu: GpuUpdate | None = None
+        self._paint()
         self.set_interval(PAINT_EVERY_POLLS * self.app.poll_s, self._paint)
         self.query_one(RunsTable).focus()
 
     def run_updated(self, rec, events) -> None:
         """A new run or a new status shows at once; new figures wait for the beat."""
-        table = self.query_one(RunsTable)
-        if table.shows_state(rec):
-            self._held_runs[rec.work_dir] = rec
-            return
-        self.query_one("#no-runs").display = False
-        table.update_run(rec)
+        if not self.query_one(RunsTable).shows_state(rec):
+            self._show_run(rec)
 
     def gpu_updated(self, message: GpuUpdate) -> None:
         """The first readings show at once, later ones on the beat."""
-        panel = self.query_one(GpuPanel)
-        if panel.shown:
-            self._held_gpu = message
-        else:
-            panel.show(message.snapshot, message.history, message.run_of_pid)
+        if self._shown_gpu is None:
+            self._show_gpu(message)
+
+    def _show_run(self, rec) -> None:
+        """Draw one run's line (a no-op when it shows that already)."""
+        placeholder = self.query_one("#no-runs")
+        if placeholder.display:
+            placeholder.display = False
+        self.query_one(RunsTable).update_run(rec)
+
+    def _show_gpu(self, message: GpuUpdate) -> None:
+        """Draw a GPU snapshot."""
+        self._shown_gpu = message
+        self.query_one(GpuPanel).show(message.snapshot, message.history, message.run_of_pid)
 
     def _paint(self) -> None:
-        """Draw the held figures and readings together: one frame per beat (nvitop's habit: 2 s); nothing while
-        another screen covers this one."""
+        """Draw the app's runs and newest readings together: one frame per beat (nvitop's habit: 2 s); nothing while
+        another screen covers this one. Drawn from the app's state, not from the updates told: a screen that missed
+        one (not mounted yet when it came) is right again on its next beat."""
         if not self.is_active:  # covered (is_current would be true under a modal dialog too)
             return
-        table = self.query_one(RunsTable)
-        for rec in self._held_runs.values():
-            table.update_run(rec)
-        self._held_runs.clear()
-        if self._held_gpu is not None:
-            message, self._held_gpu = self._held_gpu, None
-            self.query_one(GpuPanel).show(message.snapshot, message.history, message.run_of_pid)
+        for rec in self.app.runs.values():
+            self._show_run(rec)
+        if self.app.gpu is not None and self.app.gpu is not self._shown_gpu:
+            self._show_gpu(self.app.gpu)
 
     def on_screen_resume(self) -> None:
-        """Back on top: draw what was held meanwhile."""
+        """Back on top: draw what came meanwhile."""
         self._paint()
 
     def on_runs_table_opened(self, message: RunsTable.Opened) -> None:

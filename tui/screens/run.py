@@ -20,6 +20,7 @@ from engine.runs.workdir import log_files
 from themes.colours import theme_colour
 from tui.format import eta_text, status_text
 from tui.messages import LogText
+from tui.terminal_text import printable
 from tui.ticks import PAINT_EVERY_POLLS, poll_on_ticks
 from tui.widgets.curves import Curves
 from tui.widgets.log_tail import LogTail
@@ -86,7 +87,7 @@ class RunScreen(Screen):
 
     def on_mount(self) -> None:
         """Fill from what the app has read so far, then tail the log."""
-        self.sub_title = str(self.work_dir)
+        self.sub_title = printable(str(self.work_dir), newlines=False)
         table = self.query_one("#checkpoint-table", DataTable)
         for key, label in (("iter", "Iter"), ("kind", "Kind"), ("size", "Size"), ("state", "State")):
             table.add_column(label, key=key)
@@ -137,21 +138,21 @@ class RunScreen(Screen):
         status = rec.status
         self._painted_state = status.state
         line = status_text(status.state, self.app.theme_variables)
-        line.append(f"  {rec.label}")
+        line.append(printable(f"  {rec.label}", newlines=False))
         if status.pid:
             line.append(f"  pid {status.pid}")
-        if status.cause:
-            line.append(f"\n{status.cause}", style=theme_colour("error", self.app.theme_variables))
+        if status.cause:  # the engine's words, which may quote a log line
+            line.append(f"\n{printable(status.cause)}", style=theme_colour("error", self.app.theme_variables))
         self._set_text("#run-status", line, layout=True)  # a cause adds lines
         last, total = rec.state.last, rec.state.max_iters
         bar = self.query_one(RunProgress)
         if total:
-            bar.update(total=total, progress=rec.state.done_iter)
+            bar.update(total=total, progress=rec.done_iter)
         if self._advancing is not None:
             text = f"resuming: advancing the dataloader {self._advancing} steps"
         elif last:
             eta = eta_text(last.eta) if status.state == "running" else ""
-            text = f"iter {rec.state.done_iter}/{total or '?'}" + (f"  eta {eta}" if eta else "")
+            text = f"iter {rec.done_iter}/{total or '?'}" + (f"  eta {eta}" if eta else "")
         else:
             text = "waiting for the first iteration"
         self._set_text("#progress-text", text, layout=False)  # one line, its height never changes
@@ -168,11 +169,12 @@ class RunScreen(Screen):
         """The checkpoints table, newest first; rebuilt only when a row changed, the cursor kept on its checkpoint."""
         rows = []
         for ckpt in reversed(checkpoints):
-            state = "ok" if ckpt.ok else ckpt.problem
+            state = "ok" if ckpt.ok else printable(ckpt.problem or "", newlines=False)
             if ckpt.latest:
                 state += " (last_checkpoint)"
             kind = "DeepSpeed" if ckpt.deepspeed else "file"
-            rows.append((str(ckpt.path), str(ckpt.iter), kind, f"{ckpt.size / 2**20:.1f} MiB", state))
+            where = "?" if ckpt.iter is None else str(ckpt.iter)
+            rows.append((str(ckpt.path), where, kind, f"{ckpt.size / 2**20:.1f} MiB", state))
         if rows == self._checkpoint_rows:
             return
         self._checkpoint_rows = rows
@@ -248,10 +250,10 @@ class RunScreen(Screen):
         self.app.push_screen(StopScreen(self.work_dir))
 
     def action_resume(self) -> None:
-        """Pre-flight the resume from the selected (or latest good) checkpoint, then ask."""
+        """Pick the checkpoint to resume from, see its pre-flight, then resume."""
         from tui.dialogs.confirm import ResumeScreen
 
-        self.app.push_screen(ResumeScreen(self.work_dir, self._selected_checkpoint()))
+        self.app.push_screen(ResumeScreen(self.work_dir))
 
     def action_chat(self) -> None:
         """Chat with the selected (or latest good) checkpoint, in the run's prompt template."""
@@ -261,14 +263,14 @@ class RunScreen(Screen):
         try:
             spec = build_spec(run=self.work_dir, checkpoint=self._selected_checkpoint())
         except ChatError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(printable(str(exc)), severity="error", markup=False)
             return
         self.app.open_chat(spec)
 
     def commands(self):
         """Palette entries of this screen."""
         yield SystemCommand("Stop run", "Stop this run (asks first)", self.action_stop)
-        yield SystemCommand("Resume run", "Resume from the selected or latest checkpoint", self.action_resume)
+        yield SystemCommand("Resume run", "Pick a checkpoint and resume from it", self.action_resume)
         yield SystemCommand("Chat with checkpoint", "Chat with the selected or latest checkpoint", self.action_chat)
         for tab in ("curves", "samples", "log", "checkpoints"):
             yield SystemCommand(f"Show {tab}", f"Switch to the {tab} tab", lambda t=tab: self.action_tab(t))

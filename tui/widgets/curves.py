@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from textual.app import ComposeResult
@@ -23,6 +24,7 @@ METRICS = {  # TrainStep field: (label, value format)
 TICKS = 5  # per axis
 MAX_POINTS = 2000  # more than a wide terminal has braille dots across; beyond it each bucket keeps its min and max
 MUTED = "$foreground-muted"  # $text-muted does not resolve inside Content
+NOT_FINITE = "bold $text-error"
 
 
 class Curves(Vertical, can_focus=True):
@@ -71,16 +73,31 @@ class Curves(Vertical, can_focus=True):
         return [m for m in METRICS if m in self._present]
 
     def add_steps(self, steps: Sequence[TrainStep]) -> None:
-        """Take new training steps (a step for an iteration already seen replaces it) and redraw once."""
+        """Take new training steps in log order and redraw once. A step at or before the newest one held starts a
+        new branch (a resume from an older checkpoint): the steps from its iteration on are the old branch's, and go."""
         if not steps:
             return
         for step in steps:
-            self._steps[step.iter] = step
-            self._present.update(m for m in METRICS if getattr(step, m) is not None)
-            if step.memory is not None:
-                self._peak_memory = max(step.memory, self._peak_memory or 0.0)
+            if self._steps and step.iter <= next(reversed(self._steps)):
+                self._steps = {it: kept for it, kept in self._steps.items() if it < step.iter}
+                self._recount()
+            self._steps[step.iter] = step  # the dict stays in iteration order
+            self._count(step)
         if self.is_mounted:
             self._replot_when_seen()
+
+    def _count(self, step: TrainStep) -> None:
+        """Note the metrics and the memory of one step held."""
+        self._present.update(m for m in METRICS if getattr(step, m) is not None)
+        if step.memory is not None and math.isfinite(step.memory):
+            self._peak_memory = max(step.memory, self._peak_memory or 0.0)
+
+    def _recount(self) -> None:
+        """The metrics and the peak memory of the steps held, again (some were dropped)."""
+        self._present.clear()
+        self._peak_memory = None
+        for step in self._steps.values():
+            self._count(step)
 
     def on_show(self) -> None:
         """Draw what arrived while another tab was showing."""
@@ -120,8 +137,8 @@ class Curves(Vertical, can_focus=True):
         """Iterations and values of `metric`, in iteration order."""
         xs: list[int] = []
         ys: list[float] = []
-        for it in sorted(self._steps):
-            value = getattr(self._steps[it], metric)
+        for it, step in self._steps.items():
+            value = getattr(step, metric)
             if value is not None:
                 xs.append(it)
                 ys.append(value)
@@ -142,7 +159,8 @@ class Curves(Vertical, can_focus=True):
             plot.refresh()
             return
         xs, ys = self._points(self.metric)
-        shown = [(x, y) for x, y in zip(xs, ys) if y > 0 or not self.log_scale]
+        finite = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]  # a NaN or inf loss is named, not drawn
+        shown = [(x, y) for x, y in finite if y > 0 or not self.log_scale]
         if shown:  # plotext fails to build a log axis without data
             plt.yscale("log" if self.log_scale else "linear")
             colour = Color.parse(self.app.theme_variables.get("primary", "#5f87d7")).rgb
@@ -152,16 +170,23 @@ class Curves(Vertical, can_focus=True):
             values = [y for _, y in shown]
             y_ticks = _spread(min(values), max(values), log=self.log_scale)
             plt.yticks(y_ticks, _labels(y_ticks))
-        summary.update(self._summary(present, xs, ys, hidden=len(xs) - len(shown)), layout=False)  # one line always
+        summary.update(self._summary(present, xs, ys, hidden=len(finite) - len(shown)), layout=False)  # one line always
         plot.refresh()
 
     def _summary(self, present: list[str], xs: list[int], ys: list[float], hidden: int) -> Content:
-        """'loss 1/3  last …  min … @ iter  peak memory … MiB  log scale' for the current metric."""
+        """'loss 1/3  last …  min … @ iter  peak memory … MiB  log scale' for the current metric; a NaN or infinite
+        value is shown as such, in the error colour, with how many are not drawn."""
         label, fmt = METRICS[self.metric]
         parts: list[str | tuple[str, str]] = [(label, "bold $text-primary"), (f" {present.index(self.metric) + 1}/{len(present)}", MUTED)]
         if ys:
-            low = min(range(len(ys)), key=ys.__getitem__)
-            parts += [("  last ", MUTED), fmt.format(ys[-1]), ("  min ", MUTED), fmt.format(ys[low]), (f" @ {xs[low]}", MUTED)]
+            parts += [("  last ", MUTED), (fmt.format(ys[-1]), "" if math.isfinite(ys[-1]) else NOT_FINITE)]
+        finite = [i for i, y in enumerate(ys) if math.isfinite(y)]
+        if finite:
+            low = min(finite, key=ys.__getitem__)
+            parts += [("  min ", MUTED), fmt.format(ys[low]), (f" @ {xs[low]}", MUTED)]
+        if len(finite) < len(ys):
+            first = next(x for x, y in zip(xs, ys) if not math.isfinite(y))
+            parts.append((f"  {len(ys) - len(finite)} not finite, from iter {first}", NOT_FINITE))
         if self._peak_memory is not None:
             parts += [("  peak memory ", MUTED), f"{self._peak_memory:.0f} MiB"]
         if self.log_scale:

@@ -1,88 +1,133 @@
-"""The run's log tail: the last lines of the console log, following the end unless the reader scrolled up."""
+"""The run's log tail: the last lines of the console log, long ones wrapped, following the end unless the reader
+scrolled up; text from the log reaches the terminal only as printable characters."""
 
 from __future__ import annotations
 
 import re
 
-from rich.cells import cell_len
+from rich.cells import cell_len, chop_cells
 from rich.segment import Segment
+from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tui.terminal_text import printable
 from tui.widgets.line_view import resize_virtual
 
-CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # colour codes and stray controls
+COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # colour codes: dropped; any other escape sequence is shown escaped
 STRIP_CACHE = 500
 
 
-class LogTail(ScrollView, can_focus=True):
-    """At most `max_lines` lines of text, drawn a line at a time; new text never re-arranges the screen."""
+def clean(line: str) -> str:
+    """One log line as a terminal would leave it (what follows its last carriage return: a progress bar's last
+    state), colour codes dropped, tabs expanded, every other control character written out as `\\xNN`."""
+    line = line.rstrip("\r")
+    return printable(COLOURS.sub("", line[line.rfind("\r") + 1 :]).expandtabs(), newlines=False)
 
+
+class LogTail(ScrollView, can_focus=True):
+    """At most `max_lines` lines of text, drawn a row at a time; new text never re-arranges the screen."""
+
+    BINDINGS = [Binding("w", "toggle_wrap", "Wrap lines")]
     DEFAULT_CSS = """
     LogTail {
         height: 1fr;
         background: $surface;
         color: $foreground;
+        scrollbar-gutter: stable;  /* rows wrap to one width, whether or not the scrollbar shows */
     }
     """
 
     def __init__(self, max_lines: int, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.max_lines = max_lines
-        self._lines: list[str] = []
-        self._dropped = 0  # lines pruned from the front: keys of drawn lines stay valid
-        self._open = False  # the last line has no newline yet
-        self._width = 0
-        self._strips: LRUCache[tuple[int, int, int], Strip] = LRUCache(STRIP_CACHE)
+        self.wrap = True  # off: long lines scroll sideways
+        self.following = True  # the view keeps the end in sight until the reader scrolls up
+        self._lines: list[str] = []  # cleaned, the open one (no newline yet) last
+        self._open = ""  # the open line's text as written
+        self._dropped = 0  # lines pruned from the front: line numbers stay valid
+        self._rows: list[tuple[int, str]] = []  # (line number, text) per row on screen, for `_row_width`
+        self._row_width = 0  # the width the rows were wrapped to (0: not wrapped)
+        self._widest = 0  # cells of the widest row
+        self._strips: LRUCache[tuple, Strip] = LRUCache(STRIP_CACHE)
 
     @property
     def lines(self) -> list[str]:
-        """The lines held, oldest first."""
+        """The lines held, oldest first, as shown."""
         return self._lines
 
     def write(self, text: str) -> None:
-        """Append text (any line endings, colour codes dropped); stay at the end if the reader was there."""
+        """Append text (any line endings); stay at the end if the reader was there."""
         if not text:
             return
-        follow = self.scroll_y >= self.max_scroll_y
-        pieces = CONTROL.sub("", text.replace("\r\n", "\n")).expandtabs().split("\n")
-        if self._open:
-            self._strips.clear()  # the open line grows; cheaper to redraw all than to find it
-            self._lines[-1] += pieces.pop(0)
-            pieces.insert(0, self._lines.pop())
-        self._open = pieces[-1] != ""
-        if not self._open:
-            pieces.pop()
-        self._lines.extend(pieces)
-        self._width = max(self._width, max(map(cell_len, pieces), default=0))
+        if self._open:  # the open line grows: written again with the new text
+            self._lines.pop()
+            while self._rows and self._rows[-1][0] >= self._dropped + len(self._lines):
+                self._rows.pop()
+        first = self._dropped + len(self._lines)
+        pieces = (self._open + text).replace("\r\n", "\n").split("\n")
+        self._open = pieces[-1]
+        self._lines.extend(clean(piece) for piece in (pieces if self._open else pieces[:-1]))
         excess = len(self._lines) - self.max_lines
         if excess > 0:
             del self._lines[:excess]
             self._dropped += excess
-        resize_virtual(self, Size(self._width, len(self._lines)))
-        if follow:
+            self._rows = [row for row in self._rows if row[0] >= self._dropped]
+        self._add_rows(max(first, self._dropped))
+        self._resized()
+
+    def _add_rows(self, number: int) -> None:
+        """Rows for the lines from line `number` on, wrapped to the row width."""
+        for offset, line in enumerate(self._lines[number - self._dropped :]):
+            pieces = chop_cells(line, self._row_width) if self._row_width and line else [line]
+            self._rows.extend((number + offset, piece) for piece in pieces)
+            self._widest = max(self._widest, *map(cell_len, pieces))
+
+    def _resized(self) -> None:
+        """Size the scrollable area for the rows and follow the end if the reader is there."""
+        resize_virtual(self, Size(self._row_width or self._widest, len(self._rows)))
+        if self.following:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         self.refresh()
 
-    def clear(self) -> None:
-        """Forget every line."""
-        self._lines.clear()
-        self._strips.clear()
-        self._open, self._width = False, 0
-        resize_virtual(self, Size(0, 0))
+    def _rewrap(self) -> None:
+        """Wrap every line again, for a new width or a wrap toggle."""
+        width = self.scrollable_content_region.width if self.wrap else 0
+        if width == self._row_width and self._rows:
+            return
+        self._row_width, self._widest = width, 0
+        self._rows.clear()
+        self._add_rows(self._dropped)
+        self._resized()
+
+    def on_resize(self) -> None:
+        """A new width wraps again; a view that was hidden (its first size) shows the end."""
+        self._rewrap()
+        if self.following:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        """The reader scrolled: follow the end again once back at it."""
+        super().watch_scroll_y(old, new)
+        self.following = new >= self.max_scroll_y
+
+    def action_toggle_wrap(self) -> None:
+        """Wrap long lines, or let them scroll sideways."""
+        self.wrap = not self.wrap
+        self._rewrap()
 
     def render_line(self, y: int) -> Strip:
-        """Line `y` of the view, cut at the horizontal scroll."""
+        """Row `y` of the view, cut at the horizontal scroll."""
         scroll_x, scroll_y = self.scroll_offset
         index, width = scroll_y + y, self.scrollable_content_region.width
-        key = (self._dropped + index, scroll_x, width)
+        row = self._rows[index] if index < len(self._rows) else (-1, "")
+        key = (*row, scroll_x, width)  # the row's text is in the key: a row that grew is drawn again
         strip = self._strips.get(key)
         if strip is None:
-            text = self._lines[index] if index < len(self._lines) else ""
             style = self.rich_style
-            strip = Strip([Segment(text, style)]).crop_extend(scroll_x, scroll_x + width, style)
+            strip = Strip([Segment(row[1], style)]).crop_extend(scroll_x, scroll_x + width, style)
             self._strips[key] = strip
         return strip
 

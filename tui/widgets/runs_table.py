@@ -19,6 +19,7 @@ from textual.strip import Strip
 
 from themes.colours import state_colour
 from tui.format import eta_text
+from tui.terminal_text import printable
 from tui.widgets.line_view import resize_virtual
 
 COLUMNS = (("Status", 10), ("Progress", 11), ("Loss", 8), ("ETA", 8), ("Run", 0))  # 0: the rest of the width
@@ -87,10 +88,10 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
         last, state = rec.state.last, rec.status.state
         cells = (
             state,
-            f"{rec.state.done_iter}/{rec.state.max_iters or '?'}" if last else "-",
+            f"{rec.done_iter}/{rec.state.max_iters or '?'}" if last else "-",
             f"{last.loss:.4f}" if last and last.loss is not None else "-",
             eta_text(last.eta) if last and state == "running" else "",
-            str(rec.work_dir),
+            printable(str(rec.work_dir), newlines=False),
         )
         key = str(rec.work_dir)
         if self._rows.get(key) == cells:
