@@ -73,22 +73,11 @@ class RunRecord:
     state: RunState = field(default_factory=lambda: _engine_runs().RunState())
     status: Status = field(default_factory=lambda: _engine_runs().Status(_engine_runs().RunStatus.UNKNOWN))
     checkpoints: list[Checkpoint] = field(default_factory=list)
-    saved_from: int = 0  # index in `state.saved` of the current start's first save
 
     def apply(self, events: Iterable[Event]) -> None:
-        """Fold events into the state, noting where the current start's saves begin."""
+        """Fold events into the state."""
         for event in events:
             self.state.apply(event)
-            if event.type == "started":
-                self.saved_from = len(self.state.saved)
-
-    @property
-    def done_iter(self) -> int:
-        """The newest iteration of the current start, logged or saved (after a resume from an older checkpoint, the
-        further iterations of the branch it left are not counted)."""
-        state = self.state
-        logged = state.last.iter if len(state.steps) > state.start_step else state.resumed_iter or 0
-        return max([logged, *state.saved[self.saved_from :]])
 
     @property
     def label(self) -> str:

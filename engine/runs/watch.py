@@ -60,8 +60,13 @@ class RunState:
 
     @property
     def done_iter(self) -> int:
-        """The newest iteration known to have run: logged, or saved (the final one is often not logged)."""
-        return max([self.last.iter if self.last else 0, *self.saved])
+        """The newest iteration known to have run on the current branch: logged, or saved (the final one is often not
+        logged); a resume from an older checkpoint leaves the abandoned branch's later steps and saves behind."""
+        if len(self.steps) > self.start_step:
+            logged = self.steps[-1].iter
+        else:
+            logged = self.resumed_iter if self.resumed_iter is not None else (self.last.iter if self.last else 0)
+        return max([logged, *self.saved])
 
     @property
     def reached_max(self) -> bool:
@@ -95,6 +100,7 @@ class RunState:
             self.start_step = len(self.steps)
         elif isinstance(event, Resumed):
             self.resumed_iter = event.iter
+            self.saved = [it for it in self.saved if it <= event.iter]  # saves past it belong to the abandoned branch
         elif isinstance(event, RunError):
             self.errors.append(event)
 

@@ -130,3 +130,16 @@ def test_a_plain_xtuner_trainer_on_the_work_dir_is_found(tmp_path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_resume_from_an_older_checkpoint_leaves_the_abandoned_branch_behind(tmp_path) -> None:
+    from engine.runs.events import CheckpointSaved, Resumed, Started, TrainStep
+    from engine.runs.watch import RunState
+
+    state = RunState()
+    for event in (Started("a"), TrainStep(50, 100), CheckpointSaved(50), TrainStep(90, 100), CheckpointSaved(100),
+                  Started("b"), Resumed(50)):  # fmt: skip
+        state.apply(event)
+    assert state.done_iter == 50 and not state.reached_max
+    state.apply(TrainStep(60, 100))
+    assert state.done_iter == 60 and state.saved == [50]

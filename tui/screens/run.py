@@ -147,12 +147,12 @@ class RunScreen(Screen):
         last, total = rec.state.last, rec.state.max_iters
         bar = self.query_one(RunProgress)
         if total:
-            bar.update(total=total, progress=rec.done_iter)
+            bar.update(total=total, progress=rec.state.done_iter)
         if self._advancing is not None:
             text = f"resuming: advancing the dataloader {self._advancing} steps"
         elif last:
             eta = eta_text(last.eta) if status.state == "running" else ""
-            text = f"iter {rec.done_iter}/{total or '?'}" + (f"  eta {eta}" if eta else "")
+            text = f"iter {rec.state.done_iter}/{total or '?'}" + (f"  eta {eta}" if eta else "")
         else:
             text = "waiting for the first iteration"
         self._set_text("#progress-text", text, layout=False)  # one line, its height never changes

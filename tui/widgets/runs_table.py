@@ -88,7 +88,7 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
         last, state = rec.state.last, rec.status.state
         cells = (
             state,
-            f"{rec.done_iter}/{rec.state.max_iters or '?'}" if last else "-",
+            f"{rec.state.done_iter}/{rec.state.max_iters or '?'}" if last else "-",
             f"{last.loss:.4f}" if last and last.loss is not None else "-",
             eta_text(last.eta) if last and state == "running" else "",
             printable(str(rec.work_dir), newlines=False),
