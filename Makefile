@@ -20,4 +20,7 @@ demo: setup
 	$(VENV)/bin/xtui demo
 
 test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q

@@ -84,7 +84,9 @@ def streamer_thread(model, tokenizer, device: str, new_tokens: int) -> dict:
 
     ids = _prompt_ids(tokenizer, device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True)
-    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, streamer=streamer, pad_token_id=0)
+    kwargs = dict(
+        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, streamer=streamer, pad_token_id=0
+    )
     worker = threading.Thread(target=model.generate, args=(ids,), kwargs=kwargs)
     start = time.perf_counter()
     worker.start()
@@ -278,7 +280,9 @@ def measure(model_dir: Path, gpu: bool, args) -> dict:
             result[f"xtui_{mode}"] = xtui_chat(model_dir, args.device, args.new_tokens, args.repeats, mode)
     for mode in ("graph", "compile") if gpu else ("eager",):
         if f"pane-{mode}" not in args.skip:
-            result[f"pane_{mode}"] = asyncio.run(_pane(model_dir, args.device, args.new_tokens, args.repeats, mode, args.paired))
+            result[f"pane_{mode}"] = asyncio.run(
+                _pane(model_dir, args.device, args.new_tokens, args.repeats, mode, args.paired)
+            )
     if "xtuner" not in args.skip:
         result["xtuner_chat"] = xtuner_chat(model_dir, args.new_tokens, "fp16" if gpu else "fp32")
     others = _busy_s() - busy - (sum(os.times()[:4]) - own)
@@ -290,11 +294,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--folder", type=Path, default=Path("/tmp/chat-bench"))
     parser.add_argument("--device", default="cuda:0")
-    parser.add_argument("--cpu-model", choices=("tiny", "small"), default="tiny", help="tiny: the demo's 1.6M model; small: 142M")
+    parser.add_argument(
+        "--cpu-model", choices=("tiny", "small"), default="tiny", help="tiny: the demo's 1.6M model; small: 142M"
+    )
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--paired", action="store_true", help="CPU: also time plain generate and the engine between the pane's answers (a shared machine)")
-    parser.add_argument("--skip", nargs="*", default=[], help="parts to leave out: plain streamer xtuner eager graph compile pane-graph pane-compile pane-eager")
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="CPU: also time plain generate and the engine between the pane's answers (a shared machine)",
+    )
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        help="parts to leave out: plain streamer xtuner eager graph compile pane-graph pane-compile pane-eager",
+    )
     args = parser.parse_args()
 
     import torch

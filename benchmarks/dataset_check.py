@@ -11,10 +11,11 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROW = {"conversation": [{"system": "你是小助手", "input": "请你介绍一下你自己" * 8, "output": "我是小明的小助手，" * 30}]}
+ROW = {
+    "conversation": [{"system": "你是小助手", "input": "请你介绍一下你自己" * 8, "output": "我是小明的小助手，" * 30}]
+}
 
 CHILD = {
     "json.load of the whole file (anchor)": "import json; rows = json.load(open(PATH, encoding='utf-8')); n = len(rows)",
@@ -53,7 +54,9 @@ def main() -> None:
     path = Path(args.dir) / "xtui-dataset-bench.json"
     write(path, args.gb)
     size = path.stat().st_size
-    print(f"{size / 1e9:.2f} GB .json array; peak RSS of this parent {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"{size / 1e9:.2f} GB .json array; peak RSS of this parent {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
     print("| what | seconds | MB/s | peak RSS MiB |\n|---|---:|---:|---:|")
     try:
         for name, code in CHILD.items():

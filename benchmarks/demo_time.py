@@ -86,7 +86,9 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in results.items() if v}
     print("\n| run | rounds | median s to the first sample with the name | all |\n|---|---|---|---|")
     for kind, values in results.items():
-        print(f"| {kind} | {len(values)} | {med.get(kind, float('nan')):.1f} | {', '.join(f'{v:.1f}' for v in values)} |")
+        print(
+            f"| {kind} | {len(values)} | {med.get(kind, float('nan')):.1f} | {', '.join(f'{v:.1f}' for v in values)} |"
+        )
     if len(med) == 2:
         print(f"\nxtui demo / plain xtuner: {med['xtui demo'] / med['plain xtuner']:.2f}x")
 

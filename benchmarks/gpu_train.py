@@ -17,15 +17,13 @@ import threading
 import time
 from pathlib import Path
 
-from engine.xtuner import configs
-
 from engine.demo import build as demo
-
 from engine.demo import tinymodel
-from engine.runs.events import TrainStep
 from engine.gpu import GpuMonitor
+from engine.runs.events import TrainStep
 from engine.runs.logs import read_events
 from engine.runs.workdir import log_files
+from engine.xtuner import configs
 
 SHAPE = dict(  # InternLM2-1.8B's shape as a Llama: 1.89B parameters
     hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,
@@ -132,7 +130,9 @@ def tui_run(config: Path, work_dir: Path) -> dict:
     """xtui's launch with the whole TUI (headless, run view open, GPU panel polling) watching until the end."""
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-m", "tui.cli", "train", str(config), "--work-dir", str(work_dir)], check=True)
-    watcher = subprocess.run([sys.executable, "-m", "benchmarks.tui_watch", str(work_dir)], check=True, capture_output=True, text=True)
+    watcher = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tui_watch", str(work_dir)], check=True, capture_output=True, text=True
+    )
     steps = [e for log in log_files(work_dir) for e in read_events(log) if isinstance(e, TrainStep)]
     return {**summary(steps, time.monotonic() - t0), "tui": json.loads(watcher.stdout.strip().splitlines()[-1])}
 
@@ -166,10 +166,12 @@ def main() -> None:
                 row["engine"], row["gpu_monitor"] = engine_run(config, work_dir)
             print(kind, row[kind], flush=True)
         rounds.append(row)
-    pooled = {
-        kind: statistics.median(r[kind]["tokens_per_sec"] for r in rounds) for kind in ("plain", args.watcher)
+    pooled = {kind: statistics.median(r[kind]["tokens_per_sec"] for r in rounds) for kind in ("plain", args.watcher)}
+    result = {
+        "rounds": rounds,
+        "median_tokens_per_sec": pooled,
+        f"{args.watcher}_over_plain": pooled[args.watcher] / pooled["plain"],
     }
-    result = {"rounds": rounds, "median_tokens_per_sec": pooled, f"{args.watcher}_over_plain": pooled[args.watcher] / pooled["plain"]}
     Path(args.out, f"gpu_train-{args.watcher}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from startup import HELLO, ROOT, end, read_until, spawn
 
-from engine.xtuner import configs
 from engine.demo.build import build_demo
 from engine.runs.launch import LaunchError, LaunchSpec, start, stop
+from engine.xtuner import configs
 
 
 def cpu_seconds(pid: int) -> float:
@@ -79,7 +79,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--log-every", type=int, default=10, help="the demo's logger interval (iterations)")
     parser.add_argument("--eval-every", type=int, default=20, help="the demo's evaluation_freq (iterations)")
-    parser.add_argument("--epochs", type=int, default=30, help="the demo's max_epochs: enough to outlast the live windows")
+    parser.add_argument(
+        "--epochs", type=int, default=30, help="the demo's max_epochs: enough to outlast the live windows"
+    )
     parser.add_argument("--live-only", action="store_true", help="only the two live rows (and the anchor)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="xtui-idle-"))

@@ -53,9 +53,11 @@ def generate(path: Path, n_lines: int) -> int:
                 for q in ("请你介绍一下你自己", "你是谁"):
                     f.write(SAMPLE.format(ts=ts, q=q))
                 f.write(f"{ts} - mmengine - INFO - Saving checkpoint at {it} iterations\n")
-                f.write(f"{ts} - mmengine - WARNING - \"FileClient\" will be deprecated in future.\n")
-                f.write("/usr/lib/python3/site-packages/torch/utils/checkpoint.py:87: UserWarning: None of the inputs "
-                        "have requires_grad=True. Gradients will be None\n  warnings.warn(\n")
+                f.write(f'{ts} - mmengine - WARNING - "FileClient" will be deprecated in future.\n')
+                f.write(
+                    "/usr/lib/python3/site-packages/torch/utils/checkpoint.py:87: UserWarning: None of the inputs "
+                    "have requires_grad=True. Gradients will be None\n  warnings.warn(\n"
+                )
                 written += 1 + 2 * 6 + 1 + 1 + 2
     return written
 
@@ -86,8 +88,24 @@ def _events_floor(path: str) -> dict:
         n = f.read().count("Iter(train)")
     value = "10.8431"
     start = time.perf_counter()
-    events = [TrainStep(i, 40, float(value), float(value), float(value), float(value), float(value), float(value),
-                        29.0, float(value), float(value), {}, "2026/11/28 14:00:52") for i in range(n)]
+    events = [
+        TrainStep(
+            i,
+            40,
+            float(value),
+            float(value),
+            float(value),
+            float(value),
+            float(value),
+            float(value),
+            29.0,
+            float(value),
+            float(value),
+            {},
+            "2026/11/28 14:00:52",
+        )
+        for i in range(n)
+    ]
     return {"seconds": time.perf_counter() - start, "events": len(events)}
 
 
@@ -130,7 +148,10 @@ def _baseline(path: str) -> dict:
 
 
 SCENARIOS = {
-    "plain": _plain_read, "findall": _findall, "floor": _events_floor, "poll_once": _poll_once,
+    "plain": _plain_read,
+    "findall": _findall,
+    "floor": _events_floor,
+    "poll_once": _poll_once,
     "poll_appends": _poll_appends,
 }
 
@@ -143,8 +164,9 @@ def _child(name: str, path: str) -> None:
 
 
 def _run(name: str, path: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", name, str(path)], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", name, str(path)], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout)
 
 
@@ -186,8 +208,10 @@ def main() -> None:
     }
     for name, r in results.items():
         s = r["seconds"]
-        print(f"| {labels[name]} | {s:.3f} | {n / s:,.0f} | {s / plain:.1f} | {r.get('events', '')} "
-              f"| {r['maxrss_mib']:.1f} |")
+        print(
+            f"| {labels[name]} | {s:.3f} | {n / s:,.0f} | {s / plain:.1f} | {r.get('events', '')} "
+            f"| {r['maxrss_mib']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,14 @@ def long_log(iters: int, log_every: int, eval_every: int, save_every: int) -> st
             out.append(f"{now} - mmengine - INFO - after_train_iter in EvaluateChatHook.")
             for n, prompt in enumerate(("请你介绍一下你自己", "你是谁")):
                 answer = ANSWERS[(it // eval_every + n) % len(ANSWERS)]
-                out += [f"{now} - mmengine - INFO - Sample output:", "<|im_start|>user", f"{prompt}<|im_end|>",
-                        "<|im_start|>assistant", f"{answer}<|im_end|>", ""]
+                out += [
+                    f"{now} - mmengine - INFO - Sample output:",
+                    "<|im_start|>user",
+                    f"{prompt}<|im_end|>",
+                    "<|im_start|>assistant",
+                    f"{answer}<|im_end|>",
+                    "",
+                ]
         if it % save_every == 0 or it == iters:
             out.append(f"{now} - mmengine - INFO - Saving checkpoint at {it} iterations")
     return "\n".join(out) + "\n"
@@ -64,8 +70,10 @@ def main() -> None:
     hello.write_text(HELLO)
     programs = {
         "hello-world Textual app (first frame)": ([sys.executable, str(hello)], b"Hello, world"),
-        "xtui WORK_DIR (whole history shown)": ([sys.executable, "-m", "tui.cli", str(work_dir)],
-                                                f"iter {args.iters}/{args.iters}".encode()),
+        "xtui WORK_DIR (whole history shown)": (
+            [sys.executable, "-m", "tui.cli", str(work_dir)],
+            f"iter {args.iters}/{args.iters}".encode(),
+        ),
     }
     lines = log.read_text(encoding="utf-8").count("\n")
     print(f"log: {lines} lines, {log.stat().st_size / 2**20:.1f} MiB, {args.iters} iterations\n")

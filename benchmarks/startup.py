@@ -88,7 +88,9 @@ def first_frame(argv: list[str], marker: bytes) -> tuple[float, int]:
         end(pid, fd)
 
 
-def compare(programs: dict[str, tuple[list[str], bytes]], rounds: int, header: str = "median s to first frame") -> list[float]:
+def compare(
+    programs: dict[str, tuple[list[str], bytes]], rounds: int, header: str = "median s to first frame"
+) -> list[float]:
     """Time each program (argv, marker) in alternating rounds after one untimed start each; print the table of
     medians; return the median times in the programs' order."""
     results: dict[str, list[tuple[float, int]]] = {name: [] for name in programs}

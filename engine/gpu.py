@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from collections.abc import Callable
 from typing import Protocol
 
 import psutil
@@ -143,7 +143,6 @@ def host_reading(disk_path: Path) -> HostReading:
     except OSError:
         free = None
     return HostReading(psutil.cpu_percent(None), memory.total - memory.available, memory.total, free, str(disk_path))
-
 
 
 @dataclass

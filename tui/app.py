@@ -114,7 +114,9 @@ class XtuiApp(App[None]):
         self.gpu_backend = gpu_backend
         self.runs: dict[Path, RunRecord] = {}
         self.extra_dirs: set[Path] = {self.open_run} if self.open_run else set()
-        self._launched: dict[Path, Status] = {}  # runs launched or resumed here, with their status before, until they end
+        self._launched: dict[
+            Path, Status
+        ] = {}  # runs launched or resumed here, with their status before, until they end
         self._wake_runs = threading.Event()  # set: the runs watcher polls now instead of at its next tick
         self._pgid_labels: dict[int, str] = {}
         self.gpu: GpuUpdate | None = None  # the newest GPU/host snapshot (posted only when what it shows changed)
@@ -287,7 +289,9 @@ class XtuiApp(App[None]):
 
     def poll_failed(self, what: str):
         """A reporter for a polling thread: an error toast naming what failed (the thread goes on)."""
-        return lambda text: self.notify(printable(f"{what}: {text}"), title="xtui", severity="error", timeout=10, markup=False)
+        return lambda text: self.notify(
+            printable(f"{what}: {text}"), title="xtui", severity="error", timeout=10, markup=False
+        )
 
     def on_run_update(self, message: RunUpdate) -> None:
         """Fold the events in, alert on a finished / failed / stalled run, tell the screens."""

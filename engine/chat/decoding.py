@@ -125,9 +125,9 @@ class StaticDecoder:
             self._compiled = torch.compile(self._forward_one, mode="reduce-overhead", fullgraph=True)
 
     def _forward_one(self, token, position):
-        return self.model(
-            input_ids=token, past_key_values=self._cache, cache_position=position, use_cache=True
-        ).logits[:, -1]
+        return self.model(input_ids=token, past_key_values=self._cache, cache_position=position, use_cache=True).logits[
+            :, -1
+        ]
 
     def prefill(self, input_ids=None, inputs_embeds=None):
         """Run the prompt eagerly into the reset cache; the last position's logits."""

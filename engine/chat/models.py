@@ -196,13 +196,17 @@ def checkpoint_source(source: ModelSource) -> ModelSource:
     return ModelSource(SourceKind.ADAPTER, model=base, adapter=hf)
 
 
-def load(source: ModelSource, options: LoadOptions = LoadOptions(), say: Callable[[str], None] = lambda _: None) -> LoadedModel:
+def load(
+    source: ModelSource, options: LoadOptions = LoadOptions(), say: Callable[[str], None] = lambda _: None
+) -> LoadedModel:
     """Load `source` (converting a checkpoint first); `say` hears each step, for a progress line."""
     problems = source.problems()
     if problems:
         raise ModelError("; ".join(problems))
     if source.kind is SourceKind.CHECKPOINT:
-        say(f"converting {source.checkpoint.name} with its run's config, once (cached in {locations.cache_dir()}); {TRUST_NOTE}")
+        say(
+            f"converting {source.checkpoint.name} with its run's config, once (cached in {locations.cache_dir()}); {TRUST_NOTE}"
+        )
         loaded = load(checkpoint_source(source), options, say)
         loaded.source = source
         return loaded

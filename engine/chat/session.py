@@ -55,7 +55,9 @@ class ChatSession:
         return self.template.stop_words if self.template else ()
 
     def _turns(self, prompt: str, image: str | None) -> tuple[list[Turn], str]:
-        history = [Turn(f"{IMAGE_TOKEN}\n{e.turn.prompt}" if e.image else e.turn.prompt, e.turn.answer) for e in self.exchanges]
+        history = [
+            Turn(f"{IMAGE_TOKEN}\n{e.turn.prompt}" if e.image else e.turn.prompt, e.turn.answer) for e in self.exchanges
+        ]
         return history, (f"{IMAGE_TOKEN}\n{prompt}" if image else prompt)
 
     def _image_features(self, path: str, earlier: bool = False):
@@ -112,7 +114,9 @@ class ChatSession:
     def record(self, generation: Generation) -> Exchange:
         """Keep a finished (or cancelled) answer in the history."""
         prompt, image = self._asked
-        exchange = Exchange(Turn(prompt, generation.text), image, generation.reason, generation.tokens, generation.tokens_per_s)
+        exchange = Exchange(
+            Turn(prompt, generation.text), image, generation.reason, generation.tokens, generation.tokens_per_s
+        )
         self.exchanges.append(exchange)
         if image:
             self.image = None

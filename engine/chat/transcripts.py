@@ -83,7 +83,9 @@ def _to_json(transcript: Transcript) -> dict:
         "template": transcript.template,
         "system": transcript.system,
         "sampling": asdict(transcript.sampling),
-        "columns": [{"name": c.name, "exchanges": [_exchange_json(e) for e in c.exchanges]} for c in transcript.columns],
+        "columns": [
+            {"name": c.name, "exchanges": [_exchange_json(e) for e in c.exchanges]} for c in transcript.columns
+        ],
     }
 
 
@@ -137,7 +139,9 @@ def _exchange(data: object, where: str) -> Exchange:
         raise TranscriptError(f"{where}: 'reason' is {reason!r}, not one of {', '.join(StopReason)}")
     tokens = _get(data, "tokens", int, where)
     rate = _get(data, "tokens_per_s", (int, float, type(None)), where)
-    return Exchange(turn, image, None if reason is None else StopReason(reason), tokens, None if rate is None else float(rate))
+    return Exchange(
+        turn, image, None if reason is None else StopReason(reason), tokens, None if rate is None else float(rate)
+    )
 
 
 def _from_json(data: object) -> Transcript:

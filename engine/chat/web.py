@@ -42,7 +42,9 @@ def tunnel_command(port: int) -> str:
     return f"ssh -L {port}:{HOST}:{port} {getpass.getuser()}@{socket.gethostname()}"
 
 
-def web_spec(model: Path, adapter: Path | None = None, template_name: str | None = None, device: str = "auto") -> ChatSpec:
+def web_spec(
+    model: Path, adapter: Path | None = None, template_name: str | None = None, device: str = "auto"
+) -> ChatSpec:
     """What the web chat talks to: a model folder (merged, or base + adapter), in the template the folders carry."""
     folders = [f for f in (adapter, model) if f is not None]
     name = template_name or template_of_model(*folders)
@@ -69,7 +71,9 @@ def _exchanges(history: list[dict]) -> list[Exchange]:
     return exchanges
 
 
-def responder(loaded: LoadedModel, tpl: Template | None, system: str, sampling: Sampling) -> Callable[[str, list], Iterator[str]]:
+def responder(
+    loaded: LoadedModel, tpl: Template | None, system: str, sampling: Sampling
+) -> Callable[[str, list], Iterator[str]]:
     """The page's answer function: the whole answer so far after each piece, the browser's history as the chat's."""
 
     def respond(message: str, history: list[dict]) -> Iterator[str]:
@@ -89,7 +93,9 @@ def _free(port: int | None) -> int:
         try:
             sock.bind((HOST, port or 0))
         except OSError:
-            raise WebError(f"port {port} is in use on {HOST}: pick another --port, or leave it out for a free one") from None
+            raise WebError(
+                f"port {port} is in use on {HOST}: pick another --port, or leave it out for a free one"
+            ) from None
         return sock.getsockname()[1]
 
 

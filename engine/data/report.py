@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.data.formats import MAP_FNS, DatasetFormat, FieldProblem, detect, record_problems, to_conversation
-from engine.data.records import DatasetError, DatasetUnreadable, records
 from engine.data.images import ImageError, check_image
+from engine.data.records import DatasetError, DatasetUnreadable, records
 
 LISTED_PROBLEMS = 20
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import DataError
 from engine.data.formats import DatasetFormat, detect, record_problems, to_conversation
 from engine.data.records import DatasetError, records, write_records
+from engine.errors import DataError
 
 QUESTIONS = (
     "你是谁",

@@ -7,14 +7,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.data.records import write_records
+from engine.data.selfcognition import QUESTIONS as QUESTIONS  # the demo asks the recipe's questions
+from engine.data.selfcognition import answer, self_cognition_rows
 from engine.demo import tinymodel
 from engine.errors import DemoError
 from engine.files import write_atomic
 from engine.xtuner import configs
 from engine.xtuner.compat import NO_BF16_ON_CPU
-from engine.data.records import write_records
-from engine.data.selfcognition import QUESTIONS as QUESTIONS  # the demo asks the recipe's questions
-from engine.data.selfcognition import answer, self_cognition_rows
 
 SEED_CONFIG = "internlm2_1_8b_qlora_alpaca_e3"
 REPEATS = 20  # 12 questions x 20 = 240 rows, about 90 packed sequences of 128 tokens
@@ -61,8 +61,6 @@ def _texts(data: Path) -> list[str]:
     return texts
 
 
-
-
 def demo_config(model: Path, data: Path, cuda: bool) -> str:
     """The seed config's source edited for the demo: PART 1 settings, local JSON data, CPU or QLoRA."""
     source = configs.find_builtin(SEED_CONFIG).read_text(encoding="utf-8")
@@ -102,7 +100,11 @@ def _foreign_parts(paths: DemoPaths) -> list[str]:
     )  # fmt: skip
     if legacy:
         return []
-    return [f"{p.relative_to(paths.folder)}{'/' if p.is_dir() else ''}" for p in (paths.model, paths.data, paths.config) if p.exists()]
+    return [
+        f"{p.relative_to(paths.folder)}{'/' if p.is_dir() else ''}"
+        for p in (paths.model, paths.data, paths.config)
+        if p.exists()
+    ]
 
 
 def build_demo(folder: Path, name: str = "小明", cuda: bool | None = None) -> DemoPaths:

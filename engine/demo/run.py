@@ -22,4 +22,3 @@ def launch_demo(folder: Path, name: str) -> tuple[Run, bool]:
     work_dir = free_sibling(folder / "work")  # an earlier demo run is never overwritten
     start(LaunchSpec(config=paths.config, work_dir=work_dir, cwd=folder))
     return Run(work_dir), True
-

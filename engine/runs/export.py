@@ -80,7 +80,9 @@ def pick_checkpoint(work_dir: Path, checkpoint: Path | None = None) -> RunCheckp
 
 def convert_run(source: RunCheckpoint, out: Path | None = None, on_line: OnLine | None = None) -> Converted:
     """Convert a run's checkpoint with its config (pth_to_hf); `out` defaults to `<work dir>/<checkpoint>_hf`."""
-    folder = convert.pth_to_hf(source.config, source.checkpoint, out or source.work_dir / f"{source.checkpoint.stem}_hf", on_line)
+    folder = convert.pth_to_hf(
+        source.config, source.checkpoint, out or source.work_dir / f"{source.checkpoint.stem}_hf", on_line
+    )
     return Converted(folder, convert.hf_kind(folder), source, base_named(source.config))
 
 

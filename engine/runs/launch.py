@@ -133,7 +133,9 @@ def check_spec(spec: LaunchSpec) -> None:
         raise LaunchError("--gpus must be at least 1")
     _check_nodes(spec)
     if spec.deepspeed and spec.deepspeed not in DEEPSPEED_PRESETS and not Path(spec.deepspeed).is_file():
-        raise LaunchError(f"unknown DeepSpeed config {spec.deepspeed!r}: use one of {', '.join(DEEPSPEED_PRESETS)} or a .json file")
+        raise LaunchError(
+            f"unknown DeepSpeed config {spec.deepspeed!r}: use one of {', '.join(DEEPSPEED_PRESETS)} or a .json file"
+        )
     if spec.work_dir.exists() and not spec.work_dir.is_dir():
         raise LaunchError(f"work dir {spec.work_dir} exists and is not a folder")
 
@@ -149,7 +151,9 @@ def _check_nodes(spec: LaunchSpec) -> None:
         if problems:
             raise LaunchError("; ".join(problems))
     elif spec.nnodes > 1 and not spec.master_addr:
-        raise LaunchError(f"--nnodes {spec.nnodes} needs --master-addr: the address of node 0, which every node reaches")
+        raise LaunchError(
+            f"--nnodes {spec.nnodes} needs --master-addr: the address of node 0, which every node reaches"
+        )
 
 
 def free_sibling(folder: Path) -> Path:

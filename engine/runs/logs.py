@@ -10,13 +10,21 @@ import codecs
 import os
 from pathlib import Path
 
+from engine.files import open_regular
 from engine.runs.events import Event
 from engine.runs.logparse.parser import LogParser
 from engine.runs.logparse.samples import split_sample
 from engine.runs.logparse.scalars import ScalarsParser
-from engine.files import open_regular
 
-__all__ = ["LogFollower", "LogParser", "ScalarsFollower", "ScalarsParser", "TextFollower", "read_events", "split_sample"]
+__all__ = [
+    "LogFollower",
+    "LogParser",
+    "ScalarsFollower",
+    "ScalarsParser",
+    "TextFollower",
+    "read_events",
+    "split_sample",
+]
 
 _BLOCK = 1 << 20
 

@@ -102,7 +102,9 @@ def preflight(
         if not chosen.deepspeed and deepspeed:
             problems.append(f"{chosen.path.name} is a plain checkpoint: resume without --deepspeed")
         if max_iters is not None and chosen.iter is not None and chosen.iter >= max_iters:
-            problems.append(f"{chosen.path.name} is at iteration {chosen.iter} of {max_iters}: the run would end at once")
+            problems.append(
+                f"{chosen.path.name} is at iteration {chosen.iter} of {max_iters}: the run would end at once"
+            )
         if max_iters is None:
             notes.append("max iterations unknown (no log yet): cannot tell how far the resume goes")
         saved = zero_world_size(chosen.path) if chosen.deepspeed else None

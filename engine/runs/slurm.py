@@ -116,7 +116,9 @@ def script(
 def require_sbatch() -> None:
     """Refuse, before anything is written, to submit from a host without Slurm's client commands."""
     if shutil.which("sbatch") is None:
-        raise SlurmError("sbatch not found: --slurm needs Slurm's client commands (sbatch, squeue, scancel) on this host")
+        raise SlurmError(
+            "sbatch not found: --slurm needs Slurm's client commands (sbatch, squeue, scancel) on this host"
+        )
 
 
 def submit(path: Path, cwd: Path) -> tuple[str, int, float]:

@@ -312,7 +312,9 @@ class Run:
                 return Status(RunStatus.FAILED, _exit_cause(ended))
             at = f"iteration {state.last.iter}" if state.last else "before the first iteration"
             if ended is None:
-                return Status(RunStatus.FAILED, f"trainer gone at {at}, and its launcher was killed before it could say how")
+                return Status(
+                    RunStatus.FAILED, f"trainer gone at {at}, and its launcher was killed before it could say how"
+                )
             return Status(RunStatus.FAILED, f"trainer ended at {at} without reaching max iterations")
         return Status(RunStatus.STOPPED, "not running and max iterations not reached")
 
@@ -341,5 +343,7 @@ def _exit_cause(ended: ExitRecord) -> str:
         return f"trainer killed by {name} (exit code {ended.code})"
     memory = ""
     if ended.memory_total and ended.memory_available is not None:
-        memory = f"; host memory then: {ended.memory_available / 2**30:.1f} of {ended.memory_total / 2**30:.1f} GiB free"
+        memory = (
+            f"; host memory then: {ended.memory_available / 2**30:.1f} of {ended.memory_total / 2**30:.1f} GiB free"
+        )
     return f"killed (SIGKILL: out of host memory?), exit code {ended.code}{memory}"

@@ -86,7 +86,6 @@ class WorkDir:
     stamp: tuple[int, int, int] | None = None
     damage: str | None = None  # why the manifest file there cannot be xtui's
 
-
     @classmethod
     def open(cls, path: Path) -> WorkDir:
         """The work dir at `path` (made absolute) with its manifest read now."""

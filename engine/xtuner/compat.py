@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 # Said before xtui runs a run's config and unpickles its checkpoint (to resume it, or to convert it for chat).
-TRUST_NOTE = "that runs the run's config and unpickles the checkpoint: use only checkpoints you trust, such as your own runs'"
+TRUST_NOTE = (
+    "that runs the run's config and unpickles the checkpoint: use only checkpoints you trust, such as your own runs'"
+)
 # A config line giving torch >= 2.14 the `torch.cpu.is_bf16_supported` that xtuner calls (a plain value: no import).
 NO_BF16_ON_CPU = 'setattr(__import__("torch").cpu, "is_bf16_supported", lambda: False)'
 # Runs an xtuner tool as `python -m` would, after giving torch the same function.

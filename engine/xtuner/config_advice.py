@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from engine.data.formats import MAP_FNS, DatasetFormat, detect, format_read_by
+from engine.data.records import DatasetError, records
 from engine.files import read_head
 from engine.xtuner.config_check import MODEL_SETTINGS, config_problems
 from engine.xtuner.config_datasets import ConfigDataset, config_training, dataset_reading
 from engine.xtuner.config_values import config_values, local_path
 from engine.xtuner.configs import ConfigError
-from engine.data.formats import MAP_FNS, DatasetFormat, detect, format_read_by
-from engine.data.records import DatasetError, records
 from engine.xtuner.templates import Template, template, template_of_config
 from engine.xtuner.token_lengths import TokenReport, token_report
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.data.formats import DatasetFormat, format_read_by
+from engine.data.records import DatasetError
+from engine.data.report import inspect_dataset
 from engine.xtuner.config_datasets import config_training, dataset_reading
 from engine.xtuner.config_values import config_values, local_path
 from engine.xtuner.configs import ConfigError
-from engine.data.formats import DatasetFormat, format_read_by
-from engine.data.report import inspect_dataset
-from engine.data.records import DatasetError
 
 MODEL_SETTINGS = ("pretrained_model_name_or_path", "llm_name_or_path", "visual_encoder_name_or_path")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.xtuner.config_datasets import config_training, dataset_reading
-from engine.xtuner.configs import ConfigError
 from engine.data.formats import DatasetFormat, format_read_by
 from engine.data.report import DatasetReport, inspect_dataset
+from engine.xtuner.config_datasets import config_training, dataset_reading
+from engine.xtuner.configs import ConfigError
 from engine.xtuner.token_lengths import PREVIEWS, TokenReport, token_report
 
 

@@ -157,9 +157,14 @@ def package_check(package: Package, gpus: int = 0) -> Check:
     """Whether `package` is there and imports (in a subprocess), given how many GPUs the driver shows."""
     found = probe(package.module, package.dist)
     if found.version is None and (found.error or "").startswith("ModuleNotFoundError"):
-        return Check(package.dist, CheckStatus.FAIL if package.needed else CheckStatus.WARN, "not installed", package.install)
+        return Check(
+            package.dist, CheckStatus.FAIL if package.needed else CheckStatus.WARN, "not installed", package.install
+        )
     if not found.imports:  # a broken package breaks more than itself (peft imports bitsandbytes, for one)
-        fix = remedy(found.error) or f"reinstall it: pip install --force-reinstall --no-deps {package.dist}=={found.version}"
+        fix = (
+            remedy(found.error)
+            or f"reinstall it: pip install --force-reinstall --no-deps {package.dist}=={found.version}"
+        )
         return Check(package.dist, CheckStatus.FAIL, f"{found.version}: {found.error}", fix)
     facts = found.facts or {}
     if package.module == "torch":
@@ -171,8 +176,14 @@ def package_check(package: Package, gpus: int = 0) -> Check:
         return Check(package.dist, CheckStatus.OK, text)
     if package.module == "bitsandbytes" and not facts.get("gpu"):
         if not gpus:
-            return Check(package.dist, CheckStatus.WARN, f"{found.version}, no GPU support (no GPU here): 4-bit (QLoRA) needs a GPU")
-        return Check(package.dist, CheckStatus.FAIL, f"{found.version}, no GPU support", f"4-bit (QLoRA) fails: {BNB_FIX}")
+            return Check(
+                package.dist,
+                CheckStatus.WARN,
+                f"{found.version}, no GPU support (no GPU here): 4-bit (QLoRA) needs a GPU",
+            )
+        return Check(
+            package.dist, CheckStatus.FAIL, f"{found.version}, no GPU support", f"4-bit (QLoRA) fails: {BNB_FIX}"
+        )
     return Check(package.dist, CheckStatus.OK, found.version or "imports (version unknown)")
 
 
@@ -205,7 +216,9 @@ def disk_check(work_dir: Path) -> Check:
     if free < DISK_FAIL:
         return Check("disk", CheckStatus.FAIL, text, "free some space: checkpoints and converted models need gigabytes")
     if free < DISK_WARN:
-        return Check("disk", CheckStatus.WARN, text, "checkpoints of a 7B model take tens of GiB: keep save_total_limit low")
+        return Check(
+            "disk", CheckStatus.WARN, text, "checkpoints of a 7B model take tens of GiB: keep save_total_limit low"
+        )
     return Check("disk", CheckStatus.OK, text)
 
 
@@ -244,10 +257,14 @@ def launch_problems(config: Path, gpus: int, deepspeed: str | None) -> list[str]
     four_bit = loads_in_4bit(config)
     present = gpu_check()[1] if gpus > 1 or four_bit else 0
     if gpus > 1 and gpus > present:
-        problems.append(f"--gpus {gpus} asks for more GPUs than this machine has ({present}{f': {NO_GPU}' if not present else ''})")
+        problems.append(
+            f"--gpus {gpus} asks for more GPUs than this machine has ({present}{f': {NO_GPU}' if not present else ''})"
+        )
     if four_bit:
         found = package_check(PACKAGES["bitsandbytes"], present)
         if found.status is not CheckStatus.OK:
             fix = found.fix or "a GPU, or drop quantization_config from the config to train without 4 bits"
-            problems.append(f"the config loads the model in 4 bits, which needs bitsandbytes with GPU support ({found.found}): {fix}")
+            problems.append(
+                f"the config loads the model in 4 bits, which needs bitsandbytes with GPU support ({found.found}): {fix}"
+            )
     return problems

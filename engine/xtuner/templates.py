@@ -7,8 +7,8 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.xtuner.configs import builtin_root, read_settings
 from engine.errors import XtunerError
+from engine.xtuner.configs import builtin_root, read_settings
 
 
 class TemplateError(XtunerError):

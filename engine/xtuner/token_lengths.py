@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.data.formats import IMAGE_TOKEN, DatasetFormat, record_problems, to_conversation
+from engine.data.records import records
 from engine.xtuner.config_check import MODEL_SETTINGS
 from engine.xtuner.config_values import config_values, local_path
 from engine.xtuner.configs import ConfigError
-from engine.data.formats import IMAGE_TOKEN, DatasetFormat, record_problems, to_conversation
-from engine.data.records import records
 from engine.xtuner.templates import Template, template, template_of_config
 
 PREVIEWS = 3

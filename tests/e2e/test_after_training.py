@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import shutil
@@ -19,7 +18,7 @@ from engine.chat.decoding import Sampling
 from engine.chat.models import ModelSource, load
 from engine.chat.session import ChatSession
 from engine.xtuner import convert
-from engine.xtuner.templates import Turn, render, template
+from engine.xtuner.templates import render, template
 from tui.cli import main
 
 pytestmark = pytest.mark.e2e
@@ -81,7 +80,9 @@ def test_convert_picks_the_latest_checkpoint_shows_the_tool_and_never_overwrites
     assert main(["convert", str(demo.work_dir), "--out", str(adapter)]) == 2
     err = capsys.readouterr().err
     assert f"{adapter} already exists: pick a new folder (xtui never overwrites one)" in err
-    assert main(["convert", str(demo.work_dir), "--checkpoint", "iter_250.pth", "--out", str(demo.folder / "a250")]) == 0
+    assert (
+        main(["convert", str(demo.work_dir), "--checkpoint", "iter_250.pth", "--out", str(demo.folder / "a250")]) == 0
+    )
     out, err = capsys.readouterr()
     assert "converting " + str(demo.work_dir / "iter_250.pth") in out and "adapter in " in out and "xtui merge " in out
     assert "  | " in err and "All done!" in err
@@ -163,7 +164,10 @@ new MutationObserver(() => {
 """
 
 
-@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")), reason="needs chromium and chromium-driver (.ci/run installs them)")
+@pytest.mark.skipif(
+    not (shutil.which("chromium") and shutil.which("chromedriver")),
+    reason="needs chromium and chromium-driver (.ci/run installs them)",
+)
 def test_the_web_chat_streams_an_answer_in_chromium(exported) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.xtuner import convert
-from engine.chat.session import IMAGE_TOKEN_INDEX, ChatSession
-from engine.chat.models import BASE, LoadedModel, ModelError, ModelSource, load
 from engine.chat.decoding import Sampling
 from engine.chat.images import ImageError
+from engine.chat.models import BASE, LoadedModel, ModelError, ModelSource, load
+from engine.chat.session import IMAGE_TOKEN_INDEX, ChatSession
+from engine.xtuner import convert
 from engine.xtuner.templates import template
 from tests.support.waiting import until
 
@@ -44,10 +44,10 @@ class Trained:
     def __init__(self, root: Path) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        from tests.support import tinyllava
         from engine.demo.build import build_demo
         from engine.runs.launch import LaunchSpec, start
         from engine.runs.watch import Run
+        from tests.support import tinyllava
 
         self.times: dict[str, float] = {}
         t0 = time.monotonic()
@@ -104,7 +104,9 @@ def llava_paths(trained):
 
 @pytest.fixture(scope="module")
 def llava_model(trained, llava_paths) -> LoadedModel:
-    source = ModelSource("llava", model=trained.demo.model, llava=llava_paths.llava, visual_encoder=llava_paths.visual_encoder)
+    source = ModelSource(
+        "llava", model=trained.demo.model, llava=llava_paths.llava, visual_encoder=llava_paths.visual_encoder
+    )
     return load(source)
 
 
@@ -118,7 +120,9 @@ def _hook_that_raises(loaded: LoadedModel):
     def hook(module, args, output):
         raise RuntimeError("forward pass broke")
 
-    return loaded.model.get_submodule("model.layers.0" if not loaded.adapters else "base_model.model.model.layers.0").register_forward_hook(hook)
+    return loaded.model.get_submodule(
+        "model.layers.0" if not loaded.adapters else "base_model.model.model.layers.0"
+    ).register_forward_hook(hook)
 
 
 # --- the three ways to a fine-tuned model -----------------------------------------------------------------------
@@ -169,7 +173,11 @@ def test_checkpoint_is_converted_once_and_cached(trained, tpl, monkeypatch, tmp_
     assert len(conversions) == 1 and conversions[0][0] == trained.demo.config
     assert loaded.source == source and loaded.adapters == ["adapter"]
     cached = [p for p in (tmp_path / "cache" / "checkpoints").iterdir()]
-    assert len(cached) == 1 and convert.is_adapter(cached[0]) and any("converting" in s and "checkpoints you trust" in s for s in steps)
+    assert (
+        len(cached) == 1
+        and convert.is_adapter(cached[0])
+        and any("converting" in s and "checkpoints you trust" in s for s in steps)
+    )
     assert NAME in _answer(ChatSession(loaded, tpl, sampling=GREEDY))
 
     stamp = cached[0].stat().st_mtime_ns
@@ -327,11 +335,11 @@ def test_llava_bad_image_paths_are_explained_and_the_session_goes_on(tpl, llava_
     assert _answer(session, "And now?") and len(session.exchanges) == 3
 
 
-
 @pytest.mark.anyio
-async def test_c_in_the_run_view_chats_with_the_latest_checkpoint_in_the_runs_template(trained, monkeypatch, tmp_path) -> None:
+async def test_c_in_the_run_view_chats_with_the_latest_checkpoint_in_the_runs_template(
+    trained, monkeypatch, tmp_path
+) -> None:
     from tests.support.fakes import NoGpus
-
     from tui.app import XtuiApp
     from tui.screens.chat import ChatScreen
     from tui.widgets.chat_column import ChatColumn
@@ -355,19 +363,23 @@ async def test_c_in_the_run_view_chats_with_the_latest_checkpoint_in_the_runs_te
 
 
 @pytest.mark.anyio
-async def test_llava_in_the_chat_screen_answers_with_the_attached_image(trained, llava_paths, monkeypatch, tmp_path) -> None:
+async def test_llava_in_the_chat_screen_answers_with_the_attached_image(
+    trained, llava_paths, monkeypatch, tmp_path
+) -> None:
     from textual.widgets import Input
-    from tests.support.fakes import NoGpus
 
     from engine.chat.models import LoadOptions
     from engine.chat.spec import ChatSpec
+    from tests.support.fakes import NoGpus
     from tui.app import XtuiApp
     from tui.screens.chat import ChatScreen
     from tui.widgets.chat_column import ChatColumn
 
     monkeypatch.setenv("XTUI_CONFIG", str(tmp_path / "settings.json"))
     monkeypatch.setenv("XTUI_IMAGE_MODE", "halfblock")
-    source = ModelSource("llava", model=trained.demo.model, llava=llava_paths.llava, visual_encoder=llava_paths.visual_encoder)
+    source = ModelSource(
+        "llava", model=trained.demo.model, llava=llava_paths.llava, visual_encoder=llava_paths.visual_encoder
+    )
     app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.2)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = ChatScreen(ChatSpec(source, LoadOptions(device="cpu"), "internlm2_chat"))
@@ -383,7 +395,15 @@ async def test_llava_in_the_chat_screen_answers_with_the_attached_image(trained,
             assert screen.image and screen.image.endswith(name)
             screen.query_one("#prompt", Input).value = "What colour is this picture?"
             await pilot.press("enter")
-            await until(pilot, lambda: not screen.busy and screen.sessions[0].exchanges and screen.sessions[0].exchanges[-1].image.endswith(name), timeout=120)
+            await until(
+                pilot,
+                lambda name=name: (
+                    not screen.busy
+                    and screen.sessions[0].exchanges
+                    and screen.sessions[0].exchanges[-1].image.endswith(name)
+                ),
+                timeout=120,
+            )
         exchanges = screen.sessions[0].exchanges
         assert [e.image.rsplit("/", 1)[1] for e in exchanges] == ["red.png", "blue.png"]
         assert all(e.turn.answer and e.reason in ("stop", "length") for e in exchanges)

@@ -23,7 +23,9 @@ def demo(tmp_path_factory):
 def test_two_launches_at_the_same_instant_start_one_trainer(demo, tmp_path) -> None:
     work = tmp_path / "w"
     argv = [sys.executable, "-m", "tui.cli", "train", str(demo.config), "--work-dir", str(work)]
-    procs = [subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     results = [(p.wait(60), p.stderr.read()) for p in procs]
     try:
         codes = sorted(code for code, _ in results)

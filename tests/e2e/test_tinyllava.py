@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from engine.chat import llava
-
 from tests.support import tinyllava
 from tests.support.tinyllava import LlavaBuildError, build_tiny_llava
 

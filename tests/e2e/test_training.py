@@ -15,8 +15,8 @@ import pytest
 from engine.runs import manifest as mf
 from engine.runs.events import CheckpointSaved, Resumed, Sample, Started, TrainStep
 from engine.runs.launch import LaunchError, LaunchSpec, start, stop
+from engine.runs.processes import is_alive, session_members
 from engine.runs.resume import preflight, resume
-from engine.runs.processes import session_members, is_alive
 from engine.runs.watch import Run
 from tests.support import ROOT
 
@@ -93,7 +93,9 @@ def test_preflight_refuses_what_would_not_continue(demo) -> None:
     assert not preflight(work_dir, work_dir / "iter_999.pth").ok
     empty = demo.folder / "work-empty"
     empty.mkdir()
-    shutil.copytree(work_dir / sorted(p.name for p in work_dir.iterdir() if p.name[:2] == "20")[0], empty / "20000101_000000")
+    shutil.copytree(
+        work_dir / sorted(p.name for p in work_dir.iterdir() if p.name[:2] == "20")[0], empty / "20000101_000000"
+    )
     nothing = preflight(empty)
     assert not nothing.ok and any("iteration 0" in p for p in nothing.problems)
 

@@ -46,8 +46,14 @@ async def test_launch_stop_launch_into_the_used_folder_and_resume_an_older_check
             assert app.screen.query_one("#config", Input).value == str(demo.config)  # the demo's config offered
             assert app.screen.query_one("#work-dir", Input).value == str(work_dir)  # a free folder offered
             await pilot.press("ctrl+s")
-            await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.work_dir == work_dir, timeout=240)
-            await until(pilot, lambda: rec().status.state == "running" and len([c for c in rec().checkpoints if c.ok]) >= 2, timeout=240)
+            await until(
+                pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.work_dir == work_dir, timeout=240
+            )
+            await until(
+                pilot,
+                lambda: rec().status.state == "running" and len([c for c in rec().checkpoints if c.ok]) >= 2,
+                timeout=240,
+            )
             pid = rec().status.pid
 
             await pilot.press("s")
@@ -63,26 +69,43 @@ async def test_launch_stop_launch_into_the_used_folder_and_resume_an_older_check
             await pilot.press("ctrl+s")
             await until(pilot, lambda: isinstance(app.screen, UsedWorkDirScreen), timeout=60)
             await pilot.press("r")  # ...is a resume of it instead, never two histories mixed
-            await until(pilot, lambda: isinstance(app.screen, ResumeScreen) and app.screen.query_one(OptionList).option_count >= 2, timeout=60)
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, ResumeScreen) and app.screen.query_one(OptionList).option_count >= 2,
+                timeout=60,
+            )
             dialog = app.screen
             newest_good = dialog.chosen
             await pilot.press("down")  # an older checkpoint, picked in the dialog
-            await until(pilot, lambda: dialog.chosen is not newest_good and not dialog.query_one("#confirm", Button).disabled, timeout=240)
+            await until(
+                pilot,
+                lambda: dialog.chosen is not newest_good and not dialog.query_one("#confirm", Button).disabled,
+                timeout=240,
+            )
             older = dialog.chosen
-            assert older.iter < newest_good.iter and f"from {older.path.name}" in str(dialog.query_one("#dialog-text").render())
+            assert older.iter < newest_good.iter and f"from {older.path.name}" in str(
+                dialog.query_one("#dialog-text").render()
+            )
             await pilot.press("y")
             await until(pilot, lambda: isinstance(app.screen, DashboardScreen), timeout=60)
             app.open_run_screen(work_dir)
             seen = set()
+
             def resumed() -> bool:
                 seen.add(rec().status.state)
                 state = rec().state
                 return state.resumed_iter is not None and len(state.steps) > state.start_step
+
             await until(pilot, resumed, timeout=240)
             assert rec().state.resumed_iter == older.iter and "stalled" not in seen
             if rec().state.last.iter < left_at:  # still behind where the old branch stopped: it must not show
                 assert rec().done_iter == rec().state.last.iter
-                await until(pilot, lambda: str(app.screen.query_one("#progress-text", Static).render()).startswith(f"iter {rec().done_iter}/"))
+                await until(
+                    pilot,
+                    lambda: str(app.screen.query_one("#progress-text", Static).render()).startswith(
+                        f"iter {rec().done_iter}/"
+                    ),
+                )
             curves = app.screen.query_one(Curves)
             await until(pilot, lambda: max(curves._steps) == rec().state.last.iter)  # no step of the old branch past it
     finally:

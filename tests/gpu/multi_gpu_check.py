@@ -16,8 +16,8 @@ import psutil
 from engine.demo.build import build_demo
 from engine.runs.events import Resumed, Started, TrainStep
 from engine.runs.launch import LaunchSpec, start, stop
-from engine.runs.resume import preflight, resume
 from engine.runs.processes import session_members
+from engine.runs.resume import preflight, resume
 from engine.runs.watch import Run
 
 REPORT: dict = {}
@@ -35,7 +35,9 @@ def follow(run: Run, until=lambda: False, timeout: float = 400) -> list:
 
 def trainers() -> list[int]:
     """Pids of any xtuner trainer still alive on the machine."""
-    return [p.pid for p in psutil.process_iter(["cmdline"]) if "xtuner.tools.train" in " ".join(p.info["cmdline"] or [])]
+    return [
+        p.pid for p in psutil.process_iter(["cmdline"]) if "xtuner.tools.train" in " ".join(p.info["cmdline"] or [])
+    ]
 
 
 def check(name: str, ok: bool, **seen) -> None:
@@ -58,7 +60,11 @@ def stop_and_resume(paths, work_dir: Path, deepspeed: str | None) -> None:
     check(f"{label}: stop", gone and not session_members(launch.pid) and not trainers(), processes_before=len(ranks))
     run.poll()
     ckpts = run.checkpoints()
-    check(f"{label}: checkpoint kind", all(c.deepspeed == bool(deepspeed) for c in ckpts), ckpts=[c.to_json() for c in ckpts])
+    check(
+        f"{label}: checkpoint kind",
+        all(c.deepspeed == bool(deepspeed) for c in ckpts),
+        ckpts=[c.to_json() for c in ckpts],
+    )
     wrong = preflight(work_dir, deepspeed=None if deepspeed else "deepspeed_zero2")
     check(f"{label}: pre-flight refuses the wrong DeepSpeed choice", not wrong.ok, problems=wrong.problems)
     new, result = resume(work_dir)

@@ -74,7 +74,9 @@ def main() -> int:
     gone = stop(work_dir)
     time.sleep(2)
     left, after = session_members(launch.pid, launch.create_time), used_gpu_memory()
-    print(f"stop: {gone}, processes left {left}, GPU memory used MiB before/during/after {before >> 20}/{during >> 20}/{after >> 20}")
+    print(
+        f"stop: {gone}, processes left {left}, GPU memory used MiB before/during/after {before >> 20}/{during >> 20}/{after >> 20}"
+    )
     return 0 if marked(text, "xtui-panel/work") and gone and not left and after <= before + (64 << 20) else 1
 
 

@@ -9,7 +9,6 @@ from engine.gpu import GpuProcess, GpuReading
 from tests.support import FIXTURE_LOG
 
 
-
 class FakeGpus:
     """Two H200s with fixed readings; GPU 1's power reading is not supported."""
 

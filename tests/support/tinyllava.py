@@ -12,12 +12,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.xtuner import configs
-
-from engine.xtuner import convert
-from engine.xtuner.compat import NO_BF16_ON_CPU
 from engine.files import build_folder, write_atomic
-from engine.xtuner.compat import trusted_load_env
+from engine.xtuner import configs, convert
+from engine.xtuner.compat import NO_BF16_ON_CPU, trusted_load_env
 
 SEED_CONFIG = "llava_internlm2_chat_1_8b_clip_vit_large_p14_336_e1_gpu8_pretrain"
 IMAGE_SIZE = 56

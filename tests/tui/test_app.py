@@ -29,7 +29,6 @@ def settings_file(tmp_path, monkeypatch) -> Path:
     return path
 
 
-
 async def test_dashboard_lists_runs_and_opens_one(tmp_path) -> None:
     work_dir = fixture_run(tmp_path)
     app = XtuiApp(roots=[tmp_path], gpu_backend=FakeGpus(), poll_s=0.1)
@@ -89,7 +88,9 @@ async def test_opening_a_work_dir_directly(tmp_path) -> None:
     work_dir = fixture_run(tmp_path)
     app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[work_dir.resolve()].status.state == "finished")
+        await until(
+            pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[work_dir.resolve()].status.state == "finished"
+        )
         await pilot.pause()
         assert "finished" in str(app.screen.query_one("#run-status", Static).render())
 
@@ -153,9 +154,13 @@ async def test_failed_run_alerts_with_its_cause(tmp_path) -> None:
     bells = []
     app.bell = lambda: bells.append(1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.runs.get(work_dir.resolve()) and app.runs[work_dir.resolve()].status.state == "running")
+        await until(
+            pilot, lambda: app.runs.get(work_dir.resolve()) and app.runs[work_dir.resolve()].status.state == "running"
+        )
         with log.open("a") as fh:
-            fh.write("Traceback (most recent call last):\n  File \"x.py\", line 1\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
+            fh.write(
+                'Traceback (most recent call last):\n  File "x.py", line 1\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n'
+            )
         await until(pilot, lambda: app.runs[work_dir.resolve()].status.state == "failed")
         assert any("failed" in m and "CUDA out of memory" in m for m in messages), messages
         assert bells
@@ -210,7 +215,9 @@ def test_screens_have_what_the_app_asks_of_them() -> None:
     from tui.protocols import GpuWatcher, HasCommands, RunWatcher
 
     dashboard, run = DashboardScreen(), RunScreen(Path("work"))
-    assert isinstance(dashboard, RunWatcher) and isinstance(dashboard, GpuWatcher) and isinstance(dashboard, HasCommands)
+    assert (
+        isinstance(dashboard, RunWatcher) and isinstance(dashboard, GpuWatcher) and isinstance(dashboard, HasCommands)
+    )
     assert isinstance(run, RunWatcher) and isinstance(run, HasCommands) and not isinstance(run, GpuWatcher)
 
 

@@ -61,7 +61,6 @@ def _app(root: Path) -> XtuiApp:
     return XtuiApp(roots=[root], gpu_backend=NoGpus(), poll_s=0.2)
 
 
-
 async def _open(app: XtuiApp, pilot, spec: ChatSpec) -> ChatScreen:
     screen = ChatScreen(spec)
     app.push_screen(screen)
@@ -92,7 +91,9 @@ async def _ask(pilot, screen: ChatScreen, text: str, wait: bool = True) -> None:
 async def test_an_answer_streams_into_the_column_and_ends_with_its_figures(tiny) -> None:
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await _open(app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat"))
+        screen = await _open(
+            app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat")
+        )
         assert "ready" in _status(screen) and "cpu" in _status(screen)
         _endless(screen, 12)
         await _ask(pilot, screen, "你是谁")
@@ -108,7 +109,9 @@ async def test_an_answer_streams_into_the_column_and_ends_with_its_figures(tiny)
 async def test_escape_cancels_at_once_and_keeps_the_partial_answer_then_leaves(tiny) -> None:
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await _open(app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat"))
+        screen = await _open(
+            app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat")
+        )
         _endless(screen, 300)
         slow = screen.loaded.model.register_forward_hook(lambda *_: time.sleep(0.02))  # 300 tokens take 6 s or more
         await _ask(pilot, screen, "请你介绍一下你自己", wait=False)
@@ -158,7 +161,9 @@ async def test_ab_answers_base_and_adapter_side_by_side_from_one_load(tiny, monk
 async def test_an_error_inside_generation_shows_in_the_pane_and_the_chat_goes_on(tiny) -> None:
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await _open(app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat"))
+        screen = await _open(
+            app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat")
+        )
         _endless(screen, 5)
 
         def boom(module, args, output):
@@ -278,7 +283,9 @@ async def test_settings_apply_to_the_sessions_and_a_saved_transcript_reopens(tin
 
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await _open(app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat"))
+        screen = await _open(
+            app, pilot, ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat")
+        )
         await pilot.press("f2")
         await until(pilot, lambda: isinstance(app.screen, ChatSettingsScreen) and app.screen.is_mounted)
         await pilot.pause(0.1)
@@ -336,8 +343,20 @@ def _snapshot_app() -> XtuiApp:
     image.paste((250, 220, 60), (32, 24, 64, 48))
     image.save(picture)
     exchanges = (
-        Exchange(Turn("你是谁", "我是小明的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"), None, StopReason.STOP, 33, 251.0),
-        Exchange(Turn("What colours are in the picture?", "Red, blue and yellow."), str(picture), StopReason.CANCELLED, 6, 240.0),
+        Exchange(
+            Turn("你是谁", "我是小明的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"),
+            None,
+            StopReason.STOP,
+            33,
+            251.0,
+        ),
+        Exchange(
+            Turn("What colours are in the picture?", "Red, blue and yellow."),
+            str(picture),
+            StopReason.CANCELLED,
+            6,
+            240.0,
+        ),
     )
 
     class StillChat(ChatScreen):
@@ -347,7 +366,11 @@ def _snapshot_app() -> XtuiApp:
     app = _app(SNAP_ROOT)
 
     async def fill(pilot) -> None:
-        screen = StillChat(ChatSpec(ModelSource(SourceKind.LLAVA, model=SNAP_ROOT / "llm", llava=SNAP_ROOT / "llava"), CPU, "internlm2_chat"))
+        screen = StillChat(
+            ChatSpec(
+                ModelSource(SourceKind.LLAVA, model=SNAP_ROOT / "llm", llava=SNAP_ROOT / "llava"), CPU, "internlm2_chat"
+            )
+        )
         app.push_screen(screen)
         await pilot.pause(0.2)
         for field in screen.query(Input):

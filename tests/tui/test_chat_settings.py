@@ -67,11 +67,22 @@ def data(monkeypatch) -> Path:
 
 def saved_transcripts(folder: Path) -> list[Path]:
     """Two good transcripts (one A/B) an hour apart, and a broken file between them."""
-    intro = Exchange(Turn("请你介绍一下你自己", "我是XTuner小助手，由上海AI实验室开发。"), None, StopReason.STOP, 12, 210.0)
+    intro = Exchange(
+        Turn("请你介绍一下你自己", "我是XTuner小助手，由上海AI实验室开发。"), None, StopReason.STOP, 12, 210.0
+    )
     who = Exchange(Turn("Who are you?", "I am XTuner's assistant."), None, StopReason.STOP, 6, 190.0)
     base = Exchange(Turn("请你介绍一下你自己", "我是一个人工智能助手。"), None, StopReason.STOP, 9, 220.0)
-    old = Transcript("internlm2-1.8b (merged)", "internlm2_chat", "", Sampling(), (Column("merged", (intro, who)),), SAVED_AT - 3600)
-    ab = Transcript("tiny-llama: adapter vs base", "default", "", Sampling(), (Column("adapter", (intro,)), Column("base", (base,))), SAVED_AT)
+    old = Transcript(
+        "internlm2-1.8b (merged)", "internlm2_chat", "", Sampling(), (Column("merged", (intro, who)),), SAVED_AT - 3600
+    )
+    ab = Transcript(
+        "tiny-llama: adapter vs base",
+        "default",
+        "",
+        Sampling(),
+        (Column("adapter", (intro,)), Column("base", (base,))),
+        SAVED_AT,
+    )
     paths = [save(ab, folder), save(old, folder)]
     broken = folder / "20261128-090000-half-written.json"
     broken.write_text('{"kind": "xtui-transcript", "version": 1', encoding="utf-8")
@@ -83,7 +94,9 @@ def ready(screen: Screen, screen_type: type[Screen]) -> bool:
     """Whether the dialog is up and (for the transcripts) has read its folder."""
     if not isinstance(screen, screen_type):
         return False
-    return not isinstance(screen, TranscriptsScreen) or "reading" not in str(screen.query_one("#transcripts-empty").render())
+    return not isinstance(screen, TranscriptsScreen) or "reading" not in str(
+        screen.query_one("#transcripts-empty").render()
+    )
 
 
 async def settle(pilot, screen_type: type[Screen]) -> Screen:
@@ -177,7 +190,9 @@ async def test_transcripts_columns_follow_the_terminal_width(data) -> None:
         narrow = sum(c.width for c in table.columns.values())
         await pilot.resize_terminal(120, 40)
         await pilot.pause(0.1)
-        assert sum(c.width for c in table.columns.values()) == narrow + 28  # the dialog: 90% of 80, then its 100-column maximum
+        assert (
+            sum(c.width for c in table.columns.values()) == narrow + 28
+        )  # the dialog: 90% of 80, then its 100-column maximum
         assert table.row_count == 3 and table.cursor_row == 1
 
 

@@ -62,7 +62,9 @@ def state_dir(tmp_path, monkeypatch):
     ],
     ids=["draw", "handler", "worker"],
 )
-async def test_an_uncaught_exception_exits_with_one_line_and_a_crash_log(tmp_path, state_dir, capsys, cause, raised, error, frame) -> None:
+async def test_an_uncaught_exception_exits_with_one_line_and_a_crash_log(
+    tmp_path, state_dir, capsys, cause, raised, error, frame
+) -> None:
     app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
     with pytest.raises(raised):  # run_test raises it again at the end, as for any app
         async with app.run_test(size=(80, 24)) as pilot:

@@ -18,7 +18,6 @@ from tui.widgets.curves import Curves
 pytestmark = pytest.mark.anyio
 
 
-
 def steps(last: int = 300) -> list[TrainStep]:
     """A smooth fixed run: warm-up then cosine lr reaching 0, decaying loss, no grad norm."""
     return [

@@ -80,7 +80,9 @@ async def test_resume_picks_from_a_list_starting_at_the_newest_good_checkpoint(t
         good_checkpoint(work_dir / f"iter_{n}.pth")
     (work_dir / "iter_30.pth").write_bytes(b"cut short")
     resumed = []
-    monkeypatch.setattr("tui.dialogs.confirm.resume", lambda path, checkpoint: resumed.append(checkpoint) or (_Launch(), None))
+    monkeypatch.setattr(
+        "tui.dialogs.confirm.resume", lambda path, checkpoint: resumed.append(checkpoint) or (_Launch(), None)
+    )
     app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, RunScreen) and len(app.runs[work_dir].checkpoints) == 3)
@@ -88,7 +90,9 @@ async def test_resume_picks_from_a_list_starting_at_the_newest_good_checkpoint(t
         table = app.screen.query_one("#checkpoint-table", DataTable)
         table.move_cursor(row=2)  # iter_10 under the checkpoints tab's cursor: not what the dialog takes
         await pilot.press("r")
-        await until(pilot, lambda: isinstance(app.screen, ResumeScreen) and app.screen.query_one(OptionList).option_count == 3)
+        await until(
+            pilot, lambda: isinstance(app.screen, ResumeScreen) and app.screen.query_one(OptionList).option_count == 3
+        )
         dialog = app.screen
         options = dialog.query_one(OptionList)
         assert options.highlighted == 1 and dialog.chosen.path.name == "iter_20.pth"  # iter_30 is damaged

@@ -24,7 +24,14 @@ Panel = tuple[Snapshot, dict[int, Sequence[GpuReading]], dict[int, str]]
 def two_gpus() -> Panel:
     """Two H200s: GPU 0 training a run beside another process, GPU 1 with every optional field failing."""
     busy = GpuReading(
-        0, "NVIDIA H200", 96 * GIB, H200_MEMORY, 87, 61, 412.3, 700.0,
+        0,
+        "NVIDIA H200",
+        96 * GIB,
+        H200_MEMORY,
+        87,
+        61,
+        412.3,
+        700.0,
         (GpuProcess(RUN_PID, 90 * GIB), GpuProcess(5151, 6 * GIB)),
     )
     broken = GpuReading(1, "NVIDIA H200", None, None, None, None, None, None, (GpuProcess(6060, None),))

@@ -185,7 +185,6 @@ def test_snapshot_error(snap_compare, root) -> None:
     assert snap_compare(app, terminal_size=(80, 24), run_before=_settled)
 
 
-
 @pytest.fixture
 def no_terminal(monkeypatch) -> io.StringIO:
     """No terminal to ask (textual-image asks the real one on import) and a fresh mode choice; what it writes is kept."""
@@ -198,8 +197,13 @@ def no_terminal(monkeypatch) -> io.StringIO:
 
 @pytest.mark.parametrize(
     ("env", "expected"),
-    [({}, "halfblock"), ({"XTUI_IMAGE_MODE": "Sixel"}, "sixel"), ({"XTUI_IMAGE_MODE": "kitty", "TMUX": "x"}, "kitty"),
-     ({"XTUI_IMAGE_MODE": "auto", "TMUX": "/tmp/tmux-0/default,1,0"}, "halfblock"), ({"XTUI_IMAGE_MODE": "bogus"}, "halfblock")],
+    [
+        ({}, "halfblock"),
+        ({"XTUI_IMAGE_MODE": "Sixel"}, "sixel"),
+        ({"XTUI_IMAGE_MODE": "kitty", "TMUX": "x"}, "kitty"),
+        ({"XTUI_IMAGE_MODE": "auto", "TMUX": "/tmp/tmux-0/default,1,0"}, "halfblock"),
+        ({"XTUI_IMAGE_MODE": "bogus"}, "halfblock"),
+    ],
 )
 def test_mode_choice(no_terminal, monkeypatch, env, expected) -> None:
     assert image_preview.image_mode() == "halfblock"  # not detected yet: never ask a terminal Textual is reading
@@ -210,8 +214,16 @@ def test_mode_choice(no_terminal, monkeypatch, env, expected) -> None:
 
 @pytest.mark.parametrize(
     ("version", "kitty"),
-    [("kitty(0.26.5)", False), ("kitty(0.27.1)", False), ("kitty(0.28.0)", True), ("kitty(0.42.2)", True),
-     ("kitty(1.0.0)", True), ("ghostty 1.1.3", True), ("WezTerm 20240203", True), (None, True)],
+    [
+        ("kitty(0.26.5)", False),
+        ("kitty(0.27.1)", False),
+        ("kitty(0.28.0)", True),
+        ("kitty(0.42.2)", True),
+        ("kitty(1.0.0)", True),
+        ("ghostty 1.1.3", True),
+        ("WezTerm 20240203", True),
+        (None, True),
+    ],
 )
 def test_old_kitty_gets_half_blocks(no_terminal, monkeypatch, version, kitty) -> None:
     """kitty before 0.28 answers the graphics query but shows textual-image's Unicode placeholders as boxes."""
@@ -239,11 +251,15 @@ async def test_graphics_modes_go_through_textual_image(no_terminal, root, mode, 
         preview = app.query_one(ImagePreview)
         (child,) = preview.children
         assert child.region.size == (74, 23)  # 160x100 fitted in 80x23 cells of 10x20 pixels (the default)
-        drawn = "".join(s.text for w in (child, *child.children) for line in w.render_lines(w.region.reset_offset) for s in line)
+        drawn = "".join(
+            s.text for w in (child, *child.children) for line in w.render_lines(w.region.reset_offset) for s in line
+        )
         assert marker in no_terminal.getvalue() + drawn
         if mode == "sixel":  # the palette first: xterm miscolours registers defined inside the pixel data
             sixels = drawn[drawn.index("\x1bP") :]
-            assert sixels == sixel_colors_first(sixels) and SIXEL_COLOR.search(sixels).start() == sixels.index('"') + len('"1;1;740;460')
+            assert sixels == sixel_colors_first(sixels) and SIXEL_COLOR.search(sixels).start() == sixels.index(
+                '"'
+            ) + len('"1;1;740;460')
 
 
 def test_sixel_palette_goes_first(root) -> None:
@@ -285,6 +301,7 @@ def _sixel_pixels(data: str) -> dict[tuple[int, int], tuple[str, ...]]:
         elif nl:
             x, band = 0, band + 1
     return pixels
+
 
 @pytest.fixture
 def tree(tmp_path) -> Path:

@@ -43,7 +43,9 @@ async def test_scrolled_up_reader_stays_put_and_no_layout_pass(monkeypatch) -> N
         await pilot.pause()
         layouts = []
         original = Screen._refresh_layout
-        monkeypatch.setattr(Screen, "_refresh_layout", lambda self, *a, **k: layouts.append(1) or original(self, *a, **k))
+        monkeypatch.setattr(
+            Screen, "_refresh_layout", lambda self, *a, **k: layouts.append(1) or original(self, *a, **k)
+        )
         tail.write("line 30\nline 31\n")
         await pilot.pause()
         assert screen_text(tail)[0] == "line 0" and tail.max_scroll_y == 32 - 10

@@ -76,10 +76,10 @@ def test_a_failing_run_sends_bell_and_one_notification_to_the_real_terminal(tmp_
     from pathlib import Path
 
     import psutil
-    from tests.support.fakes import fixture_run
 
     from benchmarks.startup import end, read_until, spawn
     from engine.runs import manifest as mf
+    from tests.support.fakes import fixture_run
 
     work_dir = fixture_run(tmp_path)
     log = next(work_dir.glob("*/*.log"))

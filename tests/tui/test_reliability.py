@@ -75,12 +75,14 @@ async def test_a_nan_loss_is_shown_and_flagged_never_a_crash(tmp_path) -> None:
 
 
 async def test_escape_sequences_from_a_log_are_shown_escaped(tmp_path) -> None:
-    traceback = f"Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad {HOSTILE}\n"
+    traceback = f'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: bad {HOSTILE}\n'
     work_dir = edited_run(tmp_path, lambda text: text + f"plain line {HOSTILE}\n" + traceback)
     (work_dir / mf.CONSOLE).write_text(f"console {HOSTILE}\n" + traceback, encoding="utf-8")
     app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[work_dir.resolve()].status.state == "failed")
+        await until(
+            pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[work_dir.resolve()].status.state == "failed"
+        )
         await pilot.pause(0.3)
         header = str(app.screen.query_one("#run-status", Static).render())
         assert "\\x1b]0;pwned\\x07" in header and "\x1b" not in header
@@ -123,7 +125,9 @@ async def test_a_resume_from_an_older_checkpoint_is_followed_in_header_and_curve
         await until(pilot, lambda: isinstance(app.screen, RunScreen) and rec().state.last)
         await pilot.press("1")
         status = Status(RunStatus.RUNNING, pid=os.getpid())
-        app.post_message(RunUpdate(work_dir.resolve(), [Started(log="b"), Resumed(15), DataloaderAdvance(12345)], status, []))
+        app.post_message(
+            RunUpdate(work_dir.resolve(), [Started(log="b"), Resumed(15), DataloaderAdvance(12345)], status, [])
+        )
         text = app.screen.query_one("#progress-text", Static)
         await until(pilot, lambda: str(text.render()).endswith("12345 steps"))
         assert text.size.width >= len(str(text.render()))  # the unit is on screen at 80 columns
@@ -135,7 +139,9 @@ async def test_a_resume_from_an_older_checkpoint_is_followed_in_header_and_curve
 
 def test_the_current_start_alone_makes_the_progress() -> None:
     rec = RunRecord(Path("w"))
-    rec.apply([Started(log="a"), *(TrainStep(i, 100) for i in range(10, 101, 10)), CheckpointSaved(50), CheckpointSaved(100)])
+    rec.apply(
+        [Started(log="a"), *(TrainStep(i, 100) for i in range(10, 101, 10)), CheckpointSaved(50), CheckpointSaved(100)]
+    )
     assert rec.done_iter == 100
     rec.apply([Started(log="b"), Resumed(50)])
     assert rec.done_iter == 50  # resumed from iteration 50: the old branch's 100 is not this run's progress

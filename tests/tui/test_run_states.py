@@ -81,7 +81,9 @@ async def test_run_header_shows_a_stopped_run(tmp_path) -> None:
     work_dir = stopped_run(tmp_path, "work")
     app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[work_dir.resolve()].status.state == "stopped")
+        await until(
+            pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[work_dir.resolve()].status.state == "stopped"
+        )
         await pilot.pause()
         header = str(app.screen.query_one("#run-status", Static).render())
         assert header.startswith("stopped") and "max iterations not reached" in header
@@ -109,9 +111,14 @@ async def test_run_view_header_shows_every_state_with_its_cause(tmp_path) -> Non
             app.push_screen(RunScreen(work_dir))
             await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.is_mounted)
             cause = f"why it is {state}" if state not in (RunStatus.RUNNING, RunStatus.FINISHED) else None
-            app.post_message(RunUpdate(work_dir, [], Status(state, cause, 4242 if state == RunStatus.RUNNING else None), []))
+            app.post_message(
+                RunUpdate(work_dir, [], Status(state, cause, 4242 if state == RunStatus.RUNNING else None), [])
+            )
             header = app.screen.query_one("#run-status", Static)
-            shown = lambda header=header, state=state, cause=cause: str(header.render()).startswith(str(state)) and (cause or "") in str(header.render())  # noqa: E731
+
+            def shown(header=header, state=state, cause=cause) -> bool:
+                return str(header.render()).startswith(str(state)) and (cause or "") in str(header.render())
+
             await until(pilot, shown)
             assert ("pid 4242" in str(header.render())) == (state == RunStatus.RUNNING)
             await pilot.press("escape")

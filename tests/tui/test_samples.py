@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import Footer
 
 from engine.runs.events import Sample
 from engine.runs.logs import read_events
+from tests.support import FIXTURE_LOG
 from themes import THEMES
 from tui.widgets.samples_pane import INSERTED, REMOVED, SamplesPane, answer_diff
-from tests.support import FIXTURE_LOG
 
 pytestmark = pytest.mark.anyio
 

@@ -40,7 +40,6 @@ def _app(open_run: Path | None = None) -> XtuiApp:
     return XtuiApp(roots=[ROOT], open_run=open_run, monitor=monitor, poll_s=0.05)
 
 
-
 @pytest.mark.parametrize("size", SIZES)
 def test_dashboard(snap_compare, size) -> None:
     app = _app()
@@ -56,7 +55,9 @@ def test_run_view_samples(snap_compare, size, runs) -> None:
     app = _app(open_run=runs)
 
     async def loaded(pilot) -> None:
-        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.query_one(SamplesPane).sample_count == 8)
+        await until(
+            pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.query_one(SamplesPane).sample_count == 8
+        )
 
     assert snap_compare(app, terminal_size=size, run_before=loaded)
 

@@ -217,7 +217,10 @@ def test_repetition_penalty_changes_the_choice() -> None:
     assert int(choose(logits, seen, Sampling(temperature=0, repetition_penalty=1.2), _gen())) == 1
     negative = _logits([-1.0, -1.1, -5.0])  # a seen token's negative logit is pushed further down
     assert int(choose(negative, seen, Sampling(temperature=0, repetition_penalty=1.2), _gen())) == 1
-    assert int(choose(logits, torch.zeros(3, dtype=torch.bool), Sampling(temperature=0, repetition_penalty=1.2), _gen())) == 0
+    assert (
+        int(choose(logits, torch.zeros(3, dtype=torch.bool), Sampling(temperature=0, repetition_penalty=1.2), _gen()))
+        == 0
+    )
 
 
 # --- streaming text ---------------------------------------------------------------------------------------------
@@ -279,7 +282,9 @@ def test_generation_stops_on_a_stop_word_and_keeps_it_out(tok) -> None:
 
 def test_generation_stops_on_eos_and_at_max_new_tokens(tok) -> None:
     script = tok.encode("我是小测", add_special_tokens=False) + [tok.eos_token_id] + [237] * 5
-    gen = Generation(ScriptedDecoder(script, len(tok)), tok, _prompt(), Sampling(temperature=0), eos_ids=[tok.eos_token_id])
+    gen = Generation(
+        ScriptedDecoder(script, len(tok)), tok, _prompt(), Sampling(temperature=0), eos_ids=[tok.eos_token_id]
+    )
     assert "".join(gen) == "我是小测" and gen.reason is StopReason.STOP and gen.tokens == 5
     endless = [237] * 100
     gen = Generation(ScriptedDecoder(endless, len(tok)), tok, _prompt(), Sampling(temperature=0, max_new_tokens=7))
@@ -302,7 +307,9 @@ def test_cancel_stops_at_once(tok) -> None:
     for n, _ in enumerate(gen, start=1):
         if n == 3:
             cancel.set()
-    assert gen.reason is StopReason.CANCELLED and gen.tokens == 3 and gen.text == "小" * 3  # nothing decoded after the set
+    assert (
+        gen.reason is StopReason.CANCELLED and gen.tokens == 3 and gen.text == "小" * 3
+    )  # nothing decoded after the set
 
 
 def test_error_in_the_decoder_surfaces(tok) -> None:
@@ -476,7 +483,9 @@ def test_model_source_problems_for_each_kind(tmp_path) -> None:
         assert "no config.json" in ModelSource(kind, model=nothing).problems()[0]
         assert "no config.json" in ModelSource(kind).problems()[0]
     assert ModelSource(SourceKind.ADAPTER, model=model, adapter=adapter).problems() == []
-    assert "no adapter_config.json" in " ".join(ModelSource(SourceKind.ADAPTER, model=model, adapter=nothing).problems())
+    assert "no adapter_config.json" in " ".join(
+        ModelSource(SourceKind.ADAPTER, model=model, adapter=nothing).problems()
+    )
     assert len(ModelSource(SourceKind.ADAPTER, model=nothing).problems()) == 2
     ckpt = tmp_path / "iter_5.pth"
     ckpt.write_bytes(b"x")
@@ -578,7 +587,9 @@ def test_a_run_chats_with_its_latest_good_checkpoint_in_its_configs_template_and
     run = _run(tmp_path, 100, 200)
     (run / "iter_200.pth").write_bytes(b"cut short")  # the newest is broken: the one before it is chatted with
     spec = build_spec(run=run)
-    assert spec.source == ModelSource(SourceKind.CHECKPOINT, checkpoint=run / "iter_100.pth", config=run / "qwen_lora.py")
+    assert spec.source == ModelSource(
+        SourceKind.CHECKPOINT, checkpoint=run / "iter_100.pth", config=run / "qwen_lora.py"
+    )
     assert (spec.template, spec.system, spec.compare) == ("qwen_chat", "你是小测的助手", None)
     chosen = build_spec(run=run, template="internlm2_chat", system="")
     assert (chosen.template, chosen.system) == ("internlm2_chat", "")
@@ -590,7 +601,9 @@ def test_checkpoints_named_relative_to_a_run_are_found_in_it(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)  # not the run
     spec = build_spec(run=run, checkpoint=Path("iter_100.pth"), compare=Path("iter_200.pth"))
     assert spec.source.checkpoint == run / "iter_100.pth"
-    assert spec.compare == ModelSource(SourceKind.CHECKPOINT, checkpoint=run / "iter_200.pth", config=run / "qwen_lora.py")
+    assert spec.compare == ModelSource(
+        SourceKind.CHECKPOINT, checkpoint=run / "iter_200.pth", config=run / "qwen_lora.py"
+    )
     (tmp_path / "iter_300.pth").write_bytes(b"x")  # not in the run but here: this one
     assert build_spec(run=run, checkpoint=Path("iter_300.pth")).source.checkpoint == tmp_path.resolve() / "iter_300.pth"
     form = build_spec(SourceKind.CHECKPOINT, checkpoint=run / "iter_100.pth", template="qwen_chat")
@@ -624,7 +637,10 @@ def test_bad_input_is_a_one_line_spec_error_saying_what_to_change(tmp_path) -> N
     (adapter / "adapter_config.json").write_text("{}")
     run = _run(tmp_path / "run", 100)
     cases = [
-        ({"kind": "lora", "model": model}, "unknown model kind 'lora' (one of base, adapter, merged, checkpoint, llava)"),
+        (
+            {"kind": "lora", "model": model},
+            "unknown model kind 'lora' (one of base, adapter, merged, checkpoint, llava)",
+        ),
         ({"model": tmp_path / "nothing"}, "not a model folder (no config.json)"),
         ({"kind": SourceKind.BASE, "model": model, "adapter": adapter}, "adapter folder not used with kind base"),
         ({"model": model, "compare": adapter}, "A/B second not used with kind base (it takes: model folder)"),

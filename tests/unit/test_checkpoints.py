@@ -138,9 +138,16 @@ def test_epoch_checkpoints_are_listed_checked_and_marked(tmp_path: Path) -> None
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "epoch_2.pth"))
     found = list_checkpoints(tmp_path, epoch_iters={1: 86, 2: 172})
     assert [(c.path.name, c.epoch, c.iter, c.latest, c.ok) for c in found] == [
-        ("iter_50.pth", None, 50, False, True), ("epoch_1.pth", 1, 86, False, True), ("epoch_2.pth", 2, 172, True, True)]
+        ("iter_50.pth", None, 50, False, True),
+        ("epoch_1.pth", 1, 86, False, True),
+        ("epoch_2.pth", 2, 172, True, True),
+    ]
     unknown = list_checkpoints(tmp_path)
-    assert [(c.path.name, c.iter) for c in unknown] == [("iter_50.pth", 50), ("epoch_1.pth", None), ("epoch_2.pth", None)]
+    assert [(c.path.name, c.iter) for c in unknown] == [
+        ("iter_50.pth", 50),
+        ("epoch_1.pth", None),
+        ("epoch_2.pth", None),
+    ]
     assert checkpoints.latest_good(unknown).path.name == "epoch_2.pth"
     assert unknown[1].to_json()["epoch"] == 1
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tui.cli import main
 from engine.xtuner.configs import find_builtin
+from tui.cli import main
 
 CONFIG = """\
 pretrained_model_name_or_path = {model!r}

@@ -8,9 +8,8 @@ import pytest
 
 from engine.errors import XtunerError
 from engine.xtuner import configs
-from engine.xtuner.configs import copy_builtin
 from engine.xtuner.config_edit import plan_edit, setting_text, split_assignment, write_edit
-from engine.xtuner.configs import ConfigError
+from engine.xtuner.configs import ConfigError, copy_builtin
 
 SEED = "internlm2_chat_1_8b_qlora_alpaca_e3"
 

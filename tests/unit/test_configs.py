@@ -80,7 +80,9 @@ def test_editing_an_unknown_or_nested_name_raises(seed_source) -> None:
 
 
 def test_edit_call_sets_adds_and_drops_keywords(seed_source) -> None:
-    edited = configs.edit_call(seed_source, "model.llm", {"torch_dtype": "torch.float32"}, drop=("quantization_config",))
+    edited = configs.edit_call(
+        seed_source, "model.llm", {"torch_dtype": "torch.float32"}, drop=("quantization_config",)
+    )
     edited = configs.edit_call(edited, "optim_wrapper", {"type": "OptimWrapper"}, drop=("loss_scale", "dtype"))
     edited = configs.edit_call(edited, "custom_hooks.EvaluateChatHook", {"max_new_tokens": "40"})
     assert "quantization_config" not in edited and "BitsAndBytesConfig," not in edited

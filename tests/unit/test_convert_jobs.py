@@ -11,7 +11,7 @@ import pytest
 from engine.xtuner import convert
 from engine.xtuner.convert import ConvertError, HfKind, hf_kind
 
-FAKE_TOOL = '''
+FAKE_TOOL = """
 import sys, time
 print("Load State Dict: 50%", end="\\r", flush=True)
 print("Load State Dict: 100%", flush=True)
@@ -19,7 +19,7 @@ if "fail" in sys.argv[1]:
     raise ValueError('Trying to set a tensor of shape torch.Size([8, 128]) in "weight" (which has shape torch.Size([16, 128])), this looks incorrect.')
 open(sys.argv[-1] + "/adapter_config.json", "w").write("{}")
 print("All done!")
-'''
+"""
 
 
 @pytest.fixture
@@ -60,7 +60,9 @@ def test_one_file_of_a_deepspeed_checkpoint_is_refused_for_its_folder(fake_tool)
     shard = fake_tool / "iter_10_ds.pth" / "mp_rank_00_model_states.pt"
     shard.parent.mkdir()
     shard.write_bytes(b"x")
-    with pytest.raises(ConvertError, match=r"is one file of the DeepSpeed checkpoint .*iter_10_ds.pth: convert the folder"):
+    with pytest.raises(
+        ConvertError, match=r"is one file of the DeepSpeed checkpoint .*iter_10_ds.pth: convert the folder"
+    ):
         convert.pth_to_hf(fake_tool / "good.py", shard, fake_tool / "hf")
 
 
@@ -68,7 +70,9 @@ def test_free_disk_is_checked_against_the_checkpoint_first(fake_tool, monkeypatc
     Usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr(convert.shutil, "disk_usage", lambda path: Usage(10**12, 10**12 - 500, 500))
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("the converter started"))
-    with pytest.raises(ConvertError, match=r"not enough free disk for hf: 0.0 GiB free in .*converting iter_10.pth needs"):
+    with pytest.raises(
+        ConvertError, match=r"not enough free disk for hf: 0.0 GiB free in .*converting iter_10.pth needs"
+    ):
         convert.pth_to_hf(fake_tool / "good.py", fake_tool / "iter_10.pth", fake_tool / "hf")
 
 

@@ -7,11 +7,11 @@ import json
 import pytest
 from PIL import Image
 
+from engine.data.formats import DatasetFormat, detect, format_read_by, record_problems, to_conversation
+from engine.data.records import DatasetUnreadable
+from engine.data.report import inspect_dataset
 from engine.demo import tinymodel
 from engine.xtuner.config_check import dataset_problem
-from engine.data.formats import DatasetFormat, detect, format_read_by, record_problems, to_conversation
-from engine.data.report import inspect_dataset
-from engine.data.records import DatasetUnreadable
 from engine.xtuner.templates import template
 from engine.xtuner.token_lengths import _lengths, _pieces, histogram
 

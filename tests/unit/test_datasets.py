@@ -10,8 +10,8 @@ import tracemalloc
 import pytest
 
 from engine.data import records as datasets
-from engine.xtuner.config_check import dataset_problem
 from engine.data.records import DatasetError, records
+from engine.xtuner.config_check import dataset_problem
 
 ROW = {"conversation": [{"input": "你是谁", "output": "我是小明的小助手"}]}
 
@@ -81,7 +81,10 @@ def test_a_fifo_or_a_device_is_refused_at_once(tmp_path) -> None:
 
 def test_a_large_dataset_is_checked_in_bounded_memory(tmp_path) -> None:
     line = json.dumps({"conversation": [{"input": "问" * 200, "output": "答" * 400}]}, ensure_ascii=False)
-    for name, text in (("big.jsonl", "\n".join([line] * 30_000)), ("big.json", "[" + ",\n".join([line] * 30_000) + "]")):
+    for name, text in (
+        ("big.jsonl", "\n".join([line] * 30_000)),
+        ("big.json", "[" + ",\n".join([line] * 30_000) + "]"),
+    ):
         path = tmp_path / name
         path.write_text(text)
         size = path.stat().st_size

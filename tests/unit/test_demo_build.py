@@ -7,11 +7,9 @@ import json
 
 import pytest
 
-from engine.xtuner import configs
-
 from engine.demo import build as demo
-
 from engine.demo import tinymodel
+from engine.xtuner import configs
 from engine.xtuner.compat import NO_BF16_ON_CPU
 
 NAME = "小测"

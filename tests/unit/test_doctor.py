@@ -27,7 +27,9 @@ TRITON_OPS = "No module named 'triton.ops'"
 
 def _doctor(python: str = sys.executable) -> tuple[int, dict]:
     """`xtui doctor --json` run by `python`: its exit code and its checks by name."""
-    proc = subprocess.run([python, "-m", "tui.cli", "doctor", "--json"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    proc = subprocess.run(
+        [python, "-m", "tui.cli", "doctor", "--json"], capture_output=True, text=True, cwd=REPO, timeout=600
+    )
     return proc.returncode, {c["name"]: c for c in json.loads(proc.stdout)}
 
 
@@ -40,7 +42,9 @@ def test_doctor_on_a_machine_without_a_gpu() -> None:
     for name in ("python", "torch", "xtuner", "mmengine", "transformers", "peft", "disk"):
         assert checks[name]["status"] == "ok", checks[name]
     assert checks["torch"]["found"].startswith("2.") and "sees 0 GPU(s)" in checks["torch"]["found"]
-    assert checks["bitsandbytes"]["status"] == "warn" and "no GPU support (no GPU here)" in checks["bitsandbytes"]["found"]
+    assert (
+        checks["bitsandbytes"]["status"] == "warn" and "no GPU support (no GPU here)" in checks["bitsandbytes"]["found"]
+    )
     if importlib.util.find_spec("deepspeed") is None:
         assert checks["deepspeed"] == {"name": "deepspeed", "status": "warn", "found": "not installed",
                                        "fix": "needed for --deepspeed: pip install deepspeed"}  # fmt: skip
@@ -51,12 +55,16 @@ def test_a_broken_bitsandbytes_is_reported_with_its_fix(tmp_path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
     site = next((venv / "lib").glob("python3.*")) / "site-packages"
-    (site / "xtui-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # this venv's packages, after the stub
+    (site / "xtui-packages.pth").write_text(
+        sysconfig.get_paths()["purelib"] + "\n"
+    )  # this venv's packages, after the stub
     stub = site / "bitsandbytes"
     stub.mkdir()
     (stub / "__init__.py").write_text(f"raise ModuleNotFoundError({TRITON_OPS!r})\n")
     (site / "bitsandbytes-0.45.0.dist-info").mkdir()
-    (site / "bitsandbytes-0.45.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: bitsandbytes\nVersion: 0.45.0\n")
+    (site / "bitsandbytes-0.45.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: bitsandbytes\nVersion: 0.45.0\n"
+    )
     code, checks = _doctor(str(venv / "bin" / "python"))
     broken = checks["bitsandbytes"]
     assert broken["status"] == "fail" and broken["found"] == f"0.45.0: ModuleNotFoundError: {TRITON_OPS}"
@@ -79,7 +87,9 @@ def test_more_gpus_and_4bit_without_a_gpu_are_refused_before_launch(cfg, tmp_pat
     with pytest.raises(RunsError, match=r"--gpus 2 asks for more GPUs than this machine has \(0: no NVIDIA driver"):
         start(LaunchSpec(config=cfg, work_dir=tmp_path / "w", gpus=2))
     four_bit = tmp_path / "qlora.py"
-    four_bit.write_text(cfg.read_text() + "\nquantization_config = dict(type='BitsAndBytesConfig', load_in_4bit=True)\n")
+    four_bit.write_text(
+        cfg.read_text() + "\nquantization_config = dict(type='BitsAndBytesConfig', load_in_4bit=True)\n"
+    )
     assert loads_in_4bit(four_bit) and not loads_in_4bit(cfg)
     with pytest.raises(RunsError, match="loads the model in 4 bits, which needs bitsandbytes with GPU support"):
         start(LaunchSpec(config=four_bit, work_dir=tmp_path / "w4"))
@@ -88,7 +98,9 @@ def test_more_gpus_and_4bit_without_a_gpu_are_refused_before_launch(cfg, tmp_pat
 
 def test_a_run_failing_on_a_known_environment_cause_says_what_to_do() -> None:
     state = RunState()
-    state.apply(RunError("traceback", f"ModuleNotFoundError: {TRITON_OPS}", "Traceback ...\n  import bitsandbytes", rank=1))
+    state.apply(
+        RunError("traceback", f"ModuleNotFoundError: {TRITON_OPS}", "Traceback ...\n  import bitsandbytes", rank=1)
+    )
     assert state.first_failure() == f"rank 1: ModuleNotFoundError: {TRITON_OPS}: " + (
         f"bitsandbytes 0.45.0 (xtuner 0.2.0's pin) fails beside triton 3.x: {BNB_FIX}"
     )

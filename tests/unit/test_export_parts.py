@@ -66,7 +66,9 @@ def test_the_card_says_where_the_model_comes_from_and_what_it_answered(tmp_path)
     assert not any("path" in n or "evaluation" in n for n in names)
     text = card.markdown()
     assert text.startswith("---\nlibrary_name: transformers\n") and f'base_model: "{tmp_path / "tiny-llama"}"' in text
-    assert "LoRA (r=8, alpha=16) merged into the base model" in text and "250 of 273 iterations; final loss 0.0500" in text
+    assert (
+        "LoRA (r=8, alpha=16) merged into the base model" in text and "250 of 273 iterations; final loss 0.0500" in text
+    )
     assert "## Sample answers (EvaluateChatHook, iteration 250)" in text and "> 我是小测" in text
     assert "| lr | `2e-3` |" in text and "`internlm2_chat`" in text and 'from_pretrained("my-model"' in text
 

@@ -49,7 +49,9 @@ def fake_pynvml(count=2, broken=(), calls=None):
     mod.nvmlDeviceGetComputeRunningProcesses = api(
         "nvmlDeviceGetComputeRunningProcesses", lambda h: [Proc(100 + h, 5 << 30), Proc(200, None)]
     )
-    mod.nvmlDeviceGetGraphicsRunningProcesses = api("nvmlDeviceGetGraphicsRunningProcesses", lambda h: [Proc(200, None)])
+    mod.nvmlDeviceGetGraphicsRunningProcesses = api(
+        "nvmlDeviceGetGraphicsRunningProcesses", lambda h: [Proc(200, None)]
+    )
     return mod, calls
 
 

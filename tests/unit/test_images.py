@@ -41,7 +41,11 @@ def _error(path) -> str:
 def test_good_png(png) -> None:
     info = check_image(png)
     assert (info.path, info.width, info.height, info.format) == (png.resolve(), 64, 32, "PNG")
-    assert info.size_bytes == png.stat().st_size and info.key == (str(png.resolve()), png.stat().st_mtime_ns, info.size_bytes)
+    assert info.size_bytes == png.stat().st_size and info.key == (
+        str(png.resolve()),
+        png.stat().st_mtime_ns,
+        info.size_bytes,
+    )
 
 
 def test_good_jpeg_and_tilde(tmp_path, monkeypatch) -> None:

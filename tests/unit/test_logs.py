@@ -179,9 +179,11 @@ def test_weights_only_traceback_under_torchrun_prefix() -> None:
 
 def test_chained_traceback_and_bounded_detail() -> None:
     frames = "".join(f'  File "f.py", line {i}, in g\n    g()\n' for i in range(200))
-    text = (f"Traceback (most recent call last):\n{frames}KeyError: 'x'\n\nDuring handling of the above exception, "
-            "another exception occurred:\n\nTraceback (most recent call last):\n  File \"t.py\", line 1\n"
-            "RuntimeError: boom\n")
+    text = (
+        f"Traceback (most recent call last):\n{frames}KeyError: 'x'\n\nDuring handling of the above exception, "
+        'another exception occurred:\n\nTraceback (most recent call last):\n  File "t.py", line 1\n'
+        "RuntimeError: boom\n"
+    )
     first, second = _feed_all(text)
     assert (first.cause, first.message, second.message) == ("traceback", "KeyError: 'x'", "RuntimeError: boom")
     assert len(first.detail.splitlines()) <= 50
@@ -189,8 +191,10 @@ def test_chained_traceback_and_bounded_detail() -> None:
 
 def test_unfinished_traceback_and_sample_are_emitted_at_flush() -> None:
     parser = LogParser()
-    events = parser.feed(f"{TS}Sample output:\n<|User|>:hi\n<|Bot|>:hello</s>\n\nTraceback (most recent call last):\n"
-                         '  File "x.py", line 3, in f\n')
+    events = parser.feed(
+        f"{TS}Sample output:\n<|User|>:hi\n<|Bot|>:hello</s>\n\nTraceback (most recent call last):\n"
+        '  File "x.py", line 3, in f\n'
+    )
     assert events == [Sample(0, "hi", "hello", "2026/11/28 14:10:03")]
     (error,) = parser.flush()
     assert error.cause == "traceback" and error.message == 'File "x.py", line 3, in f'
@@ -198,8 +202,10 @@ def test_unfinished_traceback_and_sample_are_emitted_at_flush() -> None:
 
 def test_huge_numbers_deep_json_and_stray_words_do_not_raise(tmp_path: Path) -> None:
     digits = "9" * 5000  # past int()'s default 4300-digit limit
-    text = (f"{TS}Iter(train) [{digits}/{digits}]  lr: 1  loss: 1\n{TS}Saving checkpoint at {digits} iterations\n"
-            f"{TS}Iter(train) [1/40]  lr: 1  eta: {digits}:00:00  loss: {digits}\n")
+    text = (
+        f"{TS}Iter(train) [{digits}/{digits}]  lr: 1  loss: 1\n{TS}Saving checkpoint at {digits} iterations\n"
+        f"{TS}Iter(train) [1/40]  lr: 1  eta: {digits}:00:00  loss: {digits}\n"
+    )
     (step,) = _feed_all(text)
     assert (step.iter, step.max_iters, step.eta, step.loss) == (1, 40, None, float("inf"))
     path = tmp_path / "scalars.json"
@@ -214,8 +220,7 @@ def test_carriage_returns_and_garbage() -> None:
         "Map (num_proc=32):   0%|          | 0/9000\rMap: 100%|██████████| 9000/9000\r"
         f"{TS}Saving checkpoint at 9 iterations\r\n"
         "\x00\x01garbage: 1.0 Iter(train) [1/2]\n"
-        f"{TS}Iter(train) [\n{TS}Iter(train) [x/y]  loss: 1\n{TS}resumed epoch: x\n{TS}\n"
-        + "x" * 1_000_000
+        f"{TS}Iter(train) [\n{TS}Iter(train) [x/y]  loss: 1\n{TS}resumed epoch: x\n{TS}\n" + "x" * 1_000_000
     )
     assert _feed_all(text) == [CheckpointSaved(9, "2026/11/28 14:10:03")]
 
@@ -223,10 +228,17 @@ def test_carriage_returns_and_garbage() -> None:
 @pytest.mark.parametrize(
     ("text", "prompt", "answer"),
     [
-        ("<s><|im_start|>system\nsys<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\na<|im_end|>",
-         "q", "a"),
-        ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nsys<|eot_id|><|start_header_id|>user"
-         "<|end_header_id|>\n\nq<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\na<|eot_id|>", "q", "a"),
+        (
+            "<s><|im_start|>system\nsys<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\na<|im_end|>",
+            "q",
+            "a",
+        ),
+        (
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nsys<|eot_id|><|start_header_id|>user"
+            "<|end_header_id|>\n\nq<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\na<|eot_id|>",
+            "q",
+            "a",
+        ),
         ("<|System|>:sys\n<|User|>:q\n<|Bot|>:a</s>", "q", "a"),
         ("<|User|>:q<eoh>\n<|Bot|>:a<eoa>", "q", "a"),
         ("<s>[INST] <<SYS>>\n You are helpful.\nsys\n<</SYS>>\n [/INST] [INST] q [/INST] a </s>", "q", "a"),
@@ -246,8 +258,10 @@ def _small_log() -> bytes:
     text = FIXTURE.read_text(encoding="utf-8")
     start = text.index("11/28 13:52:28 - mmengine - INFO - Iter(train) [20/40]")
     end = text.index("\n", text.index("Saving checkpoint at 20 iterations"))
-    return (text[start : end + 1] + "Traceback (most recent call last):\n  File \"t.py\", line 1\n"
-            "torch.OutOfMemoryError: CUDA out of memory.\n").encode()
+    return (
+        text[start : end + 1] + 'Traceback (most recent call last):\n  File "t.py", line 1\n'
+        "torch.OutOfMemoryError: CUDA out of memory.\n"
+    ).encode()
 
 
 def test_split_at_every_byte_gives_the_same_events(tmp_path: Path) -> None:
@@ -309,8 +323,17 @@ def test_scalars_follower(tmp_path: Path) -> None:
     path.parent.mkdir()
     rows = [
         {"lr": 2e-4, "data_time": 0.0096, "loss": 11.6057, "time": 0.8475, "iter": 5, "memory": 9449, "step": 5},
-        {"loss": 11.3, "grad_norm": 1.8634, "tflops": 48.38, "tokens_per_sec": 3353.97, "iter": 20, "step": 20,
-         "acc": 0.5, "note": "text", "flag": True},
+        {
+            "loss": 11.3,
+            "grad_norm": 1.8634,
+            "tflops": 48.38,
+            "tokens_per_sec": 3353.97,
+            "iter": 20,
+            "step": 20,
+            "acc": 0.5,
+            "note": "text",
+            "flag": True,
+        },
     ]
     text = json.dumps(rows[0]) + "\nnot json\n[1, 2]\n" + json.dumps(rows[1])
     path.write_text(text[:40])
@@ -324,14 +347,49 @@ def test_scalars_follower(tmp_path: Path) -> None:
     assert [e.iter for e in read_events(path)] == [5, 20]
 
 
-LOGGY = st.sampled_from([
-    TS, "11/28 13:52:00 - mmengine - ERROR - ", "Iter(train) [ 5/40]  ", "Epoch(train) [1][5/40]  ", "lr: ",
-    "1.0e-4", "eta: ", "1 day, 2:03:04", "  loss: ", "11.6", "memory: 9449  ", "nan", "Sample output:",
-    "Traceback (most recent call last):", "[rank0]: ", "  File \"x\"", "KeyError: 'x'", "<|im_start|>user\n",
-    "<|im_start|>assistant\n", "[INST]", "[/INST]", "<|User|>:", "<|Bot|>:", "resumed epoch: 0, iter: ",
-    "Advance dataloader ", "Saving checkpoint at ", " iterations", "Load checkpoint from ", "\n", "\r", "\r\n",
-    "\n\n", "你是谁", "\ufffd", "\x1b[31m", " ", ":", "[", "]",
-])
+LOGGY = st.sampled_from(
+    [
+        TS,
+        "11/28 13:52:00 - mmengine - ERROR - ",
+        "Iter(train) [ 5/40]  ",
+        "Epoch(train) [1][5/40]  ",
+        "lr: ",
+        "1.0e-4",
+        "eta: ",
+        "1 day, 2:03:04",
+        "  loss: ",
+        "11.6",
+        "memory: 9449  ",
+        "nan",
+        "Sample output:",
+        "Traceback (most recent call last):",
+        "[rank0]: ",
+        '  File "x"',
+        "KeyError: 'x'",
+        "<|im_start|>user\n",
+        "<|im_start|>assistant\n",
+        "[INST]",
+        "[/INST]",
+        "<|User|>:",
+        "<|Bot|>:",
+        "resumed epoch: 0, iter: ",
+        "Advance dataloader ",
+        "Saving checkpoint at ",
+        " iterations",
+        "Load checkpoint from ",
+        "\n",
+        "\r",
+        "\r\n",
+        "\n\n",
+        "你是谁",
+        "\ufffd",
+        "\x1b[31m",
+        " ",
+        ":",
+        "[",
+        "]",
+    ]
+)
 TEXT = st.lists(st.one_of(LOGGY, st.text(max_size=8)), max_size=60).map("".join)
 
 

@@ -31,8 +31,10 @@ FlaubertTokenizer requires the sacremoses library but it was not found in your e
 `pip install sacremoses`. Please note that you may need to restart your runtime after installation.
 
 """.format(SPACE=" ")
-LLAMA3 = ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n你是谁<|eot_id|>"
-          "<|start_header_id|>assistant<|end_header_id|>\n\n")
+LLAMA3 = (
+    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n你是谁<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n"
+)
 
 
 def _feed_all(text: str) -> list:
@@ -41,8 +43,10 @@ def _feed_all(text: str) -> list:
 
 
 def test_garbage_or_nul_bytes_before_a_timestamp_do_not_hide_the_line() -> None:
-    text = (f"\x00\x00\x00{TS}Iter(train) [5/40]  lr: 1e-4  loss: 1.0\n"
-            f"Map: 100%|██████████| 9/9 \x1b[0m{TS}Saving checkpoint at 5 iterations\n")
+    text = (
+        f"\x00\x00\x00{TS}Iter(train) [5/40]  lr: 1e-4  loss: 1.0\n"
+        f"Map: 100%|██████████| 9/9 \x1b[0m{TS}Saving checkpoint at 5 iterations\n"
+    )
     step, saved = _feed_all(text)
     assert (step.iter, step.loss, step.at) == (5, 1.0, AT)
     assert saved == CheckpointSaved(5, AT)
@@ -63,7 +67,9 @@ def test_a_last_llama3_sample_keeps_its_answer_past_the_templates_blank_line() -
     assert (ended.prompt, ended.answer, ended.complete) == ("你是谁", "我是小明", True)
     (cut,) = _feed_all(f"{TS}Sample output:\n{LLAMA3}我是小明，\n")
     assert (cut.answer, cut.complete) == ("我是小明，", False)
-    (paragraphs,) = _feed_all(f"{TS}Sample output:\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\none\n\ntwo<|im_end|>\n")
+    (paragraphs,) = _feed_all(
+        f"{TS}Sample output:\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\none\n\ntwo<|im_end|>\n"
+    )
     assert paragraphs.answer == "one\n\ntwo"
 
 
@@ -88,8 +94,11 @@ def test_crlf_gives_the_same_events(tmp_path: Path) -> None:
 def test_gbk_bytes_break_nothing(tmp_path: Path) -> None:
     path = tmp_path / "gbk.log"
     path.write_bytes(
-        f"{TS}Sample output:\n".encode() + "<|User|>:你是谁\n<|Bot|>:我是小明</s>\n\n".encode("gbk")
-        + f"{TS}Iter(train) [5/40]  lr: 1e-4  loss: 1.0\n".encode() + "中文".encode("gbk") + b"\n"
+        f"{TS}Sample output:\n".encode()
+        + "<|User|>:你是谁\n<|Bot|>:我是小明</s>\n\n".encode("gbk")
+        + f"{TS}Iter(train) [5/40]  lr: 1e-4  loss: 1.0\n".encode()
+        + "中文".encode("gbk")
+        + b"\n"
     )
     sample, step = read_events(path)
     assert isinstance(sample, Sample) and "\ufffd" in sample.answer + sample.prompt

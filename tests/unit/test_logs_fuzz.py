@@ -12,8 +12,11 @@ KEYS = ["lr: 1.0000e-04", "eta: 0:00:29", "time: 0.2465", "data_time: 0.0091", "
 HEADS = ["2026/11/28 14:10:03 - mmengine - INFO - ", "11/28 13:52:00 - mmengine - \x1b[4m\x1b[37mINFO\x1b[0m - "]
 TEMPLATES = [
     ("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n", "<|im_end|>"),
-    ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{q}<|eot_id|><|start_header_id|>assistant"
-     "<|end_header_id|>\n\n", "<|eot_id|>"),
+    (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{q}<|eot_id|><|start_header_id|>assistant"
+        "<|end_header_id|>\n\n",
+        "<|eot_id|>",
+    ),
     ("<|User|>:{q}\n<|Bot|>:", "</s>"),
 ]
 
@@ -23,7 +26,11 @@ def train_line(draw) -> str:
     """`Iter(train) [i/n]` or `Epoch(train) [e][i/n]` with some of the keys in some order."""
     n = draw(st.integers(1, 500))
     i = draw(st.integers(1, n))
-    head = f"Iter(train) [{i:>{len(str(n))}}/{n}]" if draw(st.booleans()) else f"Epoch(train) [{draw(st.integers(1, 9))}][{i}/{n}]"
+    head = (
+        f"Iter(train) [{i:>{len(str(n))}}/{n}]"
+        if draw(st.booleans())
+        else f"Epoch(train) [{draw(st.integers(1, 9))}][{i}/{n}]"
+    )
     keys = draw(st.permutations(KEYS))[: draw(st.integers(0, len(KEYS)))]
     return "  ".join([head, *keys])
 

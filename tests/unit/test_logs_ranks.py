@@ -31,7 +31,12 @@ def test_real_two_rank_console() -> None:
     assert [s.iter for s in steps] == [5] and steps[0].max_iters == 11  # `[default0]:` before the timestamp
     assert [s.iter for s in events if isinstance(s, Sample)] == [0]
     errors = [e for e in events if isinstance(e, RunError)]
-    assert [(e.cause, e.rank) for e in errors] == [("traceback", 1), ("traceback", 0), ("rank_failed", 1), ("traceback", 1)]
+    assert [(e.cause, e.rank) for e in errors] == [
+        ("traceback", 1),
+        ("traceback", 0),
+        ("rank_failed", 1),
+        ("traceback", 1),
+    ]
     assert "can't allocate memory" in errors[0].message and "Connection closed by peer" in errors[1].message
     assert errors[2].message == "rank 1 failed with exit code 1"
     assert errors[3].message.startswith("torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ")
@@ -49,16 +54,18 @@ def test_interleaved_tracebacks_of_two_ranks_keep_their_rank() -> None:
 
 def test_nccl_watchdog_timeouts_once_per_rank() -> None:
     work = "WorkNCCL(SeqNum=808, OpType=ALLREDUCE, NumelIn=9801523, NumelOut=9801523, Timeout(ms)=600000)"
-    text = "".join([
-        f"[rank1]:[E626 06:24:44.903881913 ProcessGroupNCCL.cpp:616] [Rank 1] Watchdog caught collective operation "
-        f"timeout: {work} ran for 600020 milliseconds before timing out.\n",
-        "[rank1]:[E626 06:24:44.906457629 ProcessGroupNCCL.cpp:1785] [PG ID 0 PG GUID 0(default_pg) Rank 1] Exception "
-        "(either an error or timeout) detected by watchdog at work: 808, last enqueued NCCL work: 811.\n",
-        f"[E ProcessGroupNCCL.cpp:458] [Rank 0] Watchdog caught collective operation timeout: {work} ran for 1 ms.\n",
-        f"[E ProcessGroupNCCL.cpp:458] [Rank 0] Watchdog caught collective operation timeout: {work} ran for 2 ms.\n",
-        "Epoch 0:   6%|██     | 32040/500150 [6:28:43<94:39:17,  1.37it/s][E ProcessGroupNCCL.cpp:458] [Rank 7] "
-        f"Watchdog caught collective operation timeout: {work} ran for 3 ms.\n",
-    ])
+    text = "".join(
+        [
+            f"[rank1]:[E626 06:24:44.903881913 ProcessGroupNCCL.cpp:616] [Rank 1] Watchdog caught collective operation "
+            f"timeout: {work} ran for 600020 milliseconds before timing out.\n",
+            "[rank1]:[E626 06:24:44.906457629 ProcessGroupNCCL.cpp:1785] [PG ID 0 PG GUID 0(default_pg) Rank 1] Exception "
+            "(either an error or timeout) detected by watchdog at work: 808, last enqueued NCCL work: 811.\n",
+            f"[E ProcessGroupNCCL.cpp:458] [Rank 0] Watchdog caught collective operation timeout: {work} ran for 1 ms.\n",
+            f"[E ProcessGroupNCCL.cpp:458] [Rank 0] Watchdog caught collective operation timeout: {work} ran for 2 ms.\n",
+            "Epoch 0:   6%|██     | 32040/500150 [6:28:43<94:39:17,  1.37it/s][E ProcessGroupNCCL.cpp:458] [Rank 7] "
+            f"Watchdog caught collective operation timeout: {work} ran for 3 ms.\n",
+        ]
+    )
     errors = [e for e in _feed_all(text) if isinstance(e, RunError)]
     assert _errors(errors) == [("nccl_timeout", 1), ("nccl_timeout", 0), ("nccl_timeout", 7)]
     assert errors[0].message.startswith("[Rank 1] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=808")

@@ -58,8 +58,10 @@ def test_resume_of_an_epoch_loop_is_on_the_scale_of_the_steps_after_it() -> None
 
 
 def test_resume_in_the_middle_of_an_epoch_counts_from_the_resume_point() -> None:
-    text = (f"{TS}resumed epoch: 81, iter: 6966\n{TS}Epoch(train) [82][10/86]  lr: 1e-4  loss: 1.0\n"
-            f"{TS}resumed epoch: 81, iter: 7000\n{TS}Epoch(train) [82][10/86]  lr: 1e-4  loss: 1.0\n")
+    text = (
+        f"{TS}resumed epoch: 81, iter: 6966\n{TS}Epoch(train) [82][10/86]  lr: 1e-4  loss: 1.0\n"
+        f"{TS}resumed epoch: 81, iter: 7000\n{TS}Epoch(train) [82][10/86]  lr: 1e-4  loss: 1.0\n"
+    )
     assert [(type(e).__name__, e.iter) for e in _feed_all(text)] == [
         ("Resumed", 6966), ("TrainStep", 6976), ("Resumed", 7000), ("TrainStep", 7010)]  # fmt: skip
 
@@ -82,9 +84,11 @@ def test_older_xtuner_samples_belong_to_the_line_after_them() -> None:
 
 
 def test_final_evaluation_of_a_long_run_belongs_to_the_final_iteration() -> None:
-    dump = ("Config:\n    dict(\n        every_n_iters=500,\n        type='xtuner.engine.hooks.EvaluateChatHook'),\n"
-            "default_hooks = dict(\n    checkpoint=dict(\n        by_epoch=False,\n        interval=500,\n"
-            "        type='mmengine.hooks.CheckpointHook'),\n")
+    dump = (
+        "Config:\n    dict(\n        every_n_iters=500,\n        type='xtuner.engine.hooks.EvaluateChatHook'),\n"
+        "default_hooks = dict(\n    checkpoint=dict(\n        by_epoch=False,\n        interval=500,\n"
+        "        type='mmengine.hooks.CheckpointHook'),\n"
+    )
     text = (
         f"{TS}{dump}{TS}Iter(train) [3110/3117]  lr: 1e-5  loss: 0.1\n{TS}after_train_iter in EvaluateChatHook.\n"
         f"{TS}Sample output:\n<|User|>:hi\n<|Bot|>:hello</s>\n\n{TS}Saving checkpoint at 3117 iterations\n"
@@ -96,9 +100,11 @@ def test_final_evaluation_of_a_long_run_belongs_to_the_final_iteration() -> None
 
 def test_evaluations_between_logged_lines_get_their_own_iteration() -> None:
     dump = "Config:\n        every_n_iters=25,\n"
-    text = (f"{TS}{dump}{TS}Iter(train) [20/100]  lr: 1  loss: 1\n{TS}after_train_iter in EvaluateChatHook.\n"
-            f"{TS}Sample output:\nplain\n\n{TS}Iter(train) [30/100]  lr: 1  loss: 1\n{TS}Iter(train) [50/100]  lr: 1  loss: 1\n"
-            f"{TS}after_train_iter in EvaluateChatHook.\n{TS}Sample output:\nplain\n\n")
+    text = (
+        f"{TS}{dump}{TS}Iter(train) [20/100]  lr: 1  loss: 1\n{TS}after_train_iter in EvaluateChatHook.\n"
+        f"{TS}Sample output:\nplain\n\n{TS}Iter(train) [30/100]  lr: 1  loss: 1\n{TS}Iter(train) [50/100]  lr: 1  loss: 1\n"
+        f"{TS}after_train_iter in EvaluateChatHook.\n{TS}Sample output:\nplain\n\n"
+    )
     assert [s.iter for s in _of(_feed_all(text), Sample)] == [25, 50]
 
 
@@ -135,4 +141,8 @@ def test_log_validation_summary_is_a_validation() -> None:
     assert [type(e) for e in events] == [TrainStep, Validation, Validation]
     first, second = events[1:]
     assert (first.iter, first.epoch, first.metrics["accuracy/top1"]) == (381, 1, 76.5)
-    assert (second.iter, second.epoch, second.metrics) == (380, None, {"val/loss": 1.25, "data_time": 0.01, "time": 0.02})
+    assert (second.iter, second.epoch, second.metrics) == (
+        380,
+        None,
+        {"val/loss": 1.25, "data_time": 0.01, "time": 0.02},
+    )

@@ -126,7 +126,9 @@ def test_escape_sequences_in_a_log_reach_the_terminal_escaped(tmp_path, capsys) 
     _log(tmp_path, [10], 30, time.time())
     WorkDir(tmp_path).exit_code_file(0).write_text("1\n")
     (tmp_path / mf.MANIFEST).write_text(json.dumps({**GOOD, "work_dir": str(tmp_path)}))
-    (tmp_path / mf.CONSOLE).write_text("Traceback (most recent call last):\nValueError: \x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07\n")
+    (tmp_path / mf.CONSOLE).write_text(
+        "Traceback (most recent call last):\nValueError: \x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07\n"
+    )
     assert main(["status", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "\\x1b]52;c;" in out
@@ -161,7 +163,9 @@ def test_a_sigkilled_trainer_says_so_with_the_host_memory(tmp_path) -> None:
     proc = _wrapped(tmp_path, "kill -9 $$")
     proc.wait(5)
     record = WorkDir(tmp_path).exit_record(0)
-    assert record.code == 137 and record.killed_by == signal.SIGKILL and record.memory_total > record.memory_available > 0
+    assert (
+        record.code == 137 and record.killed_by == signal.SIGKILL and record.memory_total > record.memory_available > 0
+    )
     run = Run(tmp_path)
     run.poll()
     cause = run.status().cause

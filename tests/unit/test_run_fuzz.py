@@ -16,7 +16,14 @@ from engine.runs.workdir import WorkDir
 from tests.unit.test_runs import _log
 from tui.cli import main
 
-FILES = (mf.MANIFEST, mf.CONSOLE, ".xtui-exit-0", "iter_10.pth", "last_checkpoint", "20261128_140000/20261128_140000.log")
+FILES = (
+    mf.MANIFEST,
+    mf.CONSOLE,
+    ".xtui-exit-0",
+    "iter_10.pth",
+    "last_checkpoint",
+    "20261128_140000/20261128_140000.log",
+)
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
@@ -25,7 +32,9 @@ _json = st.recursive(
 _contents = st.one_of(
     st.binary(max_size=400),
     _json.map(lambda v: json.dumps(v).encode()),
-    st.sampled_from([b"\x00" * 300, b"[" * 5000, b"137\nMemTotal: x\n", b"PK\x03\x04" + b"\xff" * 60, "损坏".encode("gbk")]),
+    st.sampled_from(
+        [b"\x00" * 300, b"[" * 5000, b"137\nMemTotal: x\n", b"PK\x03\x04" + b"\xff" * 60, "损坏".encode("gbk")]
+    ),
 )
 
 

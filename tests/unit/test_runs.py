@@ -23,7 +23,9 @@ def _log(work_dir: Path, iters: list[int], n: int, start: float, gap: float = 1.
     stamp = work_dir / "20261128_140000"
     stamp.mkdir(parents=True, exist_ok=True)
     lines = [
-        LINE.format(ts=time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(start + k * gap)), i=i, n=n, t=gap, loss=5 - k * 0.1)
+        LINE.format(
+            ts=time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(start + k * gap)), i=i, n=n, t=gap, loss=5 - k * 0.1
+        )
         for k, i in enumerate(iters)
     ]
     path = stamp / "20261128_140000.log"
@@ -45,7 +47,13 @@ def _dead(work_dir: Path, exit_code: int | None, stopped: bool = False) -> None:
 
 
 def test_finished_when_the_final_iteration_was_saved_but_not_logged(tmp_path) -> None:
-    _log(tmp_path, [10, 20, 270], 273, time.time(), extra="2026/11/28 14:00:09 - mmengine - INFO - Saving checkpoint at 273 iterations\n")
+    _log(
+        tmp_path,
+        [10, 20, 270],
+        273,
+        time.time(),
+        extra="2026/11/28 14:00:09 - mmengine - INFO - Saving checkpoint at 273 iterations\n",
+    )
     run = Run(tmp_path)
     run.poll()
     assert run.status().state == "finished"
@@ -55,7 +63,7 @@ def test_traceback_means_failed_even_with_exit_code_zero(tmp_path) -> None:
     _log(tmp_path, [10, 20], 100, time.time())
     _dead(tmp_path, exit_code=0)
     (tmp_path / mf.CONSOLE).write_text(
-        "Traceback (most recent call last):\n  File \"train.py\", line 3, in <module>\n"
+        'Traceback (most recent call last):\n  File "train.py", line 3, in <module>\n'
         "_pickle.UnpicklingError: Weights only load failed. Re-running `torch.load` with `weights_only` set to `False`\n"
     )
     run = Run(tmp_path)

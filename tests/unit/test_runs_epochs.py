@@ -34,7 +34,12 @@ def test_a_finished_epoch_run_is_finished_with_its_epoch_checkpoints(tmp_path, c
     assert ckpts[-1].latest and all(c.ok for c in ckpts)
     assert main(["status", str(tmp_path), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)[0]
-    assert (summary["status"], summary["iter"], summary["max_iters"], summary["resume_from"]) == ("finished", 44, 44, "epoch_2.pth")
+    assert (summary["status"], summary["iter"], summary["max_iters"], summary["resume_from"]) == (
+        "finished",
+        44,
+        44,
+        "epoch_2.pth",
+    )
 
 
 def test_a_resume_from_an_epoch_checkpoint_is_checked_on_the_iteration_scale(tmp_path) -> None:

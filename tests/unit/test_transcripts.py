@@ -97,7 +97,10 @@ def test_load_says_what_is_wrong(tmp_path) -> None:
         ({**data, "sampling": {"top_p": "high"}}, "sampling: 'top_p' has the wrong type"),
         ({**data, "columns": [{"name": "a", "exchanges": [{"prompt": "hi"}]}]}, "column 1, exchange 1 has no 'answer'"),
         (
-            {**data, "columns": [{"name": "a", "exchanges": [{**data["columns"][0]["exchanges"][0], "reason": "tired"}]}]},
+            {
+                **data,
+                "columns": [{"name": "a", "exchanges": [{**data["columns"][0]["exchanges"][0], "reason": "tired"}]}],
+            },
             "column 1, exchange 1: 'reason' is 'tired', not one of stop, length, cancelled",
         ),
     ]

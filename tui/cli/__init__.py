@@ -41,7 +41,9 @@ def _with_subcommand(argv: list[str]) -> list[str]:
         return argv or ["watch"]
     if Path(argv[0]).exists():
         return ["watch", *argv]
-    raise XtuiError(f"{argv[0]!r} is not a subcommand nor a folder (subcommands: {', '.join(SUBCOMMANDS)}; see xtui --help)")
+    raise XtuiError(
+        f"{argv[0]!r} is not a subcommand nor a folder (subcommands: {', '.join(SUBCOMMANDS)}; see xtui --help)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,8 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_new(args: argparse.Namespace) -> int:
     """Write the self-cognition dataset and say what is in it."""
-    from engine.errors import UsageError
     from engine.data.selfcognition import QUESTIONS, write_self_cognition
+    from engine.errors import UsageError
 
     if (args.mix is None) != (args.ratio is None):
         raise UsageError("--mix and --ratio go together")

@@ -24,9 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Launch (or attach to) the demo, then open the TUI on it or print its progress."""
-    from engine.demo.run import launch_demo
-
     from engine.demo.build import MARKER
+    from engine.demo.run import launch_demo
 
     folder = Path(args.dir)
     if (folder / MARKER).is_file():

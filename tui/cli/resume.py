@@ -41,6 +41,8 @@ def print_preflight(result) -> None:
     """The pre-flight verdict, one line each."""
     lines = [f"problem: {problem}" for problem in result.problems] + [f"note: {note}" for note in result.notes]
     if result.checkpoint is not None:
-        lines.insert(0, f"checkpoint: {result.checkpoint.path} (iteration {result.checkpoint.iter} of {result.max_iters or '?'})")
+        lines.insert(
+            0, f"checkpoint: {result.checkpoint.path} (iteration {result.checkpoint.iter} of {result.max_iters or '?'})"
+        )
     for line in lines:
         print(printable(line, newlines=False))

@@ -48,7 +48,10 @@ def line(s: dict) -> str:
     cause = f" ({s['cause']})" if s["cause"] else ""
     if s["last_checkpoint_problem"]:
         cause += f" ({s['last_checkpoint_problem']}; a resume would start from {s['resume_from'] or 'nothing'})"
-    return printable(f"{s['status']:<9} {progress:>11}  loss {loss:<8} ckpt {ckpts:<12} {s['work_dir']}{where}{cause}", newlines=False)
+    return printable(
+        f"{s['status']:<9} {progress:>11}  loss {loss:<8} ckpt {ckpts:<12} {s['work_dir']}{where}{cause}",
+        newlines=False,
+    )
 
 
 def _short(checkpoint: dict) -> str:

@@ -11,7 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add `stop` to the subcommands."""
     p = sub.add_parser("stop", help="stop a run (TERM its processes, then KILL; scancel for a Slurm job)")
     p.add_argument("dir", help="the run's work dir")
-    p.add_argument("--grace", type=float, default=15.0, help="seconds between TERM and KILL (a Slurm job: Slurm's KillWait)")
+    p.add_argument(
+        "--grace", type=float, default=15.0, help="seconds between TERM and KILL (a Slurm job: Slurm's KillWait)"
+    )
     p.set_defaults(func=run)
 
 

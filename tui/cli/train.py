@@ -27,10 +27,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deepspeed", help=f"one of {', '.join(DEEPSPEED_PRESETS)} or a .json file")
     p.add_argument("--dry-run", action="store_true", help="print the commands (or the sbatch script) and start nothing")
     nodes = p.add_argument_group("several nodes with torchrun (defaults: XTuner's NNODES, NODE_RANK, ADDR, PORT)")
-    nodes.add_argument("--nnodes", "--nodes", type=int, default=os.environ.get("NNODES") or "1", help="nodes of the run")
+    nodes.add_argument(
+        "--nnodes", "--nodes", type=int, default=os.environ.get("NNODES") or "1", help="nodes of the run"
+    )
     nodes.add_argument("--node-rank", type=int, default=os.environ.get("NODE_RANK") or "0", help="this node's rank")
-    nodes.add_argument("--master-addr", default=os.environ.get("ADDR"), help="node 0's address, reachable from every node")
-    nodes.add_argument("--master-port", type=int, default=os.environ.get("PORT") or "0", help="node 0's rendezvous port")
+    nodes.add_argument(
+        "--master-addr", default=os.environ.get("ADDR"), help="node 0's address, reachable from every node"
+    )
+    nodes.add_argument(
+        "--master-port", type=int, default=os.environ.get("PORT") or "0", help="node 0's rendezvous port"
+    )
     job = p.add_argument_group("Slurm: an sbatch script in the work dir, srun ... --launcher slurm")
     job.add_argument("--slurm", action="store_true", help="submit the run with sbatch instead of starting it here")
     job.add_argument("--partition", help="the partition to queue in")
@@ -68,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"started {node}pid {launch.pid}: {shell(*launch.argv)}")
         if launch.nnodes > 1:
             _show_nodes(spec, args, skip=launch.node_rank)
-    print(f"watch: {shell('xtui', 'events', args.work_dir, '--follow')}    stop: {shell('xtui', 'stop', args.work_dir)}")
+    print(
+        f"watch: {shell('xtui', 'events', args.work_dir, '--follow')}    stop: {shell('xtui', 'stop', args.work_dir)}"
+    )
     return 0
 
 
@@ -102,7 +110,9 @@ def _show(spec, args: argparse.Namespace) -> None:
     if spec.slurm:
         work_dir = WorkDir.open(spec.work_dir)
         print(slurm_script(spec, work_dir), end="")
-        print(f"# dry run: would write {script_path(spec.work_dir, len(_launches(spec.work_dir)))} and submit it with sbatch")
+        print(
+            f"# dry run: would write {script_path(spec.work_dir, len(_launches(spec.work_dir)))} and submit it with sbatch"
+        )
     elif spec.nnodes > 1:
         _show_nodes(spec, args)
     else:

@@ -42,7 +42,9 @@ class ChatSetupScreen(ModalScreen[ChatSpec | None]):
         """The form."""
         with VerticalScroll(classes="dialog", id="chat-setup"):
             yield Static("Chat with a model", classes="title")
-            yield Select([(k, k) for k in SourceKind], value=SourceKind.BASE, allow_blank=False, id="kind", compact=True)
+            yield Select(
+                [(k, k) for k in SourceKind], value=SourceKind.BASE, allow_blank=False, id="kind", compact=True
+            )
             for field_id, label in FIELDS.items():
                 with Vertical(id=f"field-{field_id}", classes="field"):
                     yield Label(label)
@@ -53,7 +55,9 @@ class ChatSetupScreen(ModalScreen[ChatSpec | None]):
                     yield Input("auto", id="device", placeholder="auto, cpu, cuda:0", compact=True)
                 with Vertical(classes="cell"):
                     yield Label("Decoder")
-                    yield Select([(d, d) for d in DECODERS], value="auto", allow_blank=False, id="decoder", compact=True)
+                    yield Select(
+                        [(d, d) for d in DECODERS], value="auto", allow_blank=False, id="decoder", compact=True
+                    )
                 with Vertical(classes="cell"):
                     yield Label("Template")
                     names = [(name, name) for name in templates()]
@@ -98,7 +102,9 @@ class ChatSetupScreen(ModalScreen[ChatSpec | None]):
             bits=4 if self.query_one("#bits4", Checkbox).value else None,
             decoder=str(self.query_one("#decoder", Select).value),
         )
-        return build_spec(kind, **paths, template=NO_TEMPLATE if template is Select.BLANK else str(template), options=options)
+        return build_spec(
+            kind, **paths, template=NO_TEMPLATE if template is Select.BLANK else str(template), options=options
+        )
 
     @on(Button.Pressed, "#chat")
     def action_chat(self) -> None:

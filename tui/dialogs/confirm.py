@@ -95,14 +95,18 @@ class StopScreen(_RunAction):
         except LaunchError as exc:
             self.finish(str(exc), "error")
             return
-        self.finish("run stopped" if gone else "some processes could not be stopped", "information" if gone else "error")
+        self.finish(
+            "run stopped" if gone else "some processes could not be stopped", "information" if gone else "error"
+        )
 
 
 def _label(ckpt: Checkpoint) -> str:
     """One line for a checkpoint in the list: its file, iteration and state."""
     where = f"iteration {ckpt.iter}" if ckpt.iter is not None else "iteration ?"
     state = "ok" if ckpt.ok else f"✗ {ckpt.problem}"
-    return printable(f"{ckpt.path.name}  {where}  {state}" + ("  (last_checkpoint)" if ckpt.latest else ""), newlines=False)
+    return printable(
+        f"{ckpt.path.name}  {where}  {state}" + ("  (last_checkpoint)" if ckpt.latest else ""), newlines=False
+    )
 
 
 class ResumeScreen(_RunAction):
@@ -164,7 +168,9 @@ class ResumeScreen(_RunAction):
         result = preflight(self.work_dir, checkpoint)
         lines = []
         if result.checkpoint:
-            lines.append(f"from {result.checkpoint.path.name}: iteration {result.checkpoint.iter} of {result.max_iters or '?'}")
+            lines.append(
+                f"from {result.checkpoint.path.name}: iteration {result.checkpoint.iter} of {result.max_iters or '?'}"
+            )
         lines += [f"✗ {p}" for p in result.problems] + [f"• {n}" for n in result.notes]
         lines.append("" if result.ok else "\nThis resume would not work: fix the problems above first.")
         self.app.call_from_thread(self._show, checkpoint, "\n".join(lines), result.ok)

@@ -13,9 +13,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Static
 
-from themes.colours import theme_colour
 from engine import locations
 from engine.chat.transcripts import TranscriptInfo, list_transcripts
+from themes.colours import theme_colour
 
 
 def _clip(text: str, width: int, style: str = "") -> Text:
@@ -93,7 +93,12 @@ class TranscriptsScreen(ModalScreen[Path | None]):
             if info.broken:
                 cells = (when, _clip(info.label, model), Text(""), _clip(f"✗ broken: {info.error}", question, error))
             else:
-                cells = (when, _clip(info.label, model), Text(str(info.exchanges)), _clip(info.first_question, question))
+                cells = (
+                    when,
+                    _clip(info.label, model),
+                    Text(str(info.exchanges)),
+                    _clip(info.first_question, question),
+                )
             table.add_row(*cells, key=str(index))
         table.move_cursor(row=row)
 

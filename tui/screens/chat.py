@@ -204,7 +204,9 @@ class ChatScreen(Screen):
         now = time.monotonic()
         if message.elapsed_s > 0 and now - self._speed_shown >= SPEED_EVERY_S:
             self._speed_shown = now
-            self._status(f"answering… {message.tokens} tokens, {message.tokens / message.elapsed_s:.0f} tok/s (Esc cancels)")
+            self._status(
+                f"answering… {message.tokens} tokens, {message.tokens / message.elapsed_s:.0f} tok/s (Esc cancels)"
+            )
 
     def on_chat_done(self, message: ChatDone) -> None:
         """Close one column's answer."""
@@ -250,7 +252,9 @@ class ChatScreen(Screen):
         if self.loaded is None or self.busy:
             return
         if not self.loaded.adapters:
-            self.notify("A/B needs an adapter or a checkpoint: a plain model has nothing to switch off", severity="warning")
+            self.notify(
+                "A/B needs an adapter or a checkpoint: a plain model has nothing to switch off", severity="warning"
+            )
             return
         if len(self.sessions) > 1:
             self._set_columns([None])
@@ -315,7 +319,9 @@ class ChatScreen(Screen):
         if not any(c.exchanges for c in columns):
             self.notify("nothing to save yet", severity="warning")
             return
-        record = transcripts.Transcript(self.spec.source.label, self.template, self.system, self.sampling, columns, time.time())
+        record = transcripts.Transcript(
+            self.spec.source.label, self.template, self.system, self.sampling, columns, time.time()
+        )
         try:
             path = transcripts.save(record)
         except OSError as exc:

@@ -72,7 +72,9 @@ class RunScreen(Screen):
         yield Header()
         yield Static(id="run-status")
         with Horizontal(id="progress-row"):
-            yield RunProgress(total=1, id="progress", show_eta=False, show_percentage=True)  # 0% until the first iteration
+            yield RunProgress(
+                total=1, id="progress", show_eta=False, show_percentage=True
+            )  # 0% until the first iteration
             yield Static(id="progress-text")
         with TabbedContent(initial="samples"):
             with TabPane("Curves", id="curves"):
@@ -210,7 +212,9 @@ class RunScreen(Screen):
             if text:
                 self.post_message(LogText(text))
 
-        poll_on_ticks(get_current_worker(), PAINT_EVERY_POLLS * self.app.poll_s, step, self.app.poll_failed("reading the log"))
+        poll_on_ticks(
+            get_current_worker(), PAINT_EVERY_POLLS * self.app.poll_s, step, self.app.poll_failed("reading the log")
+        )
 
     def on_log_text(self, message: LogText) -> None:
         """Keep new log text for the next paint."""

@@ -177,7 +177,10 @@ class Curves(Vertical, can_focus=True):
         """'loss 1/3  last …  min … @ iter  peak memory … MiB  log scale' for the current metric; a NaN or infinite
         value is shown as such, in the error colour, with how many are not drawn."""
         label, fmt = METRICS[self.metric]
-        parts: list[str | tuple[str, str]] = [(label, "bold $text-primary"), (f" {present.index(self.metric) + 1}/{len(present)}", MUTED)]
+        parts: list[str | tuple[str, str]] = [
+            (label, "bold $text-primary"),
+            (f" {present.index(self.metric) + 1}/{len(present)}", MUTED),
+        ]
         if ys:
             parts += [("  last ", MUTED), (fmt.format(ys[-1]), "" if math.isfinite(ys[-1]) else NOT_FINITE)]
         finite = [i for i, y in enumerate(ys) if math.isfinite(y)]

@@ -22,8 +22,14 @@ EIGHTHS = " ▏▎▍▌▋▊▉"
 MAX_PROCESSES = 8  # per GPU; the rest are only counted, so a crowded GPU does not take the whole panel
 # Each GPU's 4x2 grid, row by row: cell name -> CSS classes besides the name.
 CELLS = {
-    "name": "cell", "util": "cell", "util_bar": "cell bar", "util_history": "cell",
-    "sensors": "cell", "mem": "cell", "mem_bar": "cell bar", "mem_history": "cell",
+    "name": "cell",
+    "util": "cell",
+    "util_bar": "cell bar",
+    "util_history": "cell",
+    "sensors": "cell",
+    "mem": "cell",
+    "mem_bar": "cell bar",
+    "mem_history": "cell",
 }
 SENSORS_WIDTH = 20  # "   61°C  412 / 700 W"
 MEMORY_WIDTH = 19  # "mem  96.0/140.4 GiB"
@@ -152,7 +158,9 @@ def _update(cell: Static, value: Cell, layout: bool = False) -> None:
 def _gpu_cells(gpu: GpuReading, history: Sequence[GpuReading], run_of_pid: dict[int, str]) -> dict[str, Cell]:
     """One GPU's reading as the values of its cells."""
     return {
-        "name": Content.from_markup("[bold $primary]$index[/] [bold]$name[/]", index=str(gpu.index), name=gpu.name or NA),
+        "name": Content.from_markup(
+            "[bold $primary]$index[/] [bold]$name[/]", index=str(gpu.index), name=gpu.name or NA
+        ),
         "sensors": _sensors(gpu),
         "util": f"util {_percent(gpu.utilization)}",
         "mem": f"mem {_used_total(gpu.memory_used, gpu.memory_total)}",

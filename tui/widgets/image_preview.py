@@ -44,7 +44,9 @@ def detect_graphics() -> Mode:
     wanted = os.environ.get(IMAGE_MODE_ENV, "auto").strip().lower()
     if wanted in MODES:
         _detected = wanted
-    elif os.environ.get("TMUX") or not (sys.__stdout__ and sys.__stdout__.isatty() and sys.__stdin__ and sys.__stdin__.isatty()):
+    elif os.environ.get("TMUX") or not (
+        sys.__stdout__ and sys.__stdout__.isatty() and sys.__stdin__ and sys.__stdin__.isatty()
+    ):
         _detected = "halfblock"  # tmux drops kitty graphics and mangles sixel unless configured to pass them through
     else:
         try:
@@ -53,7 +55,9 @@ def detect_graphics() -> Mode:
         except (ImportError, OSError, ValueError, termios.error):
             _detected = "halfblock"
         else:
-            _detected = {renderable.SixelImage: "sixel", renderable.TGPImage: "kitty"}.get(renderable.Image, "halfblock")
+            _detected = {renderable.SixelImage: "sixel", renderable.TGPImage: "kitty"}.get(
+                renderable.Image, "halfblock"
+            )
             if _detected == "kitty" and not placeholders_work(terminal_version()):
                 _detected = "halfblock"  # an old kitty answers the graphics query but shows textual-image's placeholders as boxes
     if _detected != "halfblock":

@@ -21,7 +21,9 @@ from textual.visual import Visual
 from engine.runs.events import Sample
 from tui.widgets.line_view import resize_virtual
 
-TOKEN = re.compile(r"\s*(?:\w+|[^\w\s])|\s+", re.ASCII)  # an ASCII word or any other character, with the space before it
+TOKEN = re.compile(
+    r"\s*(?:\w+|[^\w\s])|\s+", re.ASCII
+)  # an ASCII word or any other character, with the space before it
 REWRITTEN_BELOW = 0.3  # similarity under which a diff is noise: show the new answer as rewritten
 RENDER_SLICE_S = 0.05  # render groups for at most this long before letting the screen paint
 STRIP_CACHE = 1000  # drawn lines kept
@@ -142,7 +144,9 @@ class _Group:
     def show(self, entries: list[_Entry]) -> None:
         """Rebuild the text from the iteration's entries."""
         times = [e.sample.at for e in entries if e.sample.at]
-        header = Content.assemble((f"iter {self.iteration}", "bold $text-primary"), (f"  {times[-1]}" if times else "", MUTED))
+        header = Content.assemble(
+            (f"iter {self.iteration}", "bold $text-primary"), (f"  {times[-1]}" if times else "", MUTED)
+        )
         latest = {e.sample.prompt: e.sample.answer.strip() for e in entries}
         seen: set[str] = set()
         self._blocks = [(header, HEADER_BAR)]
@@ -163,7 +167,10 @@ class _Group:
             lines: list[Content] = []
             for text, indent in self._blocks:
                 if indent == HEADER_BAR:
-                    lines.extend(line.pad_right(width - line.cell_length).stylize_before("on $panel") for line in text.wrap(width))
+                    lines.extend(
+                        line.pad_right(width - line.cell_length).stylize_before("on $panel")
+                        for line in text.wrap(width)
+                    )
                     continue
                 pad = Content(" " * indent)
                 lines.extend(pad + line for line in text.wrap(max(1, width - indent)))
@@ -207,7 +214,9 @@ class SamplesPane(ScrollView, can_focus=True):
     def texts(self) -> dict[int, str]:
         """Each iteration's text as wrapped on screen, newest first."""
         width = self._text_width()
-        return {it: "\n".join(line.plain for line in self._groups[it].lines(width)) for it in reversed(self._iterations)}
+        return {
+            it: "\n".join(line.plain for line in self._groups[it].lines(width)) for it in reversed(self._iterations)
+        }
 
     def add_samples(self, samples: Sequence[Sample]) -> None:
         """Add samples in log order; only the iteration groups they touch are re-rendered, newest first."""
@@ -283,7 +292,9 @@ class SamplesPane(ScrollView, can_focus=True):
 
     def _placeholder(self, width: int) -> list[Content]:
         """What shows until the first sample arrives."""
-        text = Content.styled("No samples yet: EvaluateChatHook answers the evaluation prompts every evaluation_freq iterations.", MUTED)
+        text = Content.styled(
+            "No samples yet: EvaluateChatHook answers the evaluation prompts every evaluation_freq iterations.", MUTED
+        )
         return [Content(""), *(Content(" ") + line for line in text.wrap(max(1, width - 2)))]
 
     def render_line(self, y: int) -> Strip:
@@ -300,10 +311,7 @@ class SamplesPane(ScrollView, can_focus=True):
             key = (group.iteration, group.version, index - self._starts[position])
         strip = self._strips.get(key)
         if strip is None:
-            if key[0] == -1:
-                lines = self._placeholder(width)
-            else:
-                lines = self._groups[key[0]].lines(width)
+            lines = self._placeholder(width) if key[0] == -1 else self._groups[key[0]].lines(width)
             line = lines[key[2]] if 0 <= key[2] < len(lines) else Content("")
             strip = Visual.to_strips(self, line, width, 1, style, pad=True)[0]
             self._strips[key] = strip
