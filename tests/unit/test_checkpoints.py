@@ -2,7 +2,6 @@
 
 import os
 import struct
-import threading
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 
 from engine.runs import checkpoints
 from engine.runs.checkpoints import check, last_checkpoint, list_checkpoints
+from tests.support.waiting import returns_within
 
 
 def _save(path: Path, n: int = 4096) -> None:
@@ -34,16 +34,6 @@ def _overwrite(path: Path, at: int, data: bytes) -> None:
     with open(path, "r+b") as fh:
         fh.seek(at)
         fh.write(data)
-
-
-def _returns_within(fn, seconds: float = 5.0):
-    """fn's result, failing the test when it blocks longer than `seconds`."""
-    result: list = []
-    worker = threading.Thread(target=lambda: result.append(fn()), daemon=True)
-    worker.start()
-    worker.join(seconds)
-    assert not worker.is_alive(), "blocked"
-    return result[0]
 
 
 @pytest.fixture
@@ -177,7 +167,7 @@ def test_past_the_budget_only_data_pkl_and_small_members_are_verified(work_dir: 
 def test_fifos_and_devices_are_never_read(work_dir: Path) -> None:
     os.mkfifo(work_dir / "iter_40.pth")
     (work_dir / "iter_50.pth").symlink_to("/dev/zero")
-    by_iter = {c.iter: c for c in _returns_within(lambda: list_checkpoints(work_dir))}
+    by_iter = {c.iter: c for c in returns_within(lambda: list_checkpoints(work_dir))}
     assert "is a FIFO, not a regular file" in by_iter[40].problem
     assert "is a character device, not a regular file" in by_iter[50].problem
     assert by_iter[30].ok
@@ -188,6 +178,6 @@ def test_last_checkpoint_that_is_no_regular_file_is_not_read(work_dir: Path, kin
     marker = work_dir / "last_checkpoint"
     marker.unlink()
     os.mkfifo(marker) if kind == "fifo" else marker.symlink_to("/dev/zero")
-    named, problem = _returns_within(lambda: last_checkpoint(work_dir))
+    named, problem = returns_within(lambda: last_checkpoint(work_dir))
     assert named is None and "not a regular file" in problem
-    assert not any(c.latest for c in _returns_within(lambda: list_checkpoints(work_dir)))
+    assert not any(c.latest for c in returns_within(lambda: list_checkpoints(work_dir)))

@@ -4,7 +4,6 @@ merge conflicts, very long lines, and paths that are FIFOs or links to /dev/zero
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from engine.runs.events import CheckpointSaved, RunError, Sample, TrainStep
 from engine.runs.logs import LogFollower, LogParser, TextFollower, read_events
 from tests.support import FIXTURES
+from tests.support.waiting import returns_within
 
 TS = "2026/11/28 14:10:03 - mmengine - INFO - "
 AT = "2026/11/28 14:10:03"
@@ -129,25 +129,15 @@ def test_long_lines_cost_linear_time() -> None:
     assert [type(e) for e in events] == [TrainStep, CheckpointSaved]
 
 
-def _returns_within(fn, seconds: float = 5.0):
-    """fn's result, failing the test when it blocks longer than `seconds`."""
-    result: list = []
-    worker = threading.Thread(target=lambda: result.append(fn()), daemon=True)
-    worker.start()
-    worker.join(seconds)
-    assert not worker.is_alive(), "blocked"
-    return result[0]
-
-
 @pytest.mark.parametrize("follower", [LogFollower, TextFollower])
 def test_a_fifo_or_a_device_at_the_log_path_is_skipped_without_blocking(tmp_path: Path, follower: type) -> None:
     fifo = tmp_path / "fifo.log"
     os.mkfifo(fifo)
-    assert _returns_within(follower(fifo).poll) == []
+    assert returns_within(follower(fifo).poll) == []
     zero = tmp_path / "zero.log"
     zero.symlink_to("/dev/zero")
-    assert _returns_within(follower(zero).poll) == []
-    assert _returns_within(lambda: read_events(fifo)) == []
+    assert returns_within(follower(zero).poll) == []
+    assert returns_within(lambda: read_events(fifo)) == []
 
 
 def test_errors_keep_their_timestamp_and_no_event_is_lost_after_garbage() -> None:
