@@ -1,4 +1,4 @@
-"""What every test shares: xtui's own folders (cache, data, settings, crash logs) point into the test's tmp dir."""
+"""What every test shares: xtui's own folders point into the test's tmp dir, and async tests run on asyncio."""
 
 from __future__ import annotations
 
@@ -15,3 +15,9 @@ def private_locations(tmp_path_factory, monkeypatch):
         monkeypatch.setenv(name, str(home / folder))
     monkeypatch.setenv(locations.CONFIG_ENV, str(home / "settings.json"))
     return home
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Textual's event loop: anyio would also run async tests on trio wherever trio is installed (gradio brings it)."""
+    return "asyncio"

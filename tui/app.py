@@ -148,7 +148,7 @@ class XtuiApp(App[None]):
         if self.open_run:
             self.open_run_screen(self.open_run)
         if self.chat_spec is not None:
-            self.open_chat(self.chat_spec)
+            self.open_chat(self.chat_spec, leave_app=True)  # `xtui chat`: Esc goes back to the shell
 
     def on_ready(self) -> None:
         """The first frame is on screen: start the watchers (their engine imports would only have delayed it)."""
@@ -187,11 +187,11 @@ class XtuiApp(App[None]):
 
         self.push_screen(ChatSetupScreen(self.roots[0]), lambda spec: spec and self.open_chat(spec))
 
-    def open_chat(self, spec) -> None:
-        """Open a chat on `spec` (a tui.screens.chat.ChatSpec)."""
+    def open_chat(self, spec, leave_app: bool = False) -> None:
+        """Open a chat on `spec` (an engine.chat.spec.ChatSpec); `leave_app`: Esc from it quits (`xtui chat`)."""
         from tui.screens.chat import ChatScreen
 
-        self.push_screen(ChatScreen(spec))
+        self.push_screen(ChatScreen(spec, leave_app=leave_app))
 
     def open_run_screen(self, work_dir: Path) -> None:
         """Show one run's live view."""

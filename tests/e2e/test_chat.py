@@ -408,3 +408,9 @@ async def test_llava_in_the_chat_screen_answers_with_the_attached_image(
         assert [e.image.rsplit("/", 1)[1] for e in exchanges] == ["red.png", "blue.png"]
         assert all(e.turn.answer and e.reason in ("stop", "length") for e in exchanges)
         assert "[image blue.png]" in str(screen.query_one(ChatColumn).query(".question").last().render())
+        preview = screen.query_one("#image-preview")
+        assert preview.info is not None  # blue.png, the last question's image
+        screen.query_one("#prompt", Input).value = "And now?"
+        await pilot.press("enter")
+        await until(pilot, lambda: not screen.busy and len(screen.sessions[0].exchanges) == 3, timeout=120)
+        assert preview.info is None  # a question without an image clears it

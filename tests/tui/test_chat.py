@@ -392,3 +392,19 @@ def _snapshot_app() -> XtuiApp:
 def test_chat_screen_snapshot(snap_compare, size) -> None:
     app = _snapshot_app()
     assert snap_compare(app, terminal_size=size, run_before=app.fill)
+
+
+@pytest.mark.anyio
+async def test_esc_in_xtui_chat_goes_back_to_the_shell_and_from_a_run_back_a_screen(tiny, tmp_path) -> None:
+    spec = ChatSpec(ModelSource("base", model=tiny["model"]), CPU, "internlm2_chat")
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.2, chat=spec)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.loaded is not None)
+        await pilot.press("escape")
+        await until(pilot, lambda: not app.is_running, timeout=10)
+    other = _app(tmp_path)
+    async with other.run_test(size=(80, 24)) as pilot:
+        await _open(other, pilot, spec)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(other.screen, ChatScreen))
+        assert other.is_running

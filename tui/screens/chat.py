@@ -42,9 +42,10 @@ class ChatScreen(Screen):
         Binding("ctrl+g", "image", "Image", show=False),
     ]
 
-    def __init__(self, spec: ChatSpec) -> None:
+    def __init__(self, spec: ChatSpec, leave_app: bool = False) -> None:
         super().__init__()
         self.spec = spec
+        self.leave_app = leave_app  # Esc quits xtui (opened by `xtui chat`) instead of going back a screen
         self.loaded: LoadedModel | None = None
         self.sessions: list[ChatSession] = []
         self.template = spec.template
@@ -161,6 +162,8 @@ class ChatScreen(Screen):
         for session in self.sessions:
             session.image = image
         self.image = None
+        if image is None and self.loaded.llava is not None:  # the preview shows what this question carries
+            self.query_one("#image-preview", ImagePreview).show(None)
         for column in self.query(ChatColumn):
             column.ask(text, image)
         self.busy = True
@@ -227,6 +230,8 @@ class ChatScreen(Screen):
         if self.busy:
             self._cancel.set()
             self._status("cancelling…")
+        elif self.leave_app:
+            self.app.exit()
         else:
             self.app.pop_screen()
 
