@@ -61,7 +61,7 @@ async def test_launch_stop_launch_into_the_used_folder_and_resume_an_older_check
             await pilot.press("y")
             await until(pilot, lambda: rec().status.state == "stopped", timeout=60)
             assert not session_members(pid)
-            left_at = rec().done_iter  # the branch the resume will leave
+            left_at = rec().state.done_iter  # the branch the resume will leave
 
             await pilot.press("escape", "n")  # a fresh launch into the folder that holds this run...
             await until(pilot, lambda: isinstance(app.screen, LaunchScreen), timeout=60)
@@ -99,11 +99,11 @@ async def test_launch_stop_launch_into_the_used_folder_and_resume_an_older_check
             await until(pilot, resumed, timeout=240)
             assert rec().state.resumed_iter == older.iter and "stalled" not in seen
             if rec().state.last.iter < left_at:  # still behind where the old branch stopped: it must not show
-                assert rec().done_iter == rec().state.last.iter
+                assert rec().state.done_iter == rec().state.last.iter
                 await until(
                     pilot,
                     lambda: str(app.screen.query_one("#progress-text", Static).render()).startswith(
-                        f"iter {rec().done_iter}/"
+                        f"iter {rec().state.done_iter}/"
                     ),
                 )
             curves = app.screen.query_one(Curves)

@@ -142,13 +142,13 @@ def test_the_current_start_alone_makes_the_progress() -> None:
     rec.apply(
         [Started(log="a"), *(TrainStep(i, 100) for i in range(10, 101, 10)), CheckpointSaved(50), CheckpointSaved(100)]
     )
-    assert rec.done_iter == 100
+    assert rec.state.done_iter == 100
     rec.apply([Started(log="b"), Resumed(50)])
-    assert rec.done_iter == 50  # resumed from iteration 50: the old branch's 100 is not this run's progress
+    assert rec.state.done_iter == 50  # resumed from iteration 50: the old branch's 100 is not this run's progress
     rec.apply([TrainStep(60, 100)])
-    assert rec.done_iter == 60
+    assert rec.state.done_iter == 60
     rec.apply([TrainStep(100, 100), CheckpointSaved(100)])
-    assert rec.done_iter == 100
+    assert rec.state.done_iter == 100
 
 
 def _dead_pid() -> tuple[int, float]:
