@@ -22,15 +22,15 @@ SUBCOMMANDS = (
 )  # fmt: skip
 
 
-def parser() -> argparse.ArgumentParser:
-    """The parser of `xtui` and every subcommand."""
+def parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of `xtui` and every subcommand (or just `only`: the TUI's first frame must not wait for all 15)."""
     p = argparse.ArgumentParser(
         prog="xtui",
         description="A terminal cockpit for XTuner runs: launch, watch, stop, resume, chat.",
         epilog="`xtui DIR ...` is `xtui watch DIR ...`: with no subcommand, the TUI opens on the current folder.",
     )
     sub = p.add_subparsers(dest="command", metavar="SUBCOMMAND")
-    for name in SUBCOMMANDS:
+    for name in SUBCOMMANDS if only is None else (only,):
         importlib.import_module(f"tui.cli.{name}").register(sub)
     return p
 
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `xtui` console script: parse, run the subcommand, turn user errors into one line."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = parser().parse_args(_with_subcommand(argv))
+        argv = _with_subcommand(argv)
+        args = parser(argv[0] if argv[0] in SUBCOMMANDS else None).parse_args(argv)
         return args.func(args)
     except XtuiError as exc:
         print(f"xtui: error: {printable(str(exc), newlines=False)}", file=sys.stderr)
