@@ -17,8 +17,8 @@ from pathlib import Path
 
 from engine.demo.build import build_demo
 from engine.runs.events import Sample
+from engine.runs.folders import log_files
 from engine.runs.logs import LogFollower
-from engine.runs.workdir import log_files
 
 NAME = "小明"
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,8 +21,8 @@ from engine.demo import build as demo
 from engine.demo import tinymodel
 from engine.gpu import GpuMonitor
 from engine.runs.events import TrainStep
+from engine.runs.folders import log_files
 from engine.runs.logs import read_events
-from engine.runs.workdir import log_files
 from engine.xtuner import configs
 
 SHAPE = dict(  # InternLM2-1.8B's shape as a Llama: 1.89B parameters

@@ -218,8 +218,8 @@ class XtuiApp(App[None]):
     @work(thread=True, exclusive=True, group="runs", name="watch runs")
     def watch_runs(self) -> None:
         """Poll every known run; post only what changed."""
+        from engine.runs.folders import discover
         from engine.runs.watch import Run
-        from engine.runs.workdir import discover
 
         runs: dict[Path, Run] = {}
         last: dict[Path, tuple] = {}

@@ -95,7 +95,7 @@ def _kind(kind: SourceKind | str | None, paths: dict[str, Path | None]) -> Sourc
 
 def _run_of(checkpoint: Path | None) -> Path | None:
     """The run's work dir a checkpoint lies in, if it lies in one."""
-    from engine.runs.workdir import is_run_dir
+    from engine.runs.folders import is_run_dir
 
     folder = checkpoint.resolve().parent if checkpoint else None
     return folder if folder and is_run_dir(folder) else None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.runs.folders import discover
 from engine.runs.launch import LaunchSpec, free_sibling, start
 from engine.runs.watch import Run
-from engine.runs.workdir import discover
 
 
 def launch_demo(folder: Path, name: str) -> tuple[Run, bool]:

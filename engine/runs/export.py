@@ -12,10 +12,11 @@ from pathlib import Path
 from engine.errors import RunsError
 from engine.files import build_folder, write_atomic
 from engine.runs.checkpoints import check, latest_good, list_checkpoints
+from engine.runs.folders import is_run_dir
 from engine.runs.model_card import BASE_SETTING, ModelCard, base_named, model_card
 from engine.runs.resume import in_run
 from engine.runs.watch import Run
-from engine.runs.workdir import WorkDir, is_run_dir
+from engine.runs.workdir import WorkDir
 from engine.xtuner import convert
 from engine.xtuner.convert import HfKind, OnLine
 from engine.xtuner.model_template import CONFIG_COPY, write_template

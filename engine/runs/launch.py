@@ -20,8 +20,9 @@ from engine.files import write_atomic
 from engine.runs import manifest as mf
 from engine.runs import slurm
 from engine.runs.checkpoints import list_checkpoints
+from engine.runs.folders import is_run_dir
 from engine.runs.processes import stop_session
-from engine.runs.workdir import WorkDir, is_run_dir
+from engine.runs.workdir import WorkDir
 from engine.xtuner.config_check import config_problems
 from engine.xtuner.doctor import launch_problems
 from engine.xtuner.presets import DEEPSPEED_PRESETS

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from engine.errors import RunsError
 from engine.files import read_head, write_atomic
+from engine.runs.folders import MANIFEST
 
-MANIFEST = "xtui-run.json"
 CONSOLE = "xtui-console.log"
 MAX_BYTES = 4 << 20  # a manifest of thousands of launches is still far smaller
 

@@ -13,8 +13,9 @@ import psutil
 
 from engine.runs import manifest as mf
 from engine.runs import processes
+from engine.runs.folders import discover
 from engine.runs.watch import Run
-from engine.runs.workdir import WorkDir, discover
+from engine.runs.workdir import WorkDir
 
 LINE = "{ts} - mmengine - INFO - Iter(train) [{i:>3}/{n}]  lr: 1.0000e-03  eta: 0:00:10  time: {t:.4f}  data_time: 0.0050  loss: {loss:.4f}\n"
 

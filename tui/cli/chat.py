@@ -39,7 +39,7 @@ def chat_spec(args: argparse.Namespace) -> ChatSpec:
     """The ChatSpec the `xtui chat` arguments describe, by engine.chat.spec's rules; SpecError says what is wrong."""
     from engine.chat.models import LoadOptions
     from engine.chat.spec import build_spec
-    from engine.runs.workdir import is_run_dir
+    from engine.runs.folders import is_run_dir
 
     path = Path(args.path)
     run = path if is_run_dir(path) else None

@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print every run under the given folders."""
+    from engine.runs.folders import discover
     from engine.runs.watch import Run
-    from engine.runs.workdir import discover
 
     roots = [existing_dir(d) for d in args.dirs] or [Path.cwd()]
     summaries = []

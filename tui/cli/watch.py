@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Watch the runs under the folders (or open the one run a single work dir names)."""
-    from engine.runs.workdir import is_run_dir
+    from engine.runs.folders import is_run_dir
     from tui.app import XtuiApp
 
     paths = [Path(d) for d in args.dirs] or [Path.cwd()]

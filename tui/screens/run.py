@@ -15,8 +15,8 @@ from textual.worker import get_current_worker
 
 from engine.runs import manifest as mf
 from engine.runs.events import DataloaderAdvance, Sample, Started, TrainStep
+from engine.runs.folders import log_files
 from engine.runs.logs import TextFollower
-from engine.runs.workdir import log_files
 from themes.colours import theme_colour
 from tui.format import eta_text, status_text
 from tui.messages import LogText
