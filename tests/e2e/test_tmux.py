@@ -38,6 +38,11 @@ def _screen_until(session: str, predicate, timeout: float) -> str:
     raise AssertionError(f"screen never matched:\n{text}")
 
 
+def _session_80x24(name: str, command: str) -> None:
+    """A detached tmux session of 80x24 running `command`."""
+    _tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24", command)
+
+
 def test_demo_in_tmux_survives_the_session_and_reattaches(tmp_path) -> None:
     folder = tmp_path / "demo"
     paths = build_demo(folder, name=NAME)
@@ -46,17 +51,7 @@ def test_demo_in_tmux_survives_the_session_and_reattaches(tmp_path) -> None:
     session = f"xtui-test-{os.getpid()}"
     env = f"XTUI_CONFIG={tmp_path / 'settings.json'} TERM=screen-256color"
     xtui = f"{sys.executable} -m tui.cli"
-    _tmux(
-        "new-session",
-        "-d",
-        "-s",
-        session,
-        "-x",
-        "80",
-        "-y",
-        "24",
-        f"cd {ROOT} && {env} {xtui} demo --dir {folder} --name {NAME}; sleep 30",
-    )
+    _session_80x24(session, f"cd {ROOT} && {env} {xtui} demo --dir {folder} --name {NAME}; sleep 30")
     try:
         screen = _screen_until(session, lambda t: f"我是{NAME}" in t, timeout=300)
         assert "running" in screen
@@ -91,17 +86,7 @@ def test_each_dialog_fits_80x24_and_its_buttons_are_reached_by_keyboard(tmp_path
     (work_dir / "config.py").write_text("raise SystemExit('not a real config')\n")  # what mmengine dumps, here a dud
     session = f"xtui-dialogs-{os.getpid()}"
     env = f"XTUI_CONFIG={tmp_path / 'settings.json'} XTUI_STATE={tmp_path / 'state'} TERM=screen-256color"
-    _tmux(
-        "new-session",
-        "-d",
-        "-s",
-        session,
-        "-x",
-        "80",
-        "-y",
-        "24",
-        f"cd {ROOT} && {env} {sys.executable} -m tui.cli {runs}; sleep 30",
-    )
+    _session_80x24(session, f"cd {ROOT} && {env} {sys.executable} -m tui.cli {runs}; sleep 30")
     screen = lambda predicate, timeout=30: _screen_until(session, predicate, timeout)  # noqa: E731
     try:
         screen(lambda t: "finished" in t and "GiB free" in t)
