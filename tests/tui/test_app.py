@@ -221,27 +221,6 @@ def test_screens_have_what_the_app_asks_of_them() -> None:
     assert isinstance(run, RunWatcher) and isinstance(run, HasCommands) and not isinstance(run, GpuWatcher)
 
 
-async def test_stop_dialog_buttons_cancel_and_stop(tmp_path, monkeypatch) -> None:
-    from tui.dialogs.confirm import StopScreen
-
-    work_dir = fixture_run(tmp_path)
-    stopped = []
-    monkeypatch.setattr("tui.dialogs.confirm.stop", lambda path: stopped.append(path) or True)
-    app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, RunScreen))
-        await pilot.press("s")
-        await until(pilot, lambda: isinstance(app.screen, StopScreen))
-        await pilot.click("#cancel")
-        await until(pilot, lambda: isinstance(app.screen, RunScreen))
-        assert not stopped
-        await pilot.press("s")
-        await until(pilot, lambda: isinstance(app.screen, StopScreen))
-        await pilot.click("#confirm")
-        await until(pilot, lambda: isinstance(app.screen, RunScreen) and stopped)
-        assert stopped == [work_dir.resolve()]
-
-
 async def test_launch_form_cancel_button_closes_it(tmp_path) -> None:
     from tui.dialogs.launch import LaunchScreen
 

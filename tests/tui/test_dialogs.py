@@ -140,7 +140,7 @@ async def test_help_lists_the_screens_keys_first_and_scrolls_at_once(tmp_path) -
         assert table.scroll_y > 0
 
 
-async def test_stop_dialog_fits_and_keeps_the_run_on_enter(tmp_path, monkeypatch) -> None:
+async def test_stop_dialog_fits_keeps_the_run_on_enter_and_its_buttons_work(tmp_path, monkeypatch) -> None:
     work_dir = fixture_run(tmp_path)
     stopped = []
     monkeypatch.setattr("tui.dialogs.confirm.stop", lambda path: stopped.append(path) or True)
@@ -153,5 +153,12 @@ async def test_stop_dialog_fits_and_keeps_the_run_on_enter(tmp_path, monkeypatch
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, RunScreen))
         assert not stopped
+        for button in ("#cancel", "#confirm"):
+            await pilot.press("s")
+            await until(pilot, lambda: isinstance(app.screen, StopScreen))
+            await pilot.click(button)
+            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: stopped)
+        assert stopped == [work_dir.resolve()]
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
