@@ -100,6 +100,27 @@ class StopScreen(_RunAction):
         )
 
 
+class ReplaceScreen(_RunAction):
+    """Ask before a job replaces an output folder that exists (deleted first); the answer is True to replace."""
+
+    ACTION_LABEL = "Replace (y)"
+
+    def __init__(self, folder: Path, what: str) -> None:
+        super().__init__(folder)
+        self.what = what
+
+    def on_mount(self) -> None:
+        """Say what replacing does; Enter keeps the folder."""
+        self.say(
+            f"{self.work_dir} already exists.\n\nReplace it with the output of {self.what}? Its files are deleted first."
+        )
+        self.query_one("#cancel", Button).focus()
+
+    def act(self) -> None:
+        """Replace."""
+        self.dismiss(True)
+
+
 def _label(ckpt: Checkpoint) -> str:
     """One line for a checkpoint in the list: its file, iteration and state."""
     where = f"iteration {ckpt.iter}" if ckpt.iter is not None else "iteration ?"

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 LOG_LINES = 2000
 LOG_START_BYTES = 64 * 1024  # the tail shown on opening a long log
+JOB_KEYS = "v convert · m merge · x export (background jobs) · j jobs · c chat · r resume"
 
 
 class RunProgress(ProgressBar):
@@ -54,6 +55,10 @@ class RunScreen(Screen):
         Binding("2", "tab('samples')", "Samples", show=False),
         Binding("3", "tab('log')", "Log", show=False),
         Binding("4", "tab('checkpoints')", "Checkpoints", show=False),
+        Binding("v", "job('convert')", "Convert", show=False),
+        Binding("m", "job('merge')", "Merge", show=False),
+        Binding("x", "job('export')", "Export", show=False),
+        Binding("j", "jobs", "Jobs", show=False),
     ]
 
     def __init__(self, work_dir: Path) -> None:
@@ -85,6 +90,7 @@ class RunScreen(Screen):
                 yield LogTail(max_lines=LOG_LINES, id="log-view")
             with TabPane("Checkpoints", id="checkpoints"):
                 yield DataTable(id="checkpoint-table", cursor_type="row")
+                yield Static(JOB_KEYS, id="checkpoint-keys")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -271,8 +277,25 @@ class RunScreen(Screen):
             return
         self.app.open_chat(spec)
 
+    def action_job(self, kind: str) -> None:
+        """Convert, merge or export the selected (or latest good) checkpoint as a background job."""
+        from engine.runs.jobs import JobKind
+        from tui.screens.jobs import start_job
+
+        start_job(self, self.work_dir, JobKind(kind), self._selected_checkpoint())
+
+    def action_jobs(self) -> None:
+        """The run's jobs: their state, progress, logs and results."""
+        from tui.screens.jobs import JobsScreen
+
+        self.app.push_screen(JobsScreen(self.work_dir))
+
     def commands(self):
         """Palette entries of this screen."""
+        for kind in ("convert", "merge", "export"):
+            yield SystemCommand(f"{kind.capitalize()} checkpoint", f"{kind} the selected checkpoint in the background",
+                                lambda k=kind: self.action_job(k))  # fmt: skip
+        yield SystemCommand("Jobs", "Convert, merge and export jobs of this run", self.action_jobs)
         yield SystemCommand("Stop run", "Stop this run (asks first)", self.action_stop)
         yield SystemCommand("Resume run", "Pick a checkpoint and resume from it", self.action_resume)
         yield SystemCommand("Chat with checkpoint", "Chat with the selected or latest checkpoint", self.action_chat)
