@@ -166,6 +166,7 @@ class XtuiApp(App[None]):
         yield SystemCommand("Help", "All key bindings", self.action_help)
         yield SystemCommand("Launch a run", "Pick a config, work dir, GPUs, DeepSpeed", self.action_launch)
         yield SystemCommand("Chat with a model", "Base, adapter, merged, checkpoint or LLaVA", self.action_chat)
+        yield SystemCommand("Doctor", "Check Python, GPUs, torch, xtuner, its packages, disk", self.action_doctor)
         if isinstance(screen, HasCommands):
             yield from screen.commands()
 
@@ -174,6 +175,12 @@ class XtuiApp(App[None]):
         from tui.dialogs.help import HelpScreen
 
         self.push_screen(HelpScreen(self.screen))
+
+    def action_doctor(self) -> None:
+        """Open the environment doctor (its checks run in a thread)."""
+        from tui.screens.doctor import DoctorScreen
+
+        self.push_screen(DoctorScreen(self.roots[0]))
 
     def action_launch(self) -> None:
         """Open the launch form."""

@@ -20,6 +20,7 @@ class DashboardScreen(Screen):
     BINDINGS = [
         Binding("n", "app.launch", "Launch"),
         Binding("g", "toggle_gpus", "GPUs"),
+        Binding("d", "app.doctor", "Doctor", show=False),
     ]
 
     def compose(self) -> ComposeResult:
