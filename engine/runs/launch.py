@@ -21,7 +21,7 @@ from engine.runs import manifest as mf
 from engine.runs import slurm
 from engine.runs.checkpoints import list_checkpoints
 from engine.runs.folders import is_run_dir
-from engine.runs.processes import stop_session
+from engine.runs.processes import is_alive, stop_session
 from engine.runs.workdir import WorkDir
 from engine.xtuner.config_check import config_problems
 from engine.xtuner.doctor import launch_problems
@@ -176,6 +176,9 @@ def check_work_dir(spec: LaunchSpec, work_dir: WorkDir) -> None:
     pid = work_dir.alive_pid() if spec.work_dir.is_dir() else None
     if pid is not None:
         raise LaunchError(f"a run is alive in {spec.work_dir} (pid {pid}): stop it first or pick another work dir")
+    queued = waiting(work_dir)
+    if queued is not None and queued.pid != os.getpid():  # the waiter itself starts the run it queued
+        raise LaunchError(f"{spec.work_dir} holds a queued run ({queued.reason}): cancel it first (xtui stop)")
     job = slurm.job_of(work_dir.last)
     if job is not None and job.active:
         raise LaunchError(f"{job.describe()} holds {spec.work_dir}: stop it first (xtui stop) or pick another work dir")
@@ -198,15 +201,29 @@ def _would_overwrite_config(spec: LaunchSpec, work_dir: WorkDir) -> bool:
     return dump.resolve() in launched  # xtui ran it as the config: the user's own file
 
 
+def waiting(work_dir: WorkDir) -> mf.Queued | None:
+    """The queue entry of a run still waiting to start in the work dir (its waiter alive), None otherwise."""
+    manifest = work_dir.manifest
+    queued = manifest.queue if manifest and not manifest.launches else None
+    return queued if queued and not queued.ended and is_alive(queued.pid, queued.create_time) else None
+
+
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Hold the work dir's launch lock: one launch at a time checks the dir and records itself."""
-    with open(folder / LOCK, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the work dir's launch lock: one launch (or queue entry) at a time checks the dir and records itself."""
+    while True:
+        with open(folder / LOCK, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fh.fileno()).st_ino != os.stat(folder / LOCK).st_ino:
+                    continue  # a cancelled queue entry removed the file meanwhile: lock the one there now
+            except FileNotFoundError:
+                continue
+            try:
+                yield
+                return
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def plan(spec: LaunchSpec) -> LaunchSpec:
@@ -226,7 +243,7 @@ def start(spec: LaunchSpec) -> mf.Launch:
     elif problems := launch_problems(spec.config, spec.gpus, spec.deepspeed):  # this machine's part (xtui doctor)
         raise LaunchError("; ".join(problems))
     spec.work_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(spec.work_dir):
+    with locked(spec.work_dir):
         work_dir = WorkDir.open(spec.work_dir)
         check_work_dir(spec, work_dir)
         return _launch(spec, work_dir)
@@ -261,10 +278,16 @@ def _launch(spec: LaunchSpec, work_dir: WorkDir) -> mf.Launch:
 
 def _spawn(argv: list[str], env: dict[str, str], cwd: Path, console: Path, exit_file: Path) -> tuple[int, float]:
     """Start the trainer in a session of its own under the exit recorder, output appended to `console`: pid, start time."""
+    return detach(["/bin/sh", "-c", EXIT_RECORDER, str(exit_file), *argv], env, cwd, console)
+
+
+def detach(argv: list[str], env: dict[str, str], cwd: Path, console: Path) -> tuple[int, float]:
+    """Start `argv` in a session of its own (it outlives xtui, the UI and SSH), output appended to `console`: pid,
+    start time."""
     with open(console, "ab") as out:
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", EXIT_RECORDER, str(exit_file), *argv], stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, **env}, start_new_session=True,
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, **env},
+            start_new_session=True,
         )  # fmt: skip
     threading.Thread(target=proc.wait, daemon=True).start()  # reap it if we outlive it
     return proc.pid, _create_time(proc.pid)
@@ -287,6 +310,8 @@ def stop(work_dir: Path, grace: float = 15.0) -> bool:
     last = opened.last
     if opened.damage:
         raise LaunchError(f"cannot stop the run in {opened.path}: {opened.damage}")
+    if last is None and opened.manifest and opened.manifest.queue:
+        return _cancel_queued(opened.path, grace)
     if last is None:
         raise LaunchError(f"{opened.path} has no run launched by xtui")
     if last.slurm_job:
@@ -295,6 +320,23 @@ def stop(work_dir: Path, grace: float = 15.0) -> bool:
         raise LaunchError(f"the run in {opened.path} is not running")
     opened.mark_stopped()
     return stop_session(last.pid, last.create_time, grace)
+
+
+def _cancel_queued(folder: Path, grace: float) -> bool:
+    """Cancel a queued run before it starts: record why, end its waiter and remove the lock; True when nothing of it is
+    left (a run its waiter started meanwhile is stopped instead)."""
+    with locked(folder):  # the waiter records its run under this lock: it cannot start one while we hold it
+        opened = WorkDir.open(folder)
+        queued = opened.manifest.queue if opened.manifest else None
+        if opened.last is None and queued is not None:
+            if queued.ended:
+                raise LaunchError(f"the run in {opened.path} is not queued: {queued.ended}")
+            ended = replace(queued, ended="cancelled before start", reason="cancelled before start")
+            opened.record(replace(opened.manifest, queue=ended))
+            gone = stop_session(queued.pid, queued.create_time, grace)
+            (folder / LOCK).unlink(missing_ok=True)
+            return gone
+    return stop(folder, grace)
 
 
 def _cancel(opened: WorkDir, job_id: str, grace: float) -> bool:

@@ -39,12 +39,26 @@ class Launch:
 
 
 @dataclass(frozen=True, slots=True)
+class Queued:
+    """A launch waiting on this host (engine.runs.queue): its waiter process, where the wait stands, how it ended."""
+
+    pid: int  # the waiter, in a session of its own like a trainer
+    create_time: float
+    queued_at: float
+    reason: str  # where the wait stands, as the waiter last wrote it
+    after: str | None = None  # the work dir whose run it waits for
+    ended: str | None = None  # why it ended without starting the run
+    failed: bool = False  # ended by an error (the launch refused), not by the user or its condition
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     """What xtui knows about a work dir beyond the files XTuner writes."""
 
     work_dir: str
     host: str
     launches: list[Launch] = field(default_factory=list)
+    queue: Queued | None = None  # the queue entry that made the first launch (or is still waiting)
 
     @property
     def last(self) -> Launch | None:
@@ -105,6 +119,15 @@ _LAUNCH_FIELDS = {
     "slurm_job": _maybe(lambda v: _is_text(v) and v.isascii() and v.isdigit()),
     "slurm": _maybe(_is_slurm),
 }
+_QUEUE_FIELDS = {
+    "pid": lambda v: _is_count(v) and v > 0,
+    "create_time": _is_number,
+    "queued_at": _is_number,
+    "reason": _is_text,
+    "after": _maybe(_is_text),
+    "ended": _maybe(_is_text),
+    "failed": lambda v: isinstance(v, bool),
+}
 _REQUIRED = {"argv", "env", "pid", "create_time", "started_at", "console_offset", "config", "cwd"}
 
 
@@ -119,6 +142,18 @@ def _launch(item: object, number: int) -> Launch:
         if key in item and not check(item[key]):
             raise DamagedManifest(f"{MANIFEST}: launch {number} has a bad {key}: {str(item[key])[:40]!r}")
     return Launch(**{k: item[k] for k in _LAUNCH_FIELDS if k in item})
+
+
+def _queued(item: object) -> Queued | None:
+    """The queue entry, checked field by field (None when there is none)."""
+    if item is None:
+        return None
+    if not isinstance(item, dict) or not {"pid", "create_time", "queued_at", "reason"} <= item.keys():
+        raise DamagedManifest(f"{MANIFEST}: queue is not a queue entry")
+    for key, check in _QUEUE_FIELDS.items():
+        if key in item and not check(item[key]):
+            raise DamagedManifest(f"{MANIFEST}: queue has a bad {key}: {str(item[key])[:40]!r}")
+    return Queued(**{k: item[k] for k in _QUEUE_FIELDS if k in item})
 
 
 def read_manifest(work_dir: Path) -> Manifest | None:
@@ -140,7 +175,8 @@ def read_manifest(work_dir: Path) -> Manifest | None:
     launches = data.get("launches", [])
     if not isinstance(launches, list):
         raise DamagedManifest(f"{MANIFEST}: launches is not a list")
-    return Manifest(data["work_dir"], data["host"], [_launch(item, n) for n, item in enumerate(launches)])
+    runs = [_launch(item, n) for n, item in enumerate(launches)]
+    return Manifest(data["work_dir"], data["host"], runs, _queued(data.get("queue")))
 
 
 def write_manifest(work_dir: Path, manifest: Manifest) -> None:

@@ -18,6 +18,7 @@ from engine.runs import ranks, slurm
 from engine.runs.checkpoints import Checkpoint, last_checkpoint, latest_good, list_checkpoints
 from engine.runs.events import CheckpointSaved, Event, Resumed, RunError, Sample, Started, TrainStep, Validation
 from engine.runs.logs import LogFollower
+from engine.runs.processes import is_alive
 from engine.runs.workdir import ExitRecord, WorkDir, manifest_stamp
 from engine.xtuner.doctor import with_remedy
 
@@ -121,7 +122,7 @@ class RunStatus(StrEnum):
     """Where a run stands; the value is the word shown and printed."""
 
     UNKNOWN = "unknown"  # not read yet
-    QUEUED = "queued"  # a Slurm job waiting for its nodes
+    QUEUED = "queued"  # waiting to start: a Slurm job for its nodes, xtui's queue for another run or free GPUs
     DAMAGED = "damaged"  # xtui's own file in the work dir cannot be read
     RUNNING = "running"
     STALLED = "stalled"
@@ -273,6 +274,8 @@ class Run:
         state = self.state
         if self.dir.damage:
             return Status(RunStatus.DAMAGED, self.dir.damage, pid)
+        if self.dir.manifest and self.dir.manifest.queue and not self.dir.manifest.launches:
+            return _queue_status(self.dir.manifest.queue)
         restarted = self._restarted_instead_of_resuming()
         if restarted:
             return Status(RunStatus.FAILED, restarted, pid)
@@ -317,6 +320,15 @@ class Run:
                 )
             return Status(RunStatus.FAILED, f"trainer ended at {at} without reaching max iterations")
         return Status(RunStatus.STOPPED, "not running and max iterations not reached")
+
+
+def _queue_status(queued: mf.Queued) -> Status:
+    """A run that has not started yet: queued (why), or how its wait ended (engine.runs.queue)."""
+    if queued.ended:
+        return Status(RunStatus.FAILED if queued.failed else RunStatus.STOPPED, queued.ended)
+    if is_alive(queued.pid, queued.create_time):
+        return Status(RunStatus.QUEUED, queued.reason, queued.pid)
+    return Status(RunStatus.STOPPED, f"its queue's waiter (pid {queued.pid}) is gone: the run never started")
 
 
 def _active(job: slurm.SlurmJob | None) -> bool:

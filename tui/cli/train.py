@@ -46,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sbatch-arg", action="append", default=[], metavar="ARG",
         help="one more sbatch option, written with '=': --sbatch-arg=--mem=64G (repeatable)",
     )  # fmt: skip
+    queue = p.add_argument_group("a queue on a shared box: wait, detached, then start as any launch")
+    queue.add_argument("--after", metavar="DIR", help="start when the run in DIR ends")
+    queue.add_argument("--only-if-finished", action="store_true", help="with --after: only if that run finished")
+    queue.add_argument("--when-free", action="store_true", help="start when the run's GPUs have --need-gib free")
+    queue.add_argument("--need-gib", type=float, help="with --when-free: GPU memory the run needs on each GPU, GiB")
     p.set_defaults(func=run)
 
 
@@ -59,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         deepspeed=args.deepspeed, nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
         master_port=args.master_port, slurm=_slurm_options(args),
     ))  # fmt: skip
+    if args.after or args.when_free or args.only_if_finished or args.need_gib is not None:
+        return _queue(spec, args)
     if args.dry_run:
         _show(plan(spec), args)
         return 0
@@ -77,6 +84,22 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"watch: {shell('xtui', 'events', args.work_dir, '--follow')}    stop: {shell('xtui', 'stop', args.work_dir)}"
     )
+    return 0
+
+
+def _queue(spec, args: argparse.Namespace) -> int:
+    """Queue the launch behind its wait (or, with --dry-run, only check it and show what it would start)."""
+    from engine.runs.launch import plan
+    from engine.runs.queue import Wait, check_wait, enqueue
+
+    wait = Wait(Path(args.after) if args.after else None, args.only_if_finished, args.when_free, args.need_gib)
+    if args.dry_run:
+        check_wait(spec, wait)
+        _show(plan(spec), args)
+        return 0
+    queued = enqueue(spec, wait)
+    print(f"queued: {queued.reason} (waiter pid {queued.pid}); then it starts as xtui train would")
+    print(f"status: {shell('xtui', 'status', args.work_dir)}    cancel: {shell('xtui', 'stop', args.work_dir)}")
     return 0
 
 
