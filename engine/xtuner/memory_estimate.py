@@ -4,7 +4,8 @@ The figure is what mmengine logs as `memory` (torch.cuda.max_memory_allocated): 
 (peft's prepare_model_for_kbit_training casts every 16-bit weight of a LoRA or QLoRA model to fp32; DeepSpeed casts
 them back to 16 bits), the trainable weights' gradients and AdamW states (split over the ranks by ZeRO), the
 checkpointed layer inputs, and the loss's logits (fp16, their fp32 copy, its shifted copy and log-softmax, as
-transformers 4.48 computes the loss), which is the peak for a large vocabulary.
+transformers 4.48 computes the loss), the peak for a large vocabulary, or AdamW's temporaries at its step, whichever
+is larger.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def estimate(shape: ModelShape, run: Training) -> MemoryEstimate:
     )  # master + AdamW's two, or AdamW's two in the weights' dtype
     states = 0 if run.offload else states // (world if mixed else 1)
     buckets = (2 if run.zero_stage < 3 else 1) * BUCKET * 2 if mixed else 0
-    copies = 0  # autocast's fp16 copies of fp32 weights: of every trainable weight, and the output head's
+    copies = 0  # autocast's fp16 copies of fp32 weights during the forward: every trainable one and the output head
     if not mixed and float_bytes == 4:
         copies = 2 * (shape.parameters if run.method is Method.FULL else trainable + shape.vocab * shape.hidden)
     tokens = run.batch_size * run.max_length
@@ -177,8 +178,10 @@ def estimate(shape: ModelShape, run: Training) -> MemoryEstimate:
         activations = shape.layers * tokens * shape.hidden * act + max(logits, 2 * layer)
     else:
         activations = shape.layers * layer + logits
-    parts = (("weights", weights), ("gradients", grads), ("optimizer", states), ("fp16 copies", copies))
-    return MemoryEstimate((*parts, ("DeepSpeed buckets", buckets), ("activations", activations)), run)
+    step = 0 if run.offload else trainable * 4 // (world if mixed else 1)  # AdamW's foreach temporaries
+    peak = ("activations", activations + copies) if activations + copies >= step else ("optimizer step", step)
+    parts = (("weights", weights), ("gradients", grads), ("optimizer", states), ("DeepSpeed buckets", buckets))
+    return MemoryEstimate((*parts, peak), run)
 
 
 def hub_config(name: str) -> Path | None:

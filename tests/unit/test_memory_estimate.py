@@ -53,10 +53,12 @@ def test_within_20_percent_of_the_figures_measured_on_the_h200(run, measured) ->
 @pytest.mark.parametrize("method", list(Method))
 def test_more_tokens_more_memory(method) -> None:
     run = replace(REFERENCE, method=method)
-    lengths = [mib(replace(run, max_length=n)) for n in (256, 512, 1024, 2048, 4096)]
-    batches = [mib(replace(run, batch_size=n)) for n in (1, 2, 4)]
-    assert lengths == sorted(lengths) and len(set(lengths)) == 5
-    assert batches == sorted(batches) and len(set(batches)) == 3
+    lengths = [mib(replace(run, max_length=n)) for n in (256, 512, 1024, 2048, 4096, 8192)]
+    batches = [mib(replace(run, batch_size=n)) for n in (1, 2, 4, 8)]
+    for grown in (lengths, batches):  # a full fine-tune's short runs peak at AdamW's step, whatever their length
+        assert grown == sorted(grown) and grown[-1] > grown[0]
+    if method is not Method.FULL:
+        assert len(set(lengths)) == len(lengths) and len(set(batches)) == len(batches)
 
 
 def test_a_larger_lora_rank_more_memory_and_4_bits_less() -> None:
