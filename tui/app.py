@@ -167,6 +167,7 @@ class XtuiApp(App[None]):
         yield SystemCommand("Launch a run", "Pick a config, work dir, GPUs, DeepSpeed", self.action_launch)
         yield SystemCommand("Chat with a model", "Base, adapter, merged, checkpoint or LLaVA", self.action_chat)
         yield SystemCommand("Doctor", "Check Python, GPUs, torch, xtuner, its packages, disk", self.action_doctor)
+        yield SystemCommand("New fine-tune", "Dataset, config, train, convert, merge, chat", self.action_new_fine_tune)
         if isinstance(screen, HasCommands):
             yield from screen.commands()
 
@@ -175,6 +176,12 @@ class XtuiApp(App[None]):
         from tui.dialogs.help import HelpScreen
 
         self.push_screen(HelpScreen(self.screen))
+
+    def action_new_fine_tune(self) -> None:
+        """Open the recipe's steps for the folder xtui watches (another one can be typed there)."""
+        from tui.screens.recipe import RecipeScreen
+
+        self.push_screen(RecipeScreen(self.roots[0]))
 
     def action_doctor(self) -> None:
         """Open the environment doctor (its checks run in a thread)."""

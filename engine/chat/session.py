@@ -99,7 +99,8 @@ class ChatSession:
         """Start answering `prompt` (with the attached image, if any); iterate the result, then `record` it."""
         image = self.image if self.loaded.llava is not None else None
         history, current = self._turns(prompt, image)
-        text = render(self.template, history, current, self.system)
+        tok = self.loaded.tokenizer
+        text = render(self.template, history, current, self.system, tok.eos_token or "", tok.bos_token or "")
         earlier = [e.image for e in self.exchanges if e.image]
         if self.loaded.decoder is None:
             self.loaded.decoder = make_decoder(self.loaded.model)

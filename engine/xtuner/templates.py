@@ -25,6 +25,12 @@ class Template:
     suffix: str = ""
     sep: str = ""
     stop_words: tuple[str, ...] = ()
+    suffix_as_eos: bool = False  # XTuner's SUFFIX_AS_EOS: the suffix ends an answer in place of the tokenizer's EOS
+
+    @property
+    def needs_eos(self) -> bool:
+        """True when training puts the tokenizer's EOS after each answer (and its BOS before the next turn)."""
+        return not self.suffix_as_eos
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ def templates() -> dict[str, Template]:
                     suffix=raw.get("SUFFIX", ""),
                     sep=raw.get("SEP", ""),
                     stop_words=tuple(raw.get("STOP_WORDS", ())),
+                    suffix_as_eos=bool(raw.get("SUFFIX_AS_EOS", False)),
                 )
             return found
     raise TemplateError(f"no PROMPT_TEMPLATE in {path}")
@@ -99,13 +106,20 @@ def system_of_config(source: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def render(tpl: Template | None, history: Sequence[Turn], prompt: str, system: str = "") -> str:
-    """The whole prompt for the next answer, laid out the way XTuner trains: system, turns, SEP between."""
+def render(
+    tpl: Template | None, history: Sequence[Turn], prompt: str, system: str = "", eos: str = "", bos: str = ""
+) -> str:
+    """The whole prompt for the next answer, laid out the way XTuner trains: system, turns, SEP between.
+
+    `eos` and `bos` are the tokenizer's tokens: after an earlier answer and before the next turn where XTuner's
+    encode_fn puts them, for a template without SUFFIX_AS_EOS (gemma: `<end_of_turn><eos>\n<bos>`) or none.
+    """
     if tpl is None:
-        return "".join(turn.prompt + turn.answer for turn in history) + prompt
+        return "".join(turn.prompt + turn.answer + eos + bos for turn in history) + prompt
+    eos, bos = (eos, bos) if tpl.needs_eos else ("", "")
     text = tpl.system.format(system=system, round=1, bot_name="BOT") if system and tpl.system else ""
     for number, turn in enumerate([*history, Turn(prompt, "")], start=1):
         text += tpl.instruction.format(input=turn.prompt, round=number, bot_name="BOT")
         if number <= len(history):
-            text += turn.answer + tpl.suffix + tpl.sep
+            text += turn.answer + tpl.suffix + eos + tpl.sep + bos
     return text

@@ -20,8 +20,6 @@ PREVIEWS = 3
 CUT_LISTED = 10
 BINS = 10
 BATCH = 512  # records tokenised in one call of the (fast, threaded) tokenizer
-# templates.py does not read SUFFIX_AS_EOS: in xtuner 0.2.0 every template with a SUFFIX has it True, but these.
-SUFFIX_NOT_EOS = ("gemma",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +101,7 @@ def _pieces(turns: list[dict], tpl: Template | None, bos: str, eos: str) -> list
         if needs_bos and bos:
             segments.append(Segment(bos, False, True))
         segments += [Segment(prompt, False), Segment(answer, True)]
-        needs_bos = tpl is None or not tpl.suffix or tpl.name in SUFFIX_NOT_EOS
+        needs_bos = tpl is None or tpl.needs_eos
         if needs_bos and eos:
             segments.append(Segment(eos, True, True))
         if tpl is not None and tpl.sep:

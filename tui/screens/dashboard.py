@@ -19,6 +19,7 @@ class DashboardScreen(Screen):
 
     BINDINGS = [
         Binding("n", "app.launch", "Launch"),
+        Binding("f", "app.new_fine_tune", "New fine-tune"),
         Binding("g", "toggle_gpus", "GPUs"),
         Binding("d", "app.doctor", "Doctor", show=False),
     ]

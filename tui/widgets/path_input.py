@@ -87,11 +87,11 @@ class PathInput(Input):
         suffixes: Collection[str] = (),
         **kwargs: Any,
     ) -> None:
+        self._cycle: _Cycle | None = None  # before Input's init: a value given there is watched at once
         super().__init__(value, placeholder, **kwargs)
         self.cwd = Path(cwd) if cwd is not None else Path.cwd()
         self.suffixes = tuple(s.lower() for s in suffixes)
         self.matches: list[str] = []
-        self._cycle: _Cycle | None = None
 
     def watch_value(self, value: str) -> None:
         """Typing ends a completion: forget its matches."""
