@@ -113,8 +113,8 @@ def _free(gpu: GpuReading | None) -> int | None:
 
 
 def _gib(size: float) -> str:
-    """Bytes in GiB, as few digits as say it."""
-    return f"{size / GIB:.0f}" if size >= 10 * GIB else f"{size / GIB:.1f}".removesuffix(".0")
+    """Bytes in GiB, to a tenth."""
+    return f"{size / GIB:.1f}".removesuffix(".0")
 
 
 def _gpus(indexes: list[int]) -> str:
@@ -153,6 +153,10 @@ def conditions(spec: LaunchSpec, wait: Wait, backend: GpuBackend | None = None) 
 
 def check_wait(spec: LaunchSpec, wait: Wait, backend: GpuBackend | None = None) -> None:
     """Refuse a wait that could never end: no run to follow there, itself or a run waiting for it, GPUs not here."""
+    if wait.only_if_finished and wait.after is None:
+        raise LaunchError("--only-if-finished goes with --after DIR")
+    if wait.need_gib is not None and not wait.when_free:
+        raise LaunchError("--need-gib goes with --when-free")
     if wait.after is None and not wait.when_free:
         raise LaunchError("a queued launch waits for something: --after DIR, --when-free, or both")
     if spec.slurm:
@@ -160,12 +164,8 @@ def check_wait(spec: LaunchSpec, wait: Wait, backend: GpuBackend | None = None) 
             "Slurm queues jobs itself: instead of --after or --when-free, "
             "--sbatch-arg=--dependency=afterany:JOB (afterok: only if it finished)"
         )
-    if wait.only_if_finished and wait.after is None:
-        raise LaunchError("--only-if-finished goes with --after DIR")
     if wait.after is not None:
         _check_after(spec.work_dir.resolve(), wait.after)
-    if wait.need_gib is not None and not wait.when_free:
-        raise LaunchError("--need-gib goes with --when-free")
     if wait.when_free:
         need = needed_gib(wait)
         readings, error = (backend or NvmlBackend()).read(with_processes=False)
