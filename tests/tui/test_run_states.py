@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
 from rich.color import Color
 from rich.console import Console
 from rich.style import Style
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 from engine.runs.watch import RunStatus, Status
+from tests.support import FIXTURES
 from tests.support.fakes import NoGpus, fixture_run
 from tests.support.waiting import until
 from themes.colours import STATE_VARIABLE, state_colour, theme_colour
@@ -123,3 +126,71 @@ async def test_run_view_header_shows_every_state_with_its_cause(tmp_path) -> Non
             assert ("pid 4242" in str(header.render())) == (state == RunStatus.RUNNING)
             await pilot.press("escape")
         assert app.is_running and app.crash_message is None
+
+
+def epoch_run(root: Path) -> Path:
+    """A finished EpochBasedTrainLoop work dir: the real 2-epoch log, its epoch_1.pth and epoch_2.pth (named by
+    last_checkpoint), as plain `xtuner train` leaves it."""
+    work_dir = root / "epochs"
+    stamp = work_dir / "20261201_102335"
+    stamp.mkdir(parents=True)
+    shutil.copy(FIXTURES / "xtuner-0.2.0-cpu-epochs.log", stamp / "20261201_102335.log")
+    for epoch in (1, 2):
+        with zipfile.ZipFile(work_dir / f"epoch_{epoch}.pth", "w") as zf:  # a torch.save file's layout
+            zf.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+    (work_dir / "last_checkpoint").write_text(str(work_dir / "epoch_2.pth"))
+    return work_dir
+
+
+async def open_run_view(pilot, app: XtuiApp, work_dir: Path, state: str) -> None:
+    """Wait until the run's view shows the run in `state` with its checkpoints listed."""
+    await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[work_dir.resolve()].status.state == state)
+    rec = app.runs[work_dir.resolve()]
+    table = app.screen.query_one("#checkpoint-table", DataTable)
+    await until(pilot, lambda: table.row_count == len(rec.checkpoints) and "iter" in progress_text(app))
+
+
+def progress_text(app: XtuiApp) -> str:
+    """The progress line of the run view on top."""
+    return str(app.screen.query_one("#progress-text", Static).render())
+
+
+async def test_an_epoch_run_shows_its_epoch_and_its_checkpoints_epochs(tmp_path) -> None:
+    work_dir = epoch_run(tmp_path)
+    app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_run_view(pilot, app, work_dir, "finished")
+        assert progress_text(app) == "epoch 2/2  iter 44/44"  # epoch 2 ends at iteration 44, epoch 1 at 22
+        table = app.screen.query_one("#checkpoint-table", DataTable)
+        assert [str(column.label) for column in table.ordered_columns] == ["Iter", "Epoch", "Kind", "Size", "State"]
+        rows = [table.get_row_at(row) for row in range(table.row_count)]
+        assert [row[:2] for row in rows] == [["44", "2"], ["22", "1"]]
+        assert rows[0][-1] == "ok (last_checkpoint)" and rows[1][-1] == "ok"
+
+
+async def test_an_iteration_run_has_no_epoch(tmp_path) -> None:
+    work_dir = fixture_run(tmp_path)
+    (work_dir / "iter_40.pth").write_bytes(b"")
+    app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_run_view(pilot, app, work_dir, "finished")
+        assert progress_text(app) == "iter 40/40"
+        table = app.screen.query_one("#checkpoint-table", DataTable)
+        assert [str(column.label) for column in table.ordered_columns] == ["Iter", "Kind", "Size", "State"]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_snapshot_epoch_run_checkpoints(snap_compare, size) -> None:
+    root = Path("/tmp/xtui-snapshot-epochs")  # fixed: the path shows on screen
+    shutil.rmtree(root, ignore_errors=True)
+    work_dir = epoch_run(root)
+    app = XtuiApp(roots=[root], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.05)
+
+    async def loaded(pilot) -> None:
+        await open_run_view(pilot, app, work_dir, "finished")
+        await pilot.press("4")
+
+    try:
+        assert snap_compare(app, terminal_size=size, run_before=loaded)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

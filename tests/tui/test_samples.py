@@ -8,7 +8,7 @@ from textual.widgets import Footer
 
 from engine.runs.events import Sample
 from engine.runs.logs import read_events
-from tests.support import FIXTURE_LOG
+from tests.support import FIXTURE_LOG, FIXTURES
 from themes import THEMES
 from tui.widgets.samples_pane import INSERTED, REMOVED, SamplesPane, answer_diff
 
@@ -152,3 +152,40 @@ async def test_keyboard_scrolls_and_clear_empties() -> None:
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 def test_snapshot(snap_compare, size) -> None:
     assert snap_compare(SamplesApp([SAMPLES[:3], SAMPLES[3:]]), terminal_size=size)
+
+
+def cut_log(tmp_path) -> list[Sample]:
+    """The samples of the real epoch-based log cut inside its last `Sample output:` block (a killed trainer)."""
+    text = (FIXTURES / "xtuner-0.2.0-cpu-epochs.log").read_text(encoding="utf-8")
+    cut = tmp_path / "cut.log"
+    cut.write_text(text[: text.rindex("叫是模的1是")] + "叫是模", encoding="utf-8")
+    return [e for e in read_events(cut) if isinstance(e, Sample)]
+
+
+async def test_a_cut_off_answer_is_shown_as_cut_not_as_an_answer(tmp_path) -> None:
+    samples = cut_log(tmp_path)
+    assert not samples[-1].complete and samples[-1].iter == 44
+    resumed = Sample(44, "你是谁", "叫是模的模型assist是小明的小助手")  # the next evaluation, after a resume
+    app = SamplesApp([samples, [resumed]])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        text = group_texts(app)[44]
+        assert text.count("cut off: the log ends inside it") == 1
+        assert "叫是模…" in text and "(empty)" not in text and " empty " not in text
+        assert "identical" not in text and "shorter" not in text
+        pane = app.query_one(SamplesPane)
+        last = pane._groups[44]._blocks[-1][0]  # the resumed answer, diffed against iteration 42's, not the cut one
+        assert "".join(styled_pieces(last, INSERTED)) == "的小助手"
+
+
+async def test_a_cut_off_header_with_no_text_yet_is_not_an_empty_answer() -> None:
+    app = SamplesApp([[Sample(7, "", "", complete=False)]])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        text = group_texts(app)[7]
+        assert "(nothing yet)" in text and "cut off" in text and "empty" not in text
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_snapshot_cut_off(snap_compare, size, tmp_path) -> None:
+    assert snap_compare(SamplesApp([cut_log(tmp_path)]), terminal_size=size)

@@ -34,6 +34,17 @@ LOG_START_BYTES = 64 * 1024  # the tail shown on opening a long log
 JOB_KEYS = "v convert · m merge · x export (background jobs) · j jobs · c chat · r resume"
 
 
+def _epoch_text(state) -> str:
+    """`epoch E/N  ` for an epoch-based run (N from the iteration an epoch was saved at and max_iters), else ''."""
+    epoch = state.last.epoch
+    if epoch is None:
+        return ""
+    ends = {it // e for e, it in state.saved_epochs.items() if e and it % e == 0}  # iterations per epoch
+    per = ends.pop() if len(ends) == 1 else None
+    of = f"/{state.max_iters // per}" if per and state.max_iters and state.max_iters % per == 0 else ""
+    return f"epoch {epoch}{of}  "
+
+
 class RunProgress(ProgressBar):
     """The progress bar without its once-a-second ETA timer (the ETA is xtuner's, in the text beside it). Made with
     a total, never indeterminate: that animation repaints 15 times a second for as long as a model loads."""
@@ -65,7 +76,7 @@ class RunScreen(Screen):
         super().__init__()
         self.work_dir = work_dir
         self._advancing: int | None = None
-        self._checkpoint_rows: list[tuple[str, ...]] = []
+        self._checkpoint_rows: list[tuple[str, ...]] | None = None  # None: the table is not filled yet
         self._shown: dict[str, tuple] = {}  # selector -> what its Static shows
         self._log_backlog = ""  # log text not yet written to the log view
         self._events: list = []  # run events not yet drawn
@@ -96,9 +107,6 @@ class RunScreen(Screen):
     def on_mount(self) -> None:
         """Fill from what the app has read so far, then tail the log."""
         self.sub_title = printable(str(self.work_dir), newlines=False)
-        table = self.query_one("#checkpoint-table", DataTable)
-        for key, label in (("iter", "Iter"), ("kind", "Kind"), ("size", "Size"), ("state", "State")):
-            table.add_column(label, key=key)
         rec = self.app.record(self.work_dir)
         self.query_one(Curves).add_steps(rec.state.steps)
         self.query_one(SamplesPane).add_samples(rec.state.samples)
@@ -160,7 +168,8 @@ class RunScreen(Screen):
             text = f"resuming: advancing the dataloader {self._advancing} steps"
         elif last:
             eta = eta_text(last.eta) if status.state == "running" else ""
-            text = f"iter {rec.state.done_iter}/{total or '?'}" + (f"  eta {eta}" if eta else "")
+            text = f"{_epoch_text(rec.state)}iter {rec.state.done_iter}/{total or '?'}"
+            text += f"  eta {eta}" if eta else ""
         else:
             text = "waiting for the first iteration"
         self._set_text("#progress-text", text, layout=False)  # one line, its height never changes
@@ -174,7 +183,9 @@ class RunScreen(Screen):
             self.query_one(selector, Static).update(text, layout=layout)
 
     def _fill_checkpoints(self, checkpoints) -> None:
-        """The checkpoints table, newest first; rebuilt only when a row changed, the cursor kept on its checkpoint."""
+        """The checkpoints table, newest first (an Epoch column once an epoch_N.pth is there); rebuilt only when a row
+        changed, the cursor kept on its checkpoint."""
+        epochs = any(ckpt.epoch is not None for ckpt in checkpoints)
         rows = []
         for ckpt in reversed(checkpoints):
             state = "ok" if ckpt.ok else printable(ckpt.problem or "", newlines=False)
@@ -182,11 +193,18 @@ class RunScreen(Screen):
                 state += " (last_checkpoint)"
             kind = "DeepSpeed" if ckpt.deepspeed else "file"
             where = "?" if ckpt.iter is None else str(ckpt.iter)
-            rows.append((str(ckpt.path), where, kind, f"{ckpt.size / 2**20:.1f} MiB", state))
+            epoch = ("" if ckpt.epoch is None else str(ckpt.epoch),) if epochs else ()
+            rows.append((str(ckpt.path), where, *epoch, kind, f"{ckpt.size / 2**20:.1f} MiB", state))
+        table = self.query_one("#checkpoint-table", DataTable)
+        columns = [("iter", "Iter"), *([("epoch", "Epoch")] if epochs else []), ("kind", "Kind"), ("size", "Size")]
+        if len(table.columns) != len(columns) + 1:
+            table.clear(columns=True)
+            for key, label in [*columns, ("state", "State")]:
+                table.add_column(label, key=key)
+            self._checkpoint_rows = None
         if rows == self._checkpoint_rows:
             return
         self._checkpoint_rows = rows
-        table = self.query_one("#checkpoint-table", DataTable)
         selected = self._selected_key(table)
         table.clear()
         for key, *cells in rows:

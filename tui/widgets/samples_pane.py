@@ -33,7 +33,13 @@ INSERTED = "bold $text-success"
 MUTED = "$foreground-muted"  # $text-muted does not resolve inside Content (it comes out white)
 REMOVED = f"strike {MUTED}"
 ESCAPED = "italic $text-warning"
-MARK_STYLE = {"empty": "$text-error", "identical": "$text-error", "shorter": "$text-warning", "note": MUTED}
+MARK_STYLE = {
+    "empty": "$text-error",
+    "identical": "$text-error",
+    "shorter": "$text-warning",
+    "cut": "$text-warning",
+    "note": MUTED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,8 @@ def answer_diff(previous: str, answer: str) -> tuple[Content, float]:
 def _markers(entry: _Entry, twins: int) -> list[tuple[str, str]]:
     """Short (kind, text) notes on how the answer changed; `twins` counts other prompts with the same answer."""
     answer, previous = entry.sample.answer.strip(), entry.previous
+    if not entry.sample.complete:  # how long it is or what it equals says nothing of a cut answer
+        return [("cut", "cut off: the log ends inside it")]
     marks: list[tuple[str, str]] = []
     if not answer:
         marks.append(("empty", "empty"))
@@ -119,6 +127,9 @@ def _prompt_line(entry: _Entry, marks: list[tuple[str, str]], again: bool) -> Co
 def _answer_body(entry: _Entry) -> tuple[Content, list[tuple[str, str]]]:
     """The answer (diffed when there is a previous one) and any note on the kind of change."""
     answer, previous = entry.sample.answer.rstrip(), entry.previous
+    if not entry.sample.complete:  # a diff would mark the missing end as removed text
+        cut = Content.styled("…", f"italic {MUTED}")
+        return (safe_text(answer) + cut if answer.strip() else Content.styled("(nothing yet)", f"italic {MUTED}")), []
     if not answer.strip():
         return Content.styled("(empty)", f"italic {MUTED}"), []
     if previous is None or not previous.strip():
@@ -147,7 +158,7 @@ class _Group:
         header = Content.assemble(
             (f"iter {self.iteration}", "bold $text-primary"), (f"  {times[-1]}" if times else "", MUTED)
         )
-        latest = {e.sample.prompt: e.sample.answer.strip() for e in entries}
+        latest = {e.sample.prompt: e.sample.answer.strip() for e in entries if e.sample.complete}
         seen: set[str] = set()
         self._blocks = [(header, HEADER_BAR)]
         for entry in entries:
@@ -222,7 +233,8 @@ class SamplesPane(ScrollView, can_focus=True):
         """Add samples in log order; only the iteration groups they touch are re-rendered, newest first."""
         for sample in samples:
             previous = self._last_answer.get(sample.prompt)
-            self._last_answer[sample.prompt] = sample.answer
+            if sample.complete:  # a cut answer is no baseline for the next evaluation's diff
+                self._last_answer[sample.prompt] = sample.answer
             self._entries.setdefault(sample.iter, []).append(_Entry(sample, previous))
         self._count += len(samples)
         waiting = bool(self._pending)
