@@ -20,7 +20,7 @@ from pathlib import Path
 
 from engine.errors import XtunerError
 from engine.files import read_head
-from engine.gpu import GpuReading
+from engine.gpu import GpuReading, NvmlBackend
 from engine.xtuner.config_values import config_values, local_path
 from engine.xtuner.configs import ConfigError, _find_call, _parse
 from engine.xtuner.doctor import loads_in_4bit
@@ -292,3 +292,23 @@ def fit(estimate_: MemoryEstimate, gpus: list[GpuReading], devices: str | None, 
     ok = least >= estimate_.needed
     verdict = "fits" if ok else f"will not fit: needs ~{estimate_.needed / GIB:.1f} GiB free"
     return ok, f"peak {estimate_.describe()}; GPU {index} has {least / GIB:.1f} GiB free: {verdict}"
+
+
+def memory_line(
+    config: Path,
+    cwd: Path,
+    deepspeed: str | None,
+    gpus: int,
+    nnodes: int = 1,
+    devices: str | None = None,
+    local: bool = True,
+) -> tuple[bool, str]:
+    """The estimate for a launch next to what this machine's GPUs have free (`local`: the run uses them), in one line,
+    and False when it will not fit; a line saying why when it cannot be estimated."""
+    try:
+        found = estimate_config(config, cwd, deepspeed, gpus * nnodes)
+    except (XtunerError, OSError, UnicodeDecodeError) as exc:
+        return True, f"memory: not estimated ({exc})"
+    readings = NvmlBackend().read(with_processes=False)[0] if local else []
+    ok, line = fit(found, readings, devices, gpus)
+    return ok, "memory: " + "; ".join((line, *found.notes))

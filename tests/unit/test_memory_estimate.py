@@ -163,3 +163,29 @@ def test_fit_compares_with_the_least_free_gpu_the_run_uses() -> None:
     ok, line = fit(found, [gpu(0, 100), gpu(1, 5)], "0,1", 2)
     assert not ok and "GPU 1 has 5.0 GiB free: will not fit" in line
     assert fit(found, [], None, 1) == (True, f"peak {found.describe()}; no GPU reading to compare with")
+
+
+def test_train_dry_run_and_config_check_print_the_estimate(capsys, tmp_path, monkeypatch) -> None:
+    from tui.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = config_with_model(tmp_path, max_length="1024")
+    assert main(["train", str(config), "--work-dir", str(tmp_path / "work"), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2] == "# dry run: nothing started"
+    assert out[-1].startswith("# memory: peak ~5.1 GiB per GPU for qlora r64, 1 x 1024 tokens (weights 2.4")
+    assert main(["train", str(config), "--work-dir", "w", "--dry-run", "--deepspeed", "deepspeed_zero2"]) == 0
+    assert "ZeRO-2 on 1" in capsys.readouterr().out.splitlines()[-1]
+    main(["config", "check", str(config), "--no-tokens"])
+    assert any(line.startswith("memory: peak ~5.1 GiB per GPU") for line in capsys.readouterr().out.splitlines())
+    main(["config", "check", str(config), "--no-tokens", "--json"])
+    assert json.loads(capsys.readouterr().out)["memory"].startswith("memory: peak ~5.1 GiB")
+
+
+def test_a_model_without_a_local_config_json_is_said_so(capsys, tmp_path, monkeypatch) -> None:
+    from tui.cli import main
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    main(["config", "check", "internlm2_1_8b_qlora_alpaca_e3", "--no-tokens"])
+    out = capsys.readouterr().out
+    assert "memory: not estimated (no config.json of the model 'internlm/internlm2-1_8b' on this machine)" in out

@@ -147,16 +147,20 @@ def run_check(args: argparse.Namespace) -> int:
     """Print what would fail at launch and what would go wrong in the run; 1 when any of it is a problem."""
     from engine.xtuner.config_advice import advise
     from engine.xtuner.configs import resolve_config
+    from engine.xtuner.memory_estimate import memory_line
 
     path = resolve_config(args.config)
     advice = advise(path, Path.cwd(), args.data, count_tokens=not args.no_tokens, gpus=args.gpus)
+    fits, memory = memory_line(path, Path.cwd(), None, args.gpus)
     if args.json:
-        print(to_json(dataclasses.asdict(advice) | {"ok": advice.ok}, indent=2, default=str))
+        extra = {"ok": advice.ok, "memory": memory, "memory_fits": fits}
+        print(to_json(dataclasses.asdict(advice) | extra, indent=2, default=str))
         return 0 if advice.ok else 1
     for a in advice.advice:
         print(printable(f"{a.severity}: {a.message}"))
     if advice.length is not None:
         print(printable(describe_length(advice.length, path)))
+    print(printable(memory if fits else f"warning: {memory}"))
     if not advice.advice:
         print(printable(f"{path}: nothing found to mend"))
     return 0 if advice.ok else 1

@@ -129,6 +129,8 @@ def _show(spec, args: argparse.Namespace) -> None:
     from engine.runs.launch import command, environment, slurm_script
     from engine.runs.slurm import script_path
     from engine.runs.workdir import WorkDir
+    from engine.xtuner.memory_estimate import memory_line
+    from tui.terminal_text import printable
 
     if spec.slurm:
         work_dir = WorkDir.open(spec.work_dir)
@@ -141,6 +143,8 @@ def _show(spec, args: argparse.Namespace) -> None:
     else:
         print(shell(*(f"{k}={v}" for k, v in environment(spec).items()), *command(spec)))
         print("# dry run: nothing started")
+    ok, line = memory_line(spec.config, spec.cwd, spec.deepspeed, spec.gpus, spec.nnodes, spec.devices, not spec.slurm)
+    print(printable(f"# {line}" if ok else f"# warning: {line}"))
 
 
 def _show_nodes(spec, args: argparse.Namespace, skip: int | None = None) -> None:
