@@ -1,7 +1,11 @@
-"""Token-by-token decoding of a Hugging Face causal LM: an eager loop, and a static-cache compiled one for CUDA."""
+"""Token-by-token decoding of a Hugging Face causal LM: an eager loop; static-cache steps replayed as CUDA graphs,
+compiled or not; and a decoder that answers on a quick one while the compiled one is built in the background."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from engine.chat import kv_cache
@@ -9,6 +13,10 @@ from engine.errors import ChatError
 
 # Positions the static cache holds: 4096 is ~400 MB for a 1.8B model with 8 KV heads in fp16.
 STATIC_CAPACITY = 4096
+# torch.compile's options for the compiled step: autotuned kernels, no CUDA graphs of its own (we capture the step,
+# with its argmax and position update, as one graph: no per-call Python of cudagraph trees)
+COMPILE = {"mode": "max-autotune-no-cudagraphs", "fullgraph": True}
+GPU_DEPTH = 8  # steps a graph decoder keeps queued on the GPU ahead of the token read (~15 ms at 500 tok/s)
 
 
 class ContextFull(ChatError):
@@ -69,7 +77,34 @@ def context_length(model) -> int:
     return int(getattr(model.config, "max_position_embeddings", 0) or 4096)
 
 
-class EagerDecoder:
+class Decoder:
+    """What a Generation drives: a prefill, then one step per token; `answering` holds the one that answers."""
+
+    name = "eager"
+    depth = 1  # steps queued ahead of the token the host reads (more only where steps run asynchronously)
+    building = False  # a faster decoder is being made in the background
+    key: str | None = None  # the variant answering (LoadedModel.variant sets it)
+    capacity: int
+
+    @property
+    def status(self) -> str:
+        """Which decoder answers, in a word or three (the chat's status line)."""
+        return self.name
+
+    @contextmanager
+    def answering(self) -> Iterator[Decoder]:
+        """The decoder that answers the next question, for the whole answer: this one."""
+        yield self
+
+    def warm_up(self, steps: int = 4) -> None:
+        """Compile and capture now, not in the first answer (nothing to do here)."""
+
+    def greedy(self, token):
+        """Feed one token id; the most likely next one (a device tensor of one id)."""
+        return self.step(token).argmax(-1)
+
+
+class EagerDecoder(Decoder):
     """Plain forward calls with a growing KV cache: what HF `generate` does, with fewer copies per token (kv_cache)."""
 
     def __init__(self, model) -> None:
@@ -97,19 +132,22 @@ class EagerDecoder:
         return out.logits[:, -1]
 
 
-class StaticDecoder:
-    """A fixed-size KV cache and a one-token step replayed as a CUDA graph: the fast path on a GPU.
+class StaticDecoder(Decoder):
+    """A fixed-size KV cache and a one-token step, replayed as a CUDA graph on a GPU: the fast path.
 
-    mode "graph" captures the eager step once per variant (`key`: an adapter switched on or off changes the
-    kernels); mode "compile" hands it to torch.compile's reduce-overhead mode instead.
+    The step runs the model, moves the position on and leaves the most likely next id in its input buffer, so that
+    greedy decoding replays the graph and nothing else. mode "graph" captures the eager step once per variant (`key`:
+    an adapter switched on or off changes the kernels); mode "compile" captures the step torch.compile made
+    (`compile_options`, COMPILE by default). Without CUDA the step just runs (tests, and the CPU).
     """
 
-    def __init__(self, model, mode: str = "graph", capacity: int | None = None) -> None:
+    def __init__(self, model, mode: str = "graph", capacity: int | None = None, compile_options=None) -> None:
         import torch
         from transformers import StaticCache
 
         self.model = model
         self.mode = mode
+        self.name = "compiled" if mode == "compile" else "graph"
         self.capacity = min(capacity or STATIC_CAPACITY, context_length(model))
         weights = next(model.parameters())
         self._cache = StaticCache(
@@ -117,17 +155,27 @@ class StaticDecoder:
             dtype=weights.dtype,
         )  # fmt: skip
         self._device = weights.device
+        self._graphed = self._device.type == "cuda"
+        self.depth = GPU_DEPTH if self._graphed else 1
         self._token = torch.zeros((1, 1), dtype=torch.long, device=self._device)
         self._position = torch.zeros(1, dtype=torch.long, device=self._device)
         self._graphs: dict = {}  # key -> (CUDAGraph, its output logits)
         self.key: str | None = None
+        self._forward = self._forward_one
         if mode == "compile":
-            self._compiled = torch.compile(self._forward_one, mode="reduce-overhead", fullgraph=True)
+            self._forward = torch.compile(self._forward_one, **(compile_options or COMPILE))
 
     def _forward_one(self, token, position):
         return self.model(input_ids=token, past_key_values=self._cache, cache_position=position, use_cache=True).logits[
             :, -1
         ]
+
+    def _body(self):
+        """One step from the input buffers: the logits; the position moved on and the argmax left as the next input."""
+        logits = self._forward(self._token, self._position)
+        self._position.add_(1)
+        self._token.copy_(logits.argmax(-1).view(1, 1))
+        return logits
 
     def prefill(self, input_ids=None, inputs_embeds=None):
         """Run the prompt eagerly into the reset cache; the last position's logits."""
@@ -142,60 +190,171 @@ class StaticDecoder:
         self._position.fill_(length)
         return out.logits[:, -1]
 
+    def captured(self, key: str | None) -> bool:
+        """Whether a step for `key` replays without capturing (or compiling) first."""
+        return not self._graphed or key in self._graphs
+
     def _graph(self):
         """The captured step for the current key (captured on first use: warm-up on a side stream, then record)."""
         import torch
 
         if self.key not in self._graphs:
-            saved = self._position.clone()
+            saved = self._position.clone(), self._token.clone()
             side = torch.cuda.Stream(self._device)
             side.wait_stream(torch.cuda.current_stream(self._device))
             with torch.cuda.stream(side):
                 for _ in range(2):
-                    self._forward_one(self._token, self._position)
+                    self._body()
             torch.cuda.current_stream(self._device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                logits = self._forward_one(self._token, self._position)
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads may use the GPU
+                logits = self._body()
             self._graphs[self.key] = (graph, logits)
-            self._position.copy_(saved)
+            self._position.copy_(saved[0])
+            self._token.copy_(saved[1])
         return self._graphs[self.key]
 
     def step(self, token):
-        """Feed one token id (a GPU tensor, no sync); the logits for the one after it."""
+        """Feed one token id (a device tensor, no sync); the logits for the one after it."""
+        if token.data_ptr() != self._token.data_ptr():  # greedy decoding feeds back the buffer the step filled
+            self._token.copy_(token.view(1, 1))
+        if not self._graphed:
+            return self._body()
+        graph, logits = self._graph()
+        graph.replay()
+        return logits
+
+    def greedy(self, token):
+        """Feed one token id; the most likely next one, chosen inside the step (the input buffer: read it now)."""
+        self.step(token)
+        return self._token.view(1)
+
+    def warm_up(self, steps: int = 4) -> None:
+        """Run a scratch prompt and a few steps so that compiling and graph capture happen now."""
         import torch
 
-        self._token.copy_(token.view(1, 1))
-        if self.mode == "compile":
-            torch.compiler.cudagraph_mark_step_begin()
-            logits = self._compiled(self._token, self._position).clone()
-        else:
-            graph, output = self._graph()
-            graph.replay()
-            logits = output
-        self._position.add_(1)
-        return logits
+        with torch.inference_mode():
+            self.prefill(input_ids=torch.zeros((1, 1), dtype=torch.long, device=self._device))
+            for _ in range(steps):
+                self.step(self._token)
+
+    def compile_now(self, steps: int = 2) -> None:
+        """Run a few uncaptured steps on a scratch prompt: torch.compile's work, safe beside another decoder's answer."""
+        import torch
+
+        with torch.inference_mode():
+            self.prefill(input_ids=torch.zeros((1, 1), dtype=torch.long, device=self._device))
+            for _ in range(steps):
+                self._body()
+
+
+class SwitchingDecoder(Decoder):
+    """Answers on a quick decoder while `build` makes a faster one in a background thread; switches between answers.
+
+    `build` does the slow part (torch.compile) beside the live answers: its own cache and buffers, the weights only
+    read. Its graph is captured holding the lock that every answer holds, so nothing else runs on the device then,
+    and the built decoder takes over at the next answer, never within one (for the variants it has captured).
+    """
+
+    def __init__(self, quick: Decoder, build: Callable[[], Decoder]) -> None:
+        self.quick = quick
+        self.live = quick
+        self.built: Decoder | None = None
+        self.failure: str | None = None
+        self.answers = 0
+        self.switched_at: int | None = None  # the answer (counted from 1) the built decoder first gave
+        self._build = build
+        self._key: str | None = None
+        self._turn = threading.Lock()  # held through each answer, and while the built decoder is captured
+        self._thread = threading.Thread(target=self._make, name="xtui-decoder-build", daemon=True)
+
+    @property
+    def key(self) -> str | None:
+        return self._key
+
+    @key.setter
+    def key(self, name: str | None) -> None:
+        self._key = self.quick.key = name
+        if self.built is not None:
+            self.built.key = name
+
+    @property
+    def capacity(self) -> int:
+        return self.live.capacity
+
+    @property
+    def depth(self) -> int:
+        return self.live.depth
+
+    @property
+    def building(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def status(self) -> str:
+        if self.live is not self.quick:
+            return self.live.status
+        if self.failure is not None:
+            return f"{self.quick.status} (compile failed)"
+        if self.built is not None:
+            return f"{self.quick.status} (compiled: from the next answer)"
+        return f"{self.quick.status} (compiling…)"
+
+    def warm_up(self, steps: int = 4) -> None:
+        """Warm the quick decoder, then start building the other in the background."""
+        self.quick.warm_up(steps)
+        if not self._thread.is_alive() and self.built is None and self.failure is None:
+            self._thread.start()
+
+    def _make(self) -> None:
+        try:
+            made = self._build()
+            with self._turn:  # between answers: the capture has the device to itself
+                made.key = self._key
+                made.warm_up()
+            self.built = made
+        except Exception as exc:  # inductor/triton errors have no common base class; the quick decoder goes on
+            self.failure = f"{type(exc).__name__}: {exc}"
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background build to end; whether it did."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @contextmanager
+    def answering(self) -> Iterator[Decoder]:
+        """The built decoder when it is ready for this variant, else the quick one; held for the whole answer."""
+        with self._turn:
+            built = self.built
+            self.answers += 1
+            self.live = built if built is not None and built.captured(self._key) else self.quick
+            if self.live is built and self.switched_at is None:
+                self.switched_at = self.answers
+            with self.live.answering() as decoder:
+                yield decoder
 
 
 DECODERS = ("auto", "eager", "graph", "compile")
 
 
+def compiled(model, compile_options=None) -> StaticDecoder:
+    """A compiled static decoder, its compiling done (not yet captured)."""
+    decoder = StaticDecoder(model, "compile", compile_options=compile_options)
+    decoder.compile_now()
+    return decoder
+
+
 def make_decoder(model, mode: str = "auto"):
-    """The decoder for `mode`; "auto" is torch.compile on CUDA (fastest once warm), eager elsewhere."""
+    """The decoder for `mode`; "auto" on CUDA answers with CUDA graphs at once and compiles in the background."""
     if mode not in DECODERS:
         raise ValueError(f"decoder must be one of {', '.join(DECODERS)} (not {mode!r})")
+    cuda = next(model.parameters()).device.type == "cuda"
     if mode == "auto":
-        mode = "compile" if next(model.parameters()).device.type == "cuda" else "eager"
+        return SwitchingDecoder(StaticDecoder(model, "graph"), lambda: compiled(model)) if cuda else EagerDecoder(model)
     return EagerDecoder(model) if mode == "eager" else StaticDecoder(model, mode)
 
 
 def warm_up(decoder, steps: int = 4) -> None:
-    """Run a few steps so that compiling or graph capture happens now, not in the first answer."""
-    import torch
-
-    if isinstance(decoder, EagerDecoder):
-        return
-    with torch.inference_mode():
-        logits = decoder.prefill(input_ids=torch.zeros((1, 1), dtype=torch.long, device=decoder._device))
-        for _ in range(steps):
-            logits = decoder.step(logits.argmax(-1))
+    """Compile and capture now, not in the first answer (a switching decoder warms its quick one, then builds)."""
+    decoder.warm_up(steps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
 
@@ -97,44 +98,62 @@ class Generation:
         tensor = self.prompt.get("input_ids")
         return (tensor if tensor is not None else self.prompt["inputs_embeds"]).shape[1]
 
-    def _token_ids(self, budget: int) -> Iterator[int]:
-        """Token ids as they are chosen; on a GPU the next step is already queued while one is read."""
+    def _token_ids(self, decoder, budget: int) -> Iterator[int]:
+        """Token ids as they are chosen; on a GPU up to `decoder.depth` steps are queued while one is read.
+
+        Greedy decoding without a repetition penalty asks the decoder itself for the argmax (a graph decoder chooses
+        inside its captured step); each id reaches the host through pinned memory, read when its step is done.
+        """
         import torch
 
-        logits = self.decoder.prefill(**self.prompt)
+        logits = decoder.prefill(**self.prompt)
         cuda = logits.device.type == "cuda"
         generator = torch.Generator(device=logits.device).manual_seed(self.sampling.seed)
         seen = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
         ids = self.prompt.get("input_ids")
         if ids is not None:
             seen[ids[0][ids[0] >= 0]] = True
+        greedy = self.sampling.temperature <= 0 and self.sampling.repetition_penalty == 1.0
         token = choose(logits, seen, self.sampling, generator)
-        host = torch.empty(1, dtype=torch.long, pin_memory=cuda)
+        depth = decoder.depth if cuda else 1
+        host = torch.empty(depth, dtype=torch.long, pin_memory=cuda)
+        events = [torch.cuda.Event() for _ in range(depth)] if cuda else []
+        pending: deque[int] = deque()  # host slots whose copy is queued, oldest first
         for n in range(budget):
-            host.copy_(token.view(1), non_blocking=cuda)
-            ready = torch.cuda.Event() if cuda else None
-            if ready is not None:
-                ready.record()
-            seen.index_fill_(0, token.view(1), True)
+            slot = n % depth
+            host[slot : slot + 1].copy_(token.view(1), non_blocking=cuda)
+            if cuda:
+                events[slot].record()
+            pending.append(slot)
             if n + 1 < budget:
-                token = choose(self.decoder.step(token), seen, self.sampling, generator)
-            if ready is not None:
-                ready.synchronize()
-            yield int(host)
+                if greedy:
+                    token = decoder.greedy(token)
+                else:
+                    seen.index_fill_(0, token.view(1), True)
+                    token = choose(decoder.step(token), seen, self.sampling, generator)
+            while pending and (len(pending) >= depth or n + 1 == budget or not cuda or events[pending[0]].query()):
+                slot = pending.popleft()
+                if cuda:
+                    events[slot].synchronize()
+                yield int(host[slot])
 
     def __iter__(self) -> Iterator[str]:
+        with self.decoder.answering() as decoder:
+            yield from self._answer(decoder)
+
+    def _answer(self, decoder) -> Iterator[str]:
         import torch
 
         length = self._prompt_length()
-        budget = min(self.sampling.max_new_tokens, self.decoder.capacity - length)
+        budget = min(self.sampling.max_new_tokens, decoder.capacity - length)
         if budget < 1:
             raise ContextFull(
-                f"the conversation ({length} tokens) fills the model's {self.decoder.capacity} positions: "
+                f"the conversation ({length} tokens) fills the model's {decoder.capacity} positions: "
                 "reset the chat to go on"
             )
         start = self.started = time.perf_counter()
         reason = StopReason.LENGTH
-        for token_id in torch.inference_mode()(self._token_ids)(budget):
+        for token_id in torch.inference_mode()(self._token_ids)(decoder, budget):
             self.tokens += 1
             if self.first_token_s is None:
                 self.first_token_s = time.perf_counter() - start

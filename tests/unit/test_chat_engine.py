@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import locations
-from engine.chat.decoding import ContextFull, Sampling, choose
+from engine.chat.decoding import ContextFull, Decoder, Sampling, choose
 from engine.chat.device import FOUR_BIT, GIB, HEADROOM, OVERHEAD, memory_need, plan, plan_load, stored_dtype
 from engine.chat.generation import Generation, StopReason, TextStream
 from engine.chat.models import (
@@ -50,7 +50,7 @@ def tok():
     return tinymodel.train_tokenizer([t for r in rows for c in r["conversation"] for t in (c["input"], c["output"])])
 
 
-class ScriptedDecoder:
+class ScriptedDecoder(Decoder):
     """A stand-in decoder whose logits make greedy decoding pick the scripted ids, one per step."""
 
     def __init__(self, script: list[int], vocab: int, capacity: int = 4096, fail_at: int | None = None) -> None:
