@@ -47,13 +47,15 @@ class JobError(RunsError):
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One job: what it runs, what it writes (`out`), the base an adapter merges onto, its process, its folder."""
+    """One job: what it runs, what it writes (`out`), the base an adapter merges onto, the run's template, its
+    process, its folder."""
 
     kind: JobKind
     label: str
     argv: list[str]
     out: str
     base: str | None
+    template: str | None
     pid: int
     create_time: float
     started: float
@@ -166,7 +168,8 @@ def running_into(work_dir: Path, out: Path) -> Job | None:
 
 
 def start(
-    work_dir: Path, kind: JobKind, argv: list[str], out: Path, label: str, base: Path | None = None
+    work_dir: Path, kind: JobKind, argv: list[str], out: Path, label: str, base: Path | None = None,
+    template: str | None = None,
 ) -> Job:  # fmt: skip
     """Start `argv` detached (a session of its own) as a job of `work_dir` writing `out`; its output goes to its log."""
     from engine.runs.launch import _spawn  # the trainer's own starter: exit code recorder, new session
@@ -189,7 +192,9 @@ def start(
         raise JobError(f"no free job folder in {parent}")
     env = {"PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "1"}
     pid, created = _spawn(argv, env, Path(work_dir), folder / LOG, folder / EXIT)
-    job = Job(kind, label, list(argv), str(out), str(base) if base else None, pid, created, time.time(), folder)
+    job = Job(
+        kind, label, list(argv), str(out), str(base) if base else None, template, pid, created, time.time(), folder
+    )
     record = {k: v for k, v in asdict(job).items() if k != "folder"}
     write_atomic(folder / RECORD, json.dumps(record, ensure_ascii=False, indent=1))
     return job

@@ -40,6 +40,7 @@ class JobPlan:
     out: Path
     label: str
     base: Path | None = None
+    template: str | None = None  # the run's, for a chat with the result
 
 
 def plan(work_dir: Path, kind: JobKind, checkpoint: Path | None) -> JobPlan:
@@ -50,15 +51,17 @@ def plan(work_dir: Path, kind: JobKind, checkpoint: Path | None) -> JobPlan:
     from engine.runs.export import ExportError, pick_checkpoint
     from engine.runs.model_card import base_named
     from engine.xtuner.convert import HfKind, hf_kind
+    from engine.xtuner.templates import template_of_config
 
     source = pick_checkpoint(work_dir, checkpoint)
+    template = template_of_config(source.config.read_text(encoding="utf-8", errors="replace"))
     run, stem, name = source.work_dir, source.checkpoint.stem, source.checkpoint.name
     named = base_named(source.config)
     base = Path(named).expanduser() if named else None
     if kind is not JobKind.MERGE:
         out = run / f"{stem}_{'hf' if kind is JobKind.CONVERT else 'export'}"
         argv = cli(kind, run, "--checkpoint", source.checkpoint, "--out", out)
-        return JobPlan(kind, argv, out, f"{kind} {name}", base if kind is JobKind.CONVERT else None)
+        return JobPlan(kind, argv, out, f"{kind} {name}", base if kind is JobKind.CONVERT else None, template)
     adapter = run / f"{stem}_hf"
     found = hf_kind(adapter)
     if found is None:
@@ -68,7 +71,7 @@ def plan(work_dir: Path, kind: JobKind, checkpoint: Path | None) -> JobPlan:
     if base is None or not (base / "config.json").is_file():
         raise ExportError(f"the base model {base} of {source.config.name} is not a model folder here: download it")
     out = run / f"{stem}_merged"
-    return JobPlan(kind, cli("merge", base, adapter, "--out", out), out, f"merge {adapter.name}")
+    return JobPlan(kind, cli("merge", base, adapter, "--out", out), out, f"merge {adapter.name}", None, template)
 
 
 def start_job(screen: Screen, work_dir: Path, kind: JobKind, checkpoint: Path | None) -> None:
@@ -114,7 +117,7 @@ def _launch(screen: Screen, work_dir: Path, job: JobPlan) -> None:
     from engine.runs.jobs import JobError, start
 
     try:
-        start(work_dir, job.kind, job.argv, job.out, job.label, job.base)
+        start(work_dir, job.kind, job.argv, job.out, job.label, job.base, job.template)
     except (JobError, OSError) as exc:
         screen.notify(printable(str(exc)), severity="error", markup=False)
         return
@@ -129,7 +132,7 @@ def result_spec(job: Job):
     from engine.xtuner.model_template import template_of_model
 
     out = job.output
-    template = template_of_model(out)
+    template = job.template or template_of_model(out)
     kind = hf_kind(out)
     if kind is HfKind.ADAPTER:
         return build_spec(model=Path(job.base) if job.base else None, adapter=out, template=template)
@@ -149,6 +152,11 @@ def _row(job: Job, status: JobStatus) -> tuple[str, ...]:
 class JobsScreen(Screen):
     """The jobs of one work dir, newest first: state, progress, the selected job's output folder and log."""
 
+    DEFAULT_CSS = """
+    JobsScreen #jobs-table { height: auto; max-height: 40%; }
+    JobsScreen #job-detail { padding: 0 1; background: $boost; }
+    JobsScreen #no-jobs { padding: 1 2; color: $text-muted; }
+    """
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("c", "chat", "Chat with result"),
@@ -169,7 +177,7 @@ class JobsScreen(Screen):
         yield Static(NO_JOBS, id="no-jobs")
         yield DataTable(id="jobs-table", cursor_type="row")
         yield Static(id="job-detail", markup=False)
-        yield LogTail(max_lines=LOG_LINES, id="job-log")
+        yield LogTail(max_lines=LOG_LINES)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -247,8 +255,7 @@ class JobsScreen(Screen):
     def _new_log_view(self) -> None:
         """An empty log view for the newly selected job (its follower reads the log from the start)."""
         old = self.query_one(LogTail)
-        new = LogTail(max_lines=LOG_LINES, id="job-log")
-        self.mount(new, after=old)
+        self.mount(LogTail(max_lines=LOG_LINES), after=old)
         old.remove()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
