@@ -1,4 +1,4 @@
-"""Curves: present metrics only, `m` cycles them, `l` toggles a log y axis, summary line, redraws only on data, snapshots."""
+"""Curves: present metrics only (validation metrics too), `m` cycles them, `l` toggles a log y axis, summary line, redraws only on data, snapshots."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from textual.app import App, ComposeResult
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
-from engine.runs.events import TrainStep
+from engine.runs.events import TrainStep, Validation
 from engine.runs.logs import read_events
 from tests.support import FIXTURE_LOG
+from tests.support.workdirs import add_validations, fixture_workdir
 from themes import THEMES
 from tui.widgets.curves import Curves
 
@@ -166,3 +167,36 @@ async def test_real_log_and_clear() -> None:
 @pytest.mark.parametrize("size, press", [((80, 24), ()), ((120, 40), ("m", "l"))], ids=["80x24", "120x40-lr-log"])
 def test_snapshot(snap_compare, size, press) -> None:
     assert snap_compare(CurvesApp(steps()), terminal_size=size, press=press)
+
+
+async def test_validation_metrics_are_curves_of_their_own(tmp_path) -> None:
+    # a real epoch run's log, with the lines mmengine's ValLoop writes after each epoch's save
+    work_dir = fixture_workdir(tmp_path, "epochs", "xtuner-0.2.0-cpu-epochs.log")
+    log = next(work_dir.glob("*/*.log"))
+    add_validations(log, {1: 0.25, 2: 0.5})
+    events = read_events(log)
+    app = CurvesApp([e for e in events if isinstance(e, TrainStep)])
+    async with app.run_test(size=(80, 24)) as pilot:
+        curves, plt = app.query_one(Curves), app.query_one(PlotextPlot).plt
+        curves.add_validations([e for e in events if isinstance(e, Validation)])
+        assert curves.metrics == ["loss", "lr", "grad_norm", "val:accuracy"]  # not its data_time or time
+        await pilot.press("m", "m", "m")
+        assert curves.metric == "val:accuracy" and summary(app).startswith(
+            "accuracy (val) 4/4  last 0.5  min 0.25 @ 22"
+        )
+        assert plt.monitor.x == [[22, 44]] and plt.monitor.y == [[0.25, 0.5]]  # at each epoch's last global iteration
+        curves.add_steps(
+            [TrainStep(30, 44, loss=1.0)]
+        )  # a resume from epoch 1: epoch 2's validation was the old branch's
+        await pilot.pause()
+        assert plt.monitor.x == [[22]] and summary(app).startswith("accuracy (val) 4/4  last 0.25")
+
+
+async def test_a_validation_without_an_iteration_is_left_out() -> None:
+    app = CurvesApp([])
+    async with app.run_test(size=(80, 24)) as pilot:
+        curves = app.query_one(Curves)
+        curves.add_validations([Validation(None, {"val/loss": 1.0}), Validation(40, {"val/loss": 0.8})])
+        await pilot.pause()
+        assert curves.metric == "val:val/loss" and app.query_one(PlotextPlot).plt.monitor.x == [[40]]
+        assert summary(app).startswith("val/loss (val) 1/1  last 0.8")

@@ -22,6 +22,7 @@ class DashboardScreen(Screen):
         Binding("f", "app.new_fine_tune", "New fine-tune"),
         Binding("g", "toggle_gpus", "GPUs"),
         Binding("d", "app.doctor", "Doctor", show=False),
+        Binding("v", "compare", "Compare"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -86,8 +87,20 @@ class DashboardScreen(Screen):
         panel = self.query_one(GpuPanel)
         panel.display = not panel.display
 
+    def action_compare(self) -> None:
+        """Open the marked runs side by side (two at least)."""
+        marked = self.query_one(RunsTable).marked
+        if len(marked) < 2:
+            have = "one run is" if marked else "no runs are"
+            self.notify(f"Mark two runs or more with space to compare them ({have} marked).", title="Compare")
+            return
+        from tui.screens.compare import CompareScreen
+
+        self.app.push_screen(CompareScreen(marked))
+
     def commands(self):
         """Palette entries of this screen."""
         from textual.app import SystemCommand
 
         yield SystemCommand("Toggle GPU panel", "Hide or show GPUs and host", self.action_toggle_gpus)
+        yield SystemCommand("Compare marked runs", "Their curves and samples side by side", self.action_compare)

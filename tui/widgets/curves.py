@@ -1,4 +1,5 @@
-"""Training curves: one metric at a time over iterations, with a summary line of its last and best values."""
+"""Training curves: one metric at a time over iterations (train steps' and validations'), with a summary line of its
+last and best values; the series and the drawing are shared with the runs-compared chart."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from textual.content import Content
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from engine.runs.events import TrainStep
+from engine.runs.events import TrainStep, Validation
 
 METRICS = {  # TrainStep field: (label, value format)
     "loss": ("loss", "{:.4f}"),
@@ -21,20 +22,127 @@ METRICS = {  # TrainStep field: (label, value format)
     "grad_norm": ("grad norm", "{:.4g}"),
     "tokens_per_sec": ("tokens/s", "{:,.0f}"),
 }
+VAL = "val:"  # prefix of a validation metric's key ("val:accuracy/top1"): its names may be a train field's too
+NOT_PLOTTED = {"time", "data_time", "eta"}  # a validation record's timings, not a metric of the model
 TICKS = 5  # per axis
 MAX_POINTS = 2000  # more than a wide terminal has braille dots across; beyond it each bucket keeps its min and max
 MUTED = "$foreground-muted"  # $text-muted does not resolve inside Content
 NOT_FINITE = "bold $text-error"
 
+Points = tuple[list[int], list[float]]
+
+
+def metric_label(metric: str) -> str:
+    """The words a metric is shown with: 'loss', 'accuracy/top1 (val)'."""
+    return f"{metric.removeprefix(VAL)} (val)" if metric.startswith(VAL) else METRICS[metric][0]
+
+
+def metric_value(metric: str, value: float) -> str:
+    """A value of `metric` as shown."""
+    return (METRICS[metric][1] if metric in METRICS else "{:.4g}").format(value)
+
+
+class RunSeries:
+    """One run's metrics by iteration on its current branch: its train steps' fields and its validations' metrics."""
+
+    def __init__(self) -> None:
+        self.steps: dict[int, TrainStep] = {}  # by iteration: a resume logs some iterations again
+        self.validations: dict[int, dict[str, float]] = {}
+        self._present: set[str] = set()
+        self._val_names: dict[str, None] = {}  # validation metric keys in the order they first came
+        self.peak_memory: float | None = None
+
+    @property
+    def metrics(self) -> list[str]:
+        """The metrics that have at least one value: train fields in display order, then validation metrics."""
+        return [m for m in METRICS if m in self._present] + list(self._val_names)
+
+    def add_steps(self, steps: Sequence[TrainStep]) -> None:
+        """Take new training steps in log order. A step at or before the newest one held starts a new branch (a resume
+        from an older checkpoint): the steps and validations from its iteration on are the old branch's, and go."""
+        for step in steps:
+            if self.steps and step.iter <= next(reversed(self.steps)):
+                self.steps = {it: kept for it, kept in self.steps.items() if it < step.iter}
+                self.validations = {it: kept for it, kept in self.validations.items() if it < step.iter}
+                self._recount()
+            self.steps[step.iter] = step  # the dict stays in iteration order
+            self._count(step)
+
+    def add_validations(self, validations: Sequence[Validation]) -> None:
+        """Take new validation results; one without an iteration cannot be placed on the axis and is left out."""
+        for validation in validations:
+            if validation.iter is None:
+                continue
+            metrics = {k: v for k, v in validation.metrics.items() if k not in NOT_PLOTTED}
+            self.validations.setdefault(validation.iter, {}).update(metrics)
+            self._val_names.update((VAL + name, None) for name in metrics)
+
+    def _count(self, step: TrainStep) -> None:
+        """Note the metrics and the memory of one step held."""
+        self._present.update(m for m in METRICS if getattr(step, m) is not None)
+        if step.memory is not None and math.isfinite(step.memory):
+            self.peak_memory = max(step.memory, self.peak_memory or 0.0)
+
+    def _recount(self) -> None:
+        """The metrics and the peak memory of what is held, again (some was dropped)."""
+        self._present.clear()
+        self.peak_memory = None
+        for step in self.steps.values():
+            self._count(step)
+        self._val_names = {VAL + n: None for m in self.validations.values() for n in m}
+
+    def points(self, metric: str) -> Points:
+        """Iterations and values of `metric`, in iteration order."""
+        if metric.startswith(VAL):
+            name = metric.removeprefix(VAL)
+            pairs = sorted((it, m[name]) for it, m in self.validations.items() if name in m)
+        else:
+            pairs = [(it, getattr(s, metric)) for it, s in self.steps.items() if getattr(s, metric) is not None]
+        return [x for x, _ in pairs], [y for _, y in pairs]
+
+
+def draw(plt, lines: Sequence[tuple[Points, tuple[int, int, int]]], log_scale: bool) -> int:
+    """Plot each line (points, colour) on one pair of axes with shared ticks; NaN and infinite values are not drawn,
+    nor values <= 0 on a log scale. Returns how many finite values the log scale hid."""
+    plt.clear_figure()  # data, scale and the ticks set before
+    drawn = []
+    hidden = 0
+    for (xs, ys), colour in lines:
+        finite = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]  # a NaN or inf loss is named, not drawn
+        shown = [(x, y) for x, y in finite if y > 0 or not log_scale]
+        hidden += len(finite) - len(shown)
+        if shown:
+            drawn.append((shown, colour))
+    if not drawn:  # plotext fails to build a log axis without data
+        return hidden
+    plt.yscale("log" if log_scale else "linear")
+    for shown, colour in drawn:
+        points = _thinned(shown)
+        marker = "braille" if len(points) > 1 else "dot"  # one point alone as a braille dot is hard to see
+        plt.plot([x for x, _ in points], [y for _, y in points], marker=marker, color=colour)
+    xs = [x for shown, _ in drawn for x, _ in shown]
+    values = [y for shown, _ in drawn for _, y in shown]
+    plt.xticks(_spread(min(xs), max(xs), log=False, whole=True))
+    y_ticks = _spread(min(values), max(values), log=log_scale)
+    plt.yticks(y_ticks, _labels(y_ticks))
+    return hidden
+
+
+def rgb(app, variable: str) -> tuple[int, int, int]:
+    """A theme variable's colour as plotext takes it."""
+    return Color.parse(app.theme_variables.get(variable, "#5f87d7")).rgb
+
 
 class Curves(Vertical, can_focus=True):
-    """A focusable plot of loss, lr, grad norm or tokens/s against iteration; `m` cycles the metric, `l` toggles log y."""
+    """A focusable plot of loss, lr, grad norm, tokens/s or a validation metric against iteration; `m` cycles the
+    metric, `l` toggles log y."""
 
     BINDINGS = [
         Binding("m", "cycle_metric", "Metric"),
         Binding("l", "toggle_log", "Log scale"),
     ]
 
+    EMPTY = "No training steps yet."
     DEFAULT_CSS = """
     Curves {
         height: 1fr;
@@ -50,12 +158,10 @@ class Curves(Vertical, can_focus=True):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self._steps: dict[int, TrainStep] = {}  # by iteration: a resume logs some iterations again
-        self._present: set[str] = set()
-        self._peak_memory: float | None = None
+        self._series = RunSeries()
         self.metric: str | None = None
         self.log_scale = False
-        self._stale = False  # steps arrived while the plot was off screen
+        self._stale = False  # data arrived while the plot was off screen
 
     def compose(self) -> ComposeResult:
         """Summary line above the plot."""
@@ -69,53 +175,39 @@ class Curves(Vertical, can_focus=True):
 
     @property
     def metrics(self) -> list[str]:
-        """The metrics that have at least one value, in display order."""
-        return [m for m in METRICS if m in self._present]
+        """The metrics that have at least one value, in display order (validation metrics last)."""
+        return self._series.metrics
 
     def add_steps(self, steps: Sequence[TrainStep]) -> None:
-        """Take new training steps in log order and redraw once. A step at or before the newest one held starts a
-        new branch (a resume from an older checkpoint): the steps from its iteration on are the old branch's, and go."""
-        if not steps:
+        """Take new training steps in log order and redraw once (a resume from an older checkpoint drops the branch
+        it left, see RunSeries.add_steps)."""
+        if steps:
+            self._series.add_steps(steps)
+            self._data_came()
+
+    def add_validations(self, validations: Sequence[Validation]) -> None:
+        """Take new validation results and redraw once: each metric is a curve of its own."""
+        if validations:
+            self._series.add_validations(validations)
+            self._data_came()
+
+    def _data_came(self) -> None:
+        """Replot now if the plot is on screen, else when it next shows: plotting a hidden tab is wasted work."""
+        if not self.is_mounted:
             return
-        for step in steps:
-            if self._steps and step.iter <= next(reversed(self._steps)):
-                self._steps = {it: kept for it, kept in self._steps.items() if it < step.iter}
-                self._recount()
-            self._steps[step.iter] = step  # the dict stays in iteration order
-            self._count(step)
-        if self.is_mounted:
-            self._replot_when_seen()
-
-    def _count(self, step: TrainStep) -> None:
-        """Note the metrics and the memory of one step held."""
-        self._present.update(m for m in METRICS if getattr(step, m) is not None)
-        if step.memory is not None and math.isfinite(step.memory):
-            self._peak_memory = max(step.memory, self._peak_memory or 0.0)
-
-    def _recount(self) -> None:
-        """The metrics and the peak memory of the steps held, again (some were dropped)."""
-        self._present.clear()
-        self._peak_memory = None
-        for step in self._steps.values():
-            self._count(step)
+        if self.is_on_screen:
+            self._replot()
+        else:
+            self._stale = True
 
     def on_show(self) -> None:
         """Draw what arrived while another tab was showing."""
         if self._stale:
             self._replot()
 
-    def _replot_when_seen(self) -> None:
-        """Replot now if the plot is on screen, else when it next shows: plotting a hidden tab is wasted work."""
-        if self.is_on_screen:
-            self._replot()
-        else:
-            self._stale = True
-
     def clear(self) -> None:
-        """Forget every step."""
-        self._steps.clear()
-        self._present.clear()
-        self._peak_memory = None
+        """Forget every step and validation."""
+        self._series = RunSeries()
         self.metric = None
         if self.is_mounted:
             self._replot()
@@ -133,17 +225,6 @@ class Curves(Vertical, can_focus=True):
         self.log_scale = not self.log_scale
         self._replot()
 
-    def _points(self, metric: str) -> tuple[list[int], list[float]]:
-        """Iterations and values of `metric`, in iteration order."""
-        xs: list[int] = []
-        ys: list[float] = []
-        for it, step in self._steps.items():
-            value = getattr(step, metric)
-            if value is not None:
-                xs.append(it)
-                ys.append(value)
-        return xs, ys
-
     def _replot(self) -> None:
         """Rebuild the plot data and the summary for the current metric and scale."""
         self._stale = False
@@ -151,50 +232,51 @@ class Curves(Vertical, can_focus=True):
         if self.metric not in present:
             self.metric = present[0] if present else None
         plot = self.query_one(PlotextPlot)
-        plt = plot.plt
-        plt.clear_figure()  # data, scale and the ticks set for the previous metric
         summary = self.query_one("#curves-summary", Static)
         if self.metric is None:
-            summary.update(Content.styled("No training steps yet.", MUTED), layout=False)
-            plot.refresh()
-            return
-        xs, ys = self._points(self.metric)
-        finite = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]  # a NaN or inf loss is named, not drawn
-        shown = [(x, y) for x, y in finite if y > 0 or not self.log_scale]
-        if shown:  # plotext fails to build a log axis without data
-            plt.yscale("log" if self.log_scale else "linear")
-            colour = Color.parse(self.app.theme_variables.get("primary", "#5f87d7")).rgb
-            drawn = _thinned(shown)
-            plt.plot([x for x, _ in drawn], [y for _, y in drawn], marker="braille", color=colour)
-            plt.xticks(_spread(shown[0][0], shown[-1][0], log=False, whole=True))
-            values = [y for _, y in shown]
-            y_ticks = _spread(min(values), max(values), log=self.log_scale)
-            plt.yticks(y_ticks, _labels(y_ticks))
-        summary.update(self._summary(present, xs, ys, hidden=len(finite) - len(shown)), layout=False)  # one line always
+            plot.plt.clear_figure()
+            summary.update(Content.styled(self.EMPTY, MUTED), layout=False)
+        else:
+            lines = self._lines(self.metric)
+            hidden = draw(plot.plt, lines, self.log_scale)
+            summary.update(self._summary(present, lines, hidden), layout=False)  # one line always
         plot.refresh()
 
-    def _summary(self, present: list[str], xs: list[int], ys: list[float], hidden: int) -> Content:
-        """'loss 1/3  last …  min … @ iter  peak memory … MiB  log scale' for the current metric; a NaN or infinite
-        value is shown as such, in the error colour, with how many are not drawn."""
-        label, fmt = METRICS[self.metric]
-        parts: list[str | tuple[str, str]] = [
-            (label, "bold $text-primary"),
+    def _lines(self, metric: str) -> list[tuple[Points, tuple[int, int, int]]]:
+        """What to plot for `metric`: the run's points, in the theme's primary colour."""
+        return [(self._series.points(metric), rgb(self.app, "primary"))]
+
+    def _head(self, present: list[str]) -> list[str | tuple[str, str]]:
+        """'loss 1/3': the metric shown, of how many."""
+        return [
+            (metric_label(self.metric), "bold $text-primary"),
             (f" {present.index(self.metric) + 1}/{len(present)}", MUTED),
         ]
+
+    def _scale_note(self, hidden: int) -> list[str | tuple[str, str]]:
+        """'log scale (n ≤ 0 not shown)' when the y axis is logarithmic."""
+        if not self.log_scale:
+            return []
+        return [("  log scale" + (f" ({hidden} ≤ 0 not shown)" if hidden else ""), "$text-accent")]
+
+    def _summary(self, present: list[str], lines, hidden: int) -> Content:
+        """'loss 1/3  last …  min … @ iter  peak memory … MiB  log scale' for the current metric; a NaN or infinite
+        value is shown as such, in the error colour, with how many are not drawn."""
+        metric = self.metric
+        (xs, ys), _ = lines[0]
+        parts = self._head(present)
         if ys:
-            parts += [("  last ", MUTED), (fmt.format(ys[-1]), "" if math.isfinite(ys[-1]) else NOT_FINITE)]
+            parts += [("  last ", MUTED), (metric_value(metric, ys[-1]), "" if math.isfinite(ys[-1]) else NOT_FINITE)]
         finite = [i for i, y in enumerate(ys) if math.isfinite(y)]
         if finite:
             low = min(finite, key=ys.__getitem__)
-            parts += [("  min ", MUTED), fmt.format(ys[low]), (f" @ {xs[low]}", MUTED)]
+            parts += [("  min ", MUTED), metric_value(metric, ys[low]), (f" @ {xs[low]}", MUTED)]
         if len(finite) < len(ys):
             first = next(x for x, y in zip(xs, ys) if not math.isfinite(y))
             parts.append((f"  {len(ys) - len(finite)} not finite, from iter {first}", NOT_FINITE))
-        if self._peak_memory is not None:
-            parts += [("  peak memory ", MUTED), f"{self._peak_memory:.0f} MiB"]
-        if self.log_scale:
-            parts.append(("  log scale" + (f" ({hidden} ≤ 0 not shown)" if hidden else ""), "$text-accent"))
-        return Content.assemble(*parts)
+        if self._series.peak_memory is not None:
+            parts += [("  peak memory ", MUTED), f"{self._series.peak_memory:.0f} MiB"]
+        return Content.assemble(*parts, *self._scale_note(hidden))
 
 
 def _thinned(points: list[tuple[int, float]]) -> list[tuple[int, float]]:

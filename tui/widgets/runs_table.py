@@ -1,4 +1,4 @@
-"""The runs list: every run with status, progress, last loss and ETA; Enter opens one."""
+"""The runs list: every run with status, progress, last loss and ETA; Enter opens one, space marks some to compare."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from tui.widgets.line_view import resize_virtual
 
 COLUMNS = (("Status", 10), ("Progress", 11), ("Loss", 8), ("ETA", 8), ("Run", 0))  # 0: the rest of the width
 STRIP_CACHE = 256
+MARK = "✓"  # before a marked run's status, in the line's first cell of padding
 
 Cells = tuple[str, ...]
 
@@ -34,6 +35,7 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     BINDINGS = [
         Binding("enter", "open", "Open run"),
+        Binding("space", "toggle_mark", "Mark"),
         Binding("up,k", "move(-1)", "Previous run", show=False),
         Binding("down,j", "move(1)", "Next run", show=False),
         Binding("pageup", "move(-10)", "Ten runs up", show=False),
@@ -68,6 +70,7 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
         self._keys: list[str] = []  # work dirs, in the order they came
         self._rows: dict[str, Cells] = {}  # work dir -> its cells
         self._strips: LRUCache[tuple, Strip] = LRUCache(STRIP_CACHE)
+        self._marked: set[str] = set()
 
     @property
     def row_count(self) -> int:
@@ -78,6 +81,11 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
     def keys(self) -> tuple[str, ...]:
         """The listed work dirs, top to bottom."""
         return tuple(self._keys)
+
+    @property
+    def marked(self) -> tuple[Path, ...]:
+        """The marked runs' work dirs, top to bottom."""
+        return tuple(Path(key) for key in self._keys if key in self._marked)
 
     def row(self, key: str) -> Cells:
         """The cells of a run's line, as shown: status, progress, loss, ETA, work dir."""
@@ -116,18 +124,20 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
         if index >= len(self._keys):
             return Strip.blank(width, self.rich_style)
         role = "cursor" if index == self.cursor else "odd" if index % 2 else ""
-        return self._strip(self._rows[self._keys[index]], role, width)
+        key = self._keys[index]
+        return self._strip(self._rows[key], role, width, key in self._marked)
 
-    def _strip(self, cells: Cells, role: str, width: int) -> Strip:
-        """One line of padded cells (a run's status in its theme colour, off the cursor), drawn once per content, role and width."""
-        key = (cells, role, width, self.has_focus)
+    def _strip(self, cells: Cells, role: str, width: int, marked: bool = False) -> Strip:
+        """One line of padded cells (a run's status in its theme colour, off the cursor; a mark before it), drawn once
+        per content, role, mark and width."""
+        key = (cells, role, width, self.has_focus, marked)
         strip = self._strips.get(key)
         if strip is None:
             base = self.get_component_rich_style(f"runs-table--{role}") if role else self.rich_style
             colour = role in ("", "odd") and state_colour(cells[0], self.app.theme_variables)
-            segments = []
+            segments = [Segment(MARK if marked else " ", base + Style(bold=True))]
             for column, ((_, size), text) in enumerate(zip(COLUMNS, cells, strict=True)):
-                size = size or max(1, width - sum(s + 2 for _, s in COLUMNS))
+                size = size or max(1, width - 1 - sum(s + 2 for _, s in COLUMNS))
                 style = base + Style(color=colour, bold=True) if colour and column == 0 else base
                 if column == len(COLUMNS) - 1 and cell_len(text) > size:  # a long path keeps its end: the run's name
                     while text and cell_len(text) > size - 1:  # by cells: a CJK folder name is two a character
@@ -160,6 +170,15 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
         """Open the run under the cursor."""
         if self._keys:
             self.post_message(self.Opened(Path(self._keys[self.cursor])))
+
+    def action_toggle_mark(self) -> None:
+        """Mark the run under the cursor, or unmark it, and go to the next one."""
+        if not self._keys:
+            return
+        key = self._keys[self.cursor]
+        self._marked.symmetric_difference_update({key})
+        self.refresh_line(self.cursor + 1)
+        self.cursor += 1
 
     def on_click(self, event: events.Click) -> None:
         """A click puts the cursor on a run; a second click on it (or a double click) opens it."""
