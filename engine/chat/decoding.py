@@ -297,7 +297,7 @@ class SwitchingDecoder(Decoder):
         if self.failure is not None:
             return f"{self.quick.status} (compile failed)"
         if self.built is not None:
-            return f"{self.quick.status} (compiled: from the next answer)"
+            return f"{self.quick.status} (compiled: next answer)"
         return f"{self.quick.status} (compiling…)"
 
     def warm_up(self, steps: int = 4) -> None:

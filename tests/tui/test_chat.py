@@ -106,6 +106,38 @@ async def test_an_answer_streams_into_the_column_and_ends_with_its_figures(tiny)
         assert exchange.turn.answer == column.answer_text and exchange.tokens == 12
 
 
+async def test_the_status_line_says_which_decoder_answers_and_when_the_compiled_one_takes_over(tiny) -> None:
+    """A switching decoder (eager, then dynamo-compiled once a gate opens): the status line follows it, idle too."""
+    import threading
+
+    from engine.chat.decoding import EagerDecoder, SwitchingDecoder, compiled
+
+    gate = threading.Event()
+
+    class SwitchingChat(ChatScreen):
+        def on_model_ready(self, message) -> None:  # runs before ChatScreen's own handler
+            model = message.loaded.model
+            build = lambda: gate.wait(60) and compiled(model, {"backend": "eager", "fullgraph": True})  # noqa: E731
+            message.loaded.decoder = SwitchingDecoder(EagerDecoder(model), build)
+            message.loaded.decoder.warm_up()
+
+    app = _app(tiny["folder"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = SwitchingChat(ChatSpec(ModelSource(SourceKind.BASE, model=tiny["model"]), CPU, "internlm2_chat"))
+        app.push_screen(screen)
+        await until(pilot, lambda: screen.loaded is not None)
+        assert _status(screen).endswith("· eager (compiling…)")
+        _endless(screen, 8)
+        await _ask(pilot, screen, "你是谁")
+        first = screen.query_one(ChatColumn).answer_text
+        assert _status(screen).endswith("· eager (compiling…)")
+        gate.set()
+        await until(pilot, lambda: _status(screen).endswith("· eager (compiled: next answer)"))
+        screen.action_reset()
+        await _ask(pilot, screen, "你是谁")
+        assert _status(screen).endswith("· compiled") and screen.query_one(ChatColumn).answer_text == first
+
+
 async def test_escape_cancels_at_once_and_keeps_the_partial_answer_then_leaves(tiny) -> None:
     app = _app(tiny["folder"])
     async with app.run_test(size=(100, 30)) as pilot:

@@ -63,7 +63,7 @@ def test_answers_start_quick_and_the_compiled_decoder_takes_over_between_them_wi
         assert decoder.live is decoder.quick and decoder.built is None
         gate.set()
         assert decoder.wait(120) and decoder.failure is None, decoder.failure
-        assert isinstance(decoder.built, StaticDecoder) and decoder.status == "eager (compiled: from the next answer)"
+        assert isinstance(decoder.built, StaticDecoder) and decoder.status == "eager (compiled: next answer)"
         rest = _answers(session, QUESTIONS[1:])
         assert decoder.live is decoder.built and decoder.status == "compiled" and decoder.switched_at == 2
         assert [first, *rest] == reference and all(reference)

@@ -135,13 +135,27 @@ class ChatScreen(Screen):
             self._set_columns([self.loaded.adapters[0], self.loaded.adapters[1]])
         self.query_one(ChatColumn).query(".hint").remove()
         self._ready_status()
+        if getattr(self.loaded.decoder, "building", False):  # say when the compiled decoder is ready
+            self._decoder_watch = self.set_interval(0.5, self._watch_decoder)
+
+    def _watch_decoder(self) -> None:
+        """Show the end of the decoder's background build (then stop watching)."""
+        if not self.loaded.decoder.building:
+            self._decoder_watch.stop()
+            if not self.busy:
+                self._ready_status()
+
+    def _decoder(self) -> str:
+        """Which decoder answers (or will), for the status line."""
+        decoder = self.loaded.decoder if self.loaded else None
+        return f" · {decoder.status}" if decoder is not None else ""
 
     def _ready_status(self) -> None:
         loaded = self.loaded
         if loaded is None:
             return
         extra = "  ctrl+b: A/B" if loaded.adapters else ""
-        self._status(f"ready · {loaded.device} · template {self.template or 'none'}{extra}")
+        self._status(f"ready · {loaded.device} · template {self.template or 'none'}{self._decoder()}{extra}")
 
     # Asking
 
@@ -207,9 +221,8 @@ class ChatScreen(Screen):
         now = time.monotonic()
         if message.elapsed_s > 0 and now - self._speed_shown >= SPEED_EVERY_S:
             self._speed_shown = now
-            self._status(
-                f"answering… {message.tokens} tokens, {message.tokens / message.elapsed_s:.0f} tok/s (Esc cancels)"
-            )
+            speed = message.tokens / message.elapsed_s
+            self._status(f"answering… {message.tokens} tokens, {speed:.0f} tok/s{self._decoder()} (Esc cancels)")
 
     def on_chat_done(self, message: ChatDone) -> None:
         """Close one column's answer."""
