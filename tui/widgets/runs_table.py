@@ -35,7 +35,7 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     BINDINGS = [
         Binding("enter", "open", "Open run"),
-        Binding("space", "toggle_mark", "Mark"),
+        Binding("space", "toggle_mark", "Mark", show=False),  # v says so when none is marked
         Binding("up,k", "move(-1)", "Previous run", show=False),
         Binding("down,j", "move(1)", "Next run", show=False),
         Binding("pageup", "move(-10)", "Ten runs up", show=False),
@@ -99,7 +99,7 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
             f"{rec.state.done_iter}/{rec.state.max_iters or '?'}" if last else "-",
             f"{last.loss:.4f}" if last and last.loss is not None else "-",
             eta_text(last.eta) if last and state == "running" else "",
-            printable(str(rec.work_dir), newlines=False),
+            printable(str(rec.work_dir), newlines=False) + _why_queued(rec.status),
         )
         key = str(rec.work_dir)
         if self._rows.get(key) == cells:
@@ -139,6 +139,8 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
             for column, ((_, size), text) in enumerate(zip(COLUMNS, cells, strict=True)):
                 size = size or max(1, width - 1 - sum(s + 2 for _, s in COLUMNS))
                 style = base + Style(color=colour, bold=True) if colour and column == 0 else base
+                if column == len(COLUMNS) - 1 and "\n" in text:  # a queued run: its name, then why it waits
+                    text = _fit_reason(*text.split("\n", 1), size)
                 if column == len(COLUMNS) - 1 and cell_len(text) > size:  # a long path keeps its end: the run's name
                     while text and cell_len(text) > size - 1:  # by cells: a CJK folder name is two a character
                         text = text[1:]
@@ -203,3 +205,17 @@ class RunsTable(ScrollView, can_focus=True, inherit_bindings=False):
         """New colours: draw every line again."""
         super().notify_style_update()
         self._strips.clear()
+
+
+def _why_queued(status) -> str:
+    """What a queued run's line adds after its work dir: why it waits (after a line break, which no shown text has)."""
+    return f"\n{printable(status.cause, newlines=False)}" if status.state == "queued" and status.cause else ""
+
+
+def _fit_reason(path: str, reason: str, size: int) -> str:
+    """A queued run's cell: its work dir and why it waits; where both do not fit, its folder's name, the reason cut."""
+    text = f"{path}  {reason}"
+    if cell_len(text) <= size:
+        return text
+    text = f"{Path(path).name}  {reason}"
+    return text if cell_len(text) <= size else set_cell_size(text, size - 1) + "…"
