@@ -132,13 +132,20 @@ def chosen_gpus(spec: LaunchSpec) -> list[int]:
         raise LaunchError(f"--when-free needs GPU numbers in --devices, not {spec.devices!r}") from None
 
 
-def needed_gib(wait: Wait) -> float:
-    """The memory each GPU must have free: the user's --need-gib."""
-    if wait.need_gib is None:
-        raise LaunchError("--when-free needs --need-gib N: the GPU memory the run needs on each of its GPUs, in GiB")
-    if wait.need_gib <= 0:
-        raise LaunchError("--need-gib must be more than 0")
-    return wait.need_gib
+def needed_gib(spec: LaunchSpec, wait: Wait) -> float:
+    """The memory each GPU must have free: the user's --need-gib, else the estimate read off the config."""
+    from engine.errors import XtunerError
+    from engine.xtuner.memory_estimate import estimate_config
+
+    if wait.need_gib is not None:
+        if wait.need_gib <= 0:
+            raise LaunchError("--need-gib must be more than 0")
+        return wait.need_gib
+    try:
+        found = estimate_config(spec.config, spec.cwd or Path.cwd(), spec.deepspeed, spec.gpus * spec.nnodes)
+    except (XtunerError, OSError, UnicodeDecodeError) as exc:
+        raise LaunchError(f"--when-free needs --need-gib N (GPU memory per GPU, GiB): no estimate ({exc})") from None
+    return round(found.needed / GIB, 1)
 
 
 def conditions(spec: LaunchSpec, wait: Wait, backend: GpuBackend | None = None) -> list:
@@ -147,7 +154,7 @@ def conditions(spec: LaunchSpec, wait: Wait, backend: GpuBackend | None = None) 
     if wait.after is not None:
         found.append(AfterRun(wait.after, wait.only_if_finished, shown(wait.after, spec.cwd or Path.cwd())))
     if wait.when_free:
-        found.append(FreeMemory(chosen_gpus(spec), int(needed_gib(wait) * GIB), backend or NvmlBackend()))
+        found.append(FreeMemory(chosen_gpus(spec), int(needed_gib(spec, wait) * GIB), backend or NvmlBackend()))
     return found
 
 
@@ -167,7 +174,7 @@ def check_wait(spec: LaunchSpec, wait: Wait, backend: GpuBackend | None = None) 
     if wait.after is not None:
         _check_after(spec.work_dir.resolve(), wait.after)
     if wait.when_free:
-        need = needed_gib(wait)
+        need = needed_gib(spec, wait)
         readings, error = (backend or NvmlBackend()).read(with_processes=False)
         if error:
             raise LaunchError(f"--when-free reads the GPUs' free memory, and there are no readings here: {error}")
@@ -176,7 +183,11 @@ def check_wait(spec: LaunchSpec, wait: Wait, backend: GpuBackend | None = None) 
             if index not in totals:
                 raise LaunchError(f"--when-free: there is no GPU {index} here ({len(totals)} GPUs)")
             if totals[index] is not None and totals[index] < need * GIB:
-                raise LaunchError(f"--need-gib {need:g}: GPU {index} holds only {_gib(totals[index])} GiB in all")
+                given = "--need-gib" if wait.need_gib is not None else "its estimate"
+                raise LaunchError(
+                    f"the run needs {need:g} GiB on each GPU ({given}), and GPU {index} holds only "
+                    f"{_gib(totals[index])} GiB in all"
+                )
 
 
 def _check_after(work_dir: Path, after: Path) -> None:
@@ -198,6 +209,7 @@ def enqueue(spec: LaunchSpec, wait: Wait, backend: GpuBackend | None = None) -> 
     wait = replace(wait, after=wait.after.resolve() if wait.after else None)
     check_spec(spec)
     check_wait(spec, wait, backend)
+    wait = replace(wait, need_gib=needed_gib(spec, wait)) if wait.when_free else wait  # estimated once, here
     if problems := launch_problems(spec.config, spec.gpus, spec.deepspeed):
         raise LaunchError("; ".join(problems))
     spec.work_dir.mkdir(parents=True, exist_ok=True)

@@ -157,7 +157,11 @@ def test_the_memory_wait_says_what_is_free_and_holds_before_it_goes() -> None:
     [
         (Wait(when_free=True), None, "needs --need-gib"),
         (Wait(when_free=True, need_gib=20), "0,2", "no GPU 2 here"),
-        (Wait(when_free=True, need_gib=90), None, "GPU 0 holds only 80 GiB in all"),
+        (
+            Wait(when_free=True, need_gib=90),
+            None,
+            "needs 90 GiB on each GPU \\(--need-gib\\), and GPU 0 holds only 80 GiB",
+        ),
         (Wait(when_free=True, need_gib=20), "GPU-1a2b", "GPU numbers in --devices"),
         (Wait(need_gib=20), None, "--need-gib goes with --when-free"),
         (Wait(only_if_finished=True, when_free=True, need_gib=1), None, "--only-if-finished goes with --after"),
@@ -221,3 +225,18 @@ def test_the_queue_entry_is_kept_and_checked_in_the_manifest(tmp_path) -> None:
     (tmp_path / mf.MANIFEST).write_text(json.dumps({**raw, "queue": [1]}))
     with pytest.raises(mf.DamagedManifest, match="not a queue entry"):
         mf.read_manifest(tmp_path)
+
+
+def test_without_need_gib_the_wait_takes_the_estimate_of_the_config(cfg, tmp_path) -> None:  # noqa: F811
+    from engine.runs.queue import conditions, needed_gib
+    from engine.xtuner.memory_estimate import estimate_config
+
+    shape = {"vocab_size": 32000, "hidden_size": 1024, "num_hidden_layers": 8, "intermediate_size": 2816,
+             "num_attention_heads": 16}  # fmt: skip
+    (tmp_path / "model" / "config.json").write_text(json.dumps(shape))
+    spec = LaunchSpec(config=cfg, work_dir=tmp_path / "b", cwd=tmp_path)
+    need = needed_gib(spec, Wait(when_free=True))
+    assert need == round(estimate_config(cfg, tmp_path, None, 1).needed / GIB, 1) and need > 1
+    check_wait(spec, Wait(when_free=True), Gpus(0.5))
+    (memory,) = conditions(spec, Wait(when_free=True), Gpus(0.5))
+    assert memory.check().reason == f"waiting for {need:g} GiB free on GPU 0 (0.5 GiB free)"

@@ -50,7 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     queue.add_argument("--after", metavar="DIR", help="start when the run in DIR ends")
     queue.add_argument("--only-if-finished", action="store_true", help="with --after: only if that run finished")
     queue.add_argument("--when-free", action="store_true", help="start when the run's GPUs have --need-gib free")
-    queue.add_argument("--need-gib", type=float, help="with --when-free: GPU memory the run needs on each GPU, GiB")
+    queue.add_argument(
+        "--need-gib",
+        type=float,
+        help="with --when-free: GPU memory the run needs on each GPU, GiB (default: the estimate)",
+    )
     p.set_defaults(func=run)
 
 
@@ -143,7 +147,8 @@ def _show(spec, args: argparse.Namespace) -> None:
     else:
         print(shell(*(f"{k}={v}" for k, v in environment(spec).items()), *command(spec)))
         print("# dry run: nothing started")
-    ok, line = memory_line(spec.config, spec.cwd, spec.deepspeed, spec.gpus, spec.nnodes, spec.devices, not spec.slurm)
+    readings = [] if spec.slurm else None  # a Slurm job's GPUs are not this machine's
+    ok, line = memory_line(spec.config, spec.cwd, spec.deepspeed, spec.gpus, spec.nnodes, spec.devices, readings)
     print(printable(f"# {line}" if ok else f"# warning: {line}"))
 
 
