@@ -20,7 +20,7 @@ class DashboardScreen(Screen):
     BINDINGS = [
         Binding("n", "app.launch", "Launch"),
         Binding("f", "app.new_fine_tune", "New fine-tune"),
-        Binding("g", "toggle_gpus", "GPUs"),
+        Binding("g", "toggle_gpus", "GPUs", show=False),  # the footer has room for the rest at 80 columns
         Binding("d", "app.doctor", "Doctor", show=False),
         Binding("v", "compare", "Compare"),
     ]
