@@ -159,9 +159,8 @@ async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mod
     stamps: list[tuple[float, int]] = []
 
     class TimedChat(ChatScreen):
-        def on_chat_delta(self, message: ChatDelta) -> None:
+        def on_chat_delta(self, message: ChatDelta) -> None:  # then ChatScreen's own (Textual calls both)
             stamps.append((time.perf_counter(), message.tokens))
-            super().on_chat_delta(message)
 
     app = XtuiApp(roots=[model_dir.parent])
     async with app.run_test(size=(120, 40)) as pilot:
@@ -215,6 +214,154 @@ async def _pane(model_dir: Path, device: str, new_tokens: int, repeats: int, mod
         result["pane_x_plain"] = [r["pane_tok_s"] / r["plain_tok_s"] for r in runs]
         result["engine_x_plain"] = [r["engine_tok_s"] / r["plain_tok_s"] for r in runs]
     return result
+
+
+BANDWIDTH_LIMIT = 1270  # tok/s: the 1.89B model's fp16 weights read once per token at the H200's memory bandwidth
+
+
+def replay_rate(decoder, steps: int = 200) -> float | None:
+    """Greedy steps a second with nothing read back: the GPU-bound rate of a graph decoder (None without CUDA)."""
+    import torch
+
+    if not getattr(decoder, "depth", 1) > 1:
+        return None
+    with torch.inference_mode():
+        token = decoder.prefill(input_ids=torch.zeros((1, 1), dtype=torch.long, device=decoder._device)).argmax(-1)
+        token = decoder.greedy(token)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            token = decoder.greedy(token)
+        torch.cuda.synchronize()
+    return steps / (time.perf_counter() - start)
+
+
+def _divergence(a: list[int], b: list[int]) -> int | None:
+    """The first token index where two answers differ (None when identical)."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None if len(a) == len(b) else min(len(a), len(b)))
+
+
+async def _switch(model_dir: Path, device: str, new_tokens: int, after: int, budget_s: float, repeats: int) -> dict:
+    """`--decoder auto` in the pane from the moment the model is loaded: the first answer on the quick decoder at once,
+    then the same question again (history reset) every turn while torch.compile runs in the background, until the
+    compiled decoder has answered `after` turns. Per turn: the decoder, tok/s in the pane and in the engine, first
+    text after Enter; then the engine alone (the UI idle) and the graphs' GPU-bound replay rates.
+
+    On a CPU dynamo with its eager backend stands in for inductor (a smoke run of this script).
+    """
+    from engine.chat import decoding
+    from engine.chat.decoding import Sampling
+    from engine.chat.models import LoadOptions, ModelSource, SourceKind
+    from engine.chat.session import ChatSession
+    from engine.chat.spec import ChatSpec
+    from engine.xtuner.templates import template
+    from tui.app import XtuiApp
+    from tui.messages import ChatDelta, ModelReady
+    from tui.screens.chat import ChatScreen
+
+    stamps: list[tuple[float, int]] = []
+    marks: dict[str, float] = {}
+
+    class TimedChat(ChatScreen):  # each handler here runs before ChatScreen's own (Textual calls both)
+        def on_model_ready(self, message: ModelReady) -> None:
+            marks["ready"] = time.perf_counter()
+            if not device.startswith("cuda"):
+                model = message.loaded.model
+                build = lambda: decoding.compiled(model, {"backend": "eager", "fullgraph": True})  # noqa: E731
+                message.loaded.decoder = decoding.SwitchingDecoder(decoding.EagerDecoder(model), build)
+                message.loaded.decoder.warm_up()
+
+        def on_input_submitted(self, _) -> None:
+            marks["submitted"] = time.perf_counter()
+
+        def on_chat_delta(self, message: ChatDelta) -> None:
+            stamps.append((time.perf_counter(), message.tokens))
+
+    sampling = Sampling(temperature=0, max_new_tokens=new_tokens)
+    app = XtuiApp(roots=[model_dir.parent])
+    turns: list[dict] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = TimedChat(
+            ChatSpec(ModelSource(SourceKind.BASE, model=model_dir), LoadOptions(device=device), TEMPLATE)
+        )
+        pushed = time.perf_counter()
+        app.push_screen(screen)
+        while screen.loaded is None:
+            await asyncio.sleep(0.01)
+        loaded = screen.loaded
+        loaded.eos_ids = lambda: []
+        switching = loaded.decoder
+        for session in screen.sessions:
+            session.sampling = sampling
+            session.stop_words = lambda: ()
+        begin = time.perf_counter()
+        while time.perf_counter() - begin < budget_s:
+            compiled_turns = sum(t["decoder"] == "compiled" for t in turns)
+            if compiled_turns >= after:
+                break
+            stamps.clear()
+            screen.query_one("#prompt").value = PROMPT
+            asked = time.perf_counter()
+            await pilot.press("enter")
+            while screen.busy or not stamps:
+                await asyncio.sleep(0.005)
+            last = screen.sessions[0].last
+            (t0, n0), (t1, n1) = stamps[0], stamps[-1]
+            turns.append({
+                "turn": len(turns) + 1, "decoder": switching.live.name, "status_after": switching.status,
+                "pane_tok_s": (n1 - n0) / (t1 - t0) if t1 > t0 else None, "engine_tok_s": last.tokens_per_s,
+                "first_text_ms": 1000 * (t0 - asked), "first_text_from_submit_ms": 1000 * (t0 - marks["submitted"]),
+                "engine_first_token_ms": 1000 * last.first_token_s, "updates": len(stamps),
+                "since_loaded_s": asked - marks["ready"], "ids": list(last.stream.ids),
+            })  # fmt: skip
+            if len(turns) == 1:
+                loaded_to_first_text_ms = 1000 * (t0 - marks["ready"])
+            screen.action_reset()
+            if switching.live is switching.quick:
+                await asyncio.sleep(1.0)  # a turn a second or so while compiling
+        alone = ChatSession(loaded, template(TEMPLATE), sampling=sampling)
+        alone.stop_words = lambda: ()
+        engine_alone = []
+        for _ in range(repeats):
+            alone.reset()
+            for _ in alone.reply(PROMPT):
+                pass
+            engine_alone.append(alone.last.tokens_per_s)
+        replay = {"quick": replay_rate(switching.quick)}
+        if switching.built is not None:
+            replay["compiled"] = replay_rate(switching.built)
+    quick_ids = [t["ids"] for t in turns if t["decoder"] != "compiled"]
+    compiled_ids = [t["ids"] for t in turns if t["decoder"] == "compiled"]
+    done = [t for t in turns if t["decoder"] == "compiled"]
+    med = lambda key, rows: statistics.median(r[key] for r in rows) if rows else None  # noqa: E731
+    pane, engine = med("pane_tok_s", done), statistics.median(engine_alone)
+    summary = {
+        "load_s": marks["ready"] - pushed, "loaded_to_first_text_ms": loaded_to_first_text_ms,
+        "first_answer_decoder": turns[0]["decoder"], "switched_at_turn": switching.switched_at,
+        "build_s": switching.build_s, "build_failure": switching.failure,
+        "pane_tok_s": pane, "engine_in_pane_tok_s": med("engine_tok_s", done), "engine_alone_tok_s": engine,
+        "pane_over_engine": pane / engine if pane and engine else None,
+        "first_text_after_enter_ms": med("first_text_ms", done),
+        "first_text_from_submit_ms": med("first_text_from_submit_ms", done),
+        "pane_fraction_of_bandwidth_limit": pane / BANDWIDTH_LIMIT if pane else None,
+        "engine_fraction_of_bandwidth_limit": engine / BANDWIDTH_LIMIT if engine else None,
+        "replay_steps_s": replay,
+        "greedy_identical_across_switch": bool(quick_ids and compiled_ids) and quick_ids[0] == compiled_ids[0],
+        "first_divergence_token": _divergence(quick_ids[0], compiled_ids[0]) if quick_ids and compiled_ids else None,
+        "quick_answers_all_same": all(i == quick_ids[0] for i in quick_ids),
+        "compiled_answers_all_same": all(i == compiled_ids[0] for i in compiled_ids),
+        "compile_options": decoding.COMPILE, "depth": decoding.GPU_DEPTH,
+    }  # fmt: skip
+    summary["goals"] = {
+        "first_answer_within_5_s": loaded_to_first_text_ms < 5000,
+        "pane_500_tok_s": bool(pane and pane >= 500),
+        "pane_95_percent_of_engine": bool(summary["pane_over_engine"] and summary["pane_over_engine"] >= 0.95),
+        "first_text_under_40_ms": bool(summary["first_text_after_enter_ms"] and summary["first_text_after_enter_ms"] < 40),
+        "greedy_identical": summary["greedy_identical_across_switch"],
+    }  # fmt: skip
+    for t in turns:
+        t["ids"] = len(t["ids"])  # the counts only; the identity is in the summary
+    return {"summary": summary, "turns": turns, "engine_alone_tok_s": engine_alone}
 
 
 def visible_vocab(model_dir: Path, out_dir: Path) -> Path:
@@ -305,6 +452,15 @@ def main() -> None:
         help="CPU: also time plain generate and the engine between the pane's answers (a shared machine)",
     )
     parser.add_argument(
+        "--switch",
+        action="store_true",
+        help="only `--decoder auto` in the pane from load: answers across the switch to the compiled decoder",
+    )
+    parser.add_argument("--after", type=int, default=4, help="--switch: turns the compiled decoder answers")
+    parser.add_argument("--budget-s", type=float, default=420, help="--switch: give up waiting for the compile after")
+    parser.add_argument("--compile-mode", help="--switch: torch.compile's mode (a no-cudagraphs one)")
+    parser.add_argument("--depth", type=int, help="--switch: steps queued ahead of the token read")
+    parser.add_argument(
         "--skip",
         nargs="*",
         default=[],
@@ -330,7 +486,18 @@ def main() -> None:
             model_dir = small_cpu_model(args.folder / "small-cpu", model_dir)
     result: dict = {"device": torch.cuda.get_device_name(0) if gpu else "cpu", "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "new_tokens": args.new_tokens, "model": str(model_dir)}  # fmt: skip
-    result.update(measure(model_dir, gpu, args))
+    if args.switch:
+        from engine.chat import decoding
+
+        if args.compile_mode:
+            decoding.COMPILE["mode"] = args.compile_mode
+        if args.depth:
+            decoding.GPU_DEPTH = args.depth
+        result.update(
+            asyncio.run(_switch(model_dir, args.device, args.new_tokens, args.after, args.budget_s, args.repeats))
+        )
+    else:
+        result.update(measure(model_dir, gpu, args))
     print(json.dumps(result, indent=1))
 
 

@@ -4,6 +4,7 @@ compiled or not; and a decoder that answers on a quick one while the compiled on
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -263,6 +264,7 @@ class SwitchingDecoder(Decoder):
         self.failure: str | None = None
         self.answers = 0
         self.switched_at: int | None = None  # the answer (counted from 1) the built decoder first gave
+        self.build_s: float | None = None  # how long the build took, its wait for the end of an answer included
         self._build = build
         self._key: str | None = None
         self._turn = threading.Lock()  # held through each answer, and while the built decoder is captured
@@ -307,11 +309,13 @@ class SwitchingDecoder(Decoder):
             self._thread.start()
 
     def _make(self) -> None:
+        start = time.perf_counter()
         try:
             made = self._build()
             with self._turn:  # between answers: the capture has the device to itself
                 made.key = self._key
                 made.warm_up()
+            self.build_s = time.perf_counter() - start
             self.built = made
         except Exception as exc:  # inductor/triton errors have no common base class; the quick decoder goes on
             self.failure = f"{type(exc).__name__}: {exc}"
