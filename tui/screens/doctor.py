@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SystemCommand
@@ -19,27 +21,28 @@ CHECKING = "Checking Python, the GPUs and each package (every import runs in a s
 STATUS_VARIABLE = {"ok": "success", "warn": "warning", "fail": "error"}  # a CheckStatus -> its theme colour
 
 
-def report(checks, variables) -> Text:
-    """The checks as lines: the state word in its colour, the name, what was found, and under it what to do."""
-    text = Text()
+def report(checks, variables) -> Group:
+    """The checks as a grid: the state word in its colour, the name, what was found with what to do under it (long
+    lines wrap inside their column), then a verdict."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=4, no_wrap=True)
+    grid.add_column(no_wrap=True, style="bold")
+    grid.add_column(ratio=1)
     for check in checks:
-        text.append(f"{check.status:<5}", style=f"bold {theme_colour(STATUS_VARIABLE[check.status], variables)}")
-        text.append(f" {check.name:<13} ", style="bold")
-        text.append(printable(check.found, newlines=False))
+        state = Text(str(check.status), style=f"bold {theme_colour(STATUS_VARIABLE[check.status], variables)}")
+        found = Text(printable(check.found, newlines=False))
         if check.fix:
-            text.append(f"\n{'':6}→ {printable(check.fix, newlines=False)}")
-        text.append("\n")
+            found.append(f"\n→ {printable(check.fix, newlines=False)}")
+        grid.add_row(state, check.name, found)
     failed = sum(check.status == "fail" for check in checks)
-    text.append(
-        f"\n{failed} check(s) failed: runs that need them will fail. r checks again." if failed else "\nAll needed checks pass. r checks again.",
-        style="bold",
-    )  # fmt: skip
-    return text
+    verdict = f"{failed} check(s) failed: runs that need them will fail." if failed else "All needed checks pass."
+    return Group(grid, Text(f"\n{verdict} r checks again.", style="bold"))
 
 
 class DoctorScreen(Screen):
     """Every check of `xtui doctor`, run in a thread (imports are slow), drawn when they all came."""
 
+    DEFAULT_CSS = "DoctorScreen #doctor { padding: 0 1; }"
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("r", "check", "Check again")]
 
     def __init__(self, work_dir: Path) -> None:
