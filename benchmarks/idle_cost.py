@@ -7,6 +7,13 @@ nothing changes), xtui watching a live training run (the demo, launched first) f
 run's own view, with the training log lines written per minute meanwhile (the demo logs every 10 iterations,
 evaluates every 20, saves every 50: on 2 idle cores a log line about every 1.5 s and new samples every 3 s, far
 more often than a real run). Each row is the median of `--repeat` windows, each in a fresh process.
+
+`--real-shaped`: instead of the demo, a writer process appends a real-shaped run to a work dir (the H200 fixture's
+head and lines, grown as benchmarks/reattach.py grows them, stamped with the wall clock): one `Iter(train)` line a
+second (10 iterations each), an evaluation (two EvaluateChatHook samples) every 500 iterations, a checkpoint line
+every 500, into both the mmengine log and xtui's console file, with a manifest naming the writer as the live
+trainer. Not time-compressed unless `--eval-every` says so. Rows: the dashboard, the run's view on its samples
+tab and on its log tab.
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ import os
 import select
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from reattach import STAMP, long_log
 from startup import HELLO, ROOT, end, read_until, spawn
 
 from engine.demo.build import build_demo
@@ -35,11 +44,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(argv: list[str], marker: bytes, window: float, steps=lambda: 0) -> tuple[float, float, float]:
-    """% of one core, bytes/s and new training log lines (`steps()`) per minute over `window` s after the first frame."""
+def measure(
+    argv: list[str], marker: bytes, window: float, steps=lambda: 0, keys: bytes = b""
+) -> tuple[float, float, float]:
+    """% of one core, bytes/s and new training log lines (`steps()`) per minute over `window` s after the first frame
+    (and `keys` typed, a second after it)."""
     pid, fd = spawn(argv)
     try:
         read_until(fd, marker)
+        if keys:
+            time.sleep(1.0)
+            os.write(fd, keys)
         time.sleep(1.0)
         while select.select([fd], [], [], 0)[0]:
             os.read(fd, 65536)
@@ -53,9 +68,11 @@ def measure(argv: list[str], marker: bytes, window: float, steps=lambda: 0) -> t
         end(pid, fd)
 
 
-def median_of(repeat: int, argv: list[str], marker: bytes, window: float, steps=lambda: 0) -> tuple[float, ...]:
+def median_of(
+    repeat: int, argv: list[str], marker: bytes, window: float, steps=lambda: 0, keys: bytes = b""
+) -> tuple[float, ...]:
     """Medians of CPU %, bytes/s and log lines a minute over `repeat` windows, a fresh process each."""
-    runs = [measure(argv, marker, window, steps) for _ in range(repeat)]
+    runs = [measure(argv, marker, window, steps, keys) for _ in range(repeat)]
     return tuple(statistics.median(column) for column in zip(*runs))
 
 
@@ -72,18 +89,62 @@ def finished_run(root: Path) -> Path:
     return root
 
 
+def write_run(work_dir: Path, line_s: float, eval_every: int) -> None:
+    """Be a live trainer: record this process in the work dir's manifest, then append the run's log a train line (and
+    what follows it: an evaluation, a checkpoint line) every `line_s` seconds, stamped with the wall clock."""
+    import psutil
+
+    from engine.runs import manifest as mf
+
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    (work_dir / stamp).mkdir(parents=True)
+    me = psutil.Process()
+    launch = mf.Launch(sys.argv, {}, me.pid, me.create_time(), time.time(), 0, "config.py", str(work_dir))
+    mf.write_manifest(work_dir, mf.Manifest(str(work_dir), os.uname().nodename, [launch]))
+    text = long_log(100_000, 10, eval_every, 500)
+    chunks = text.split("\n")
+    starts = [i for i, line in enumerate(chunks) if "Iter(train)" in line]
+    pieces = ["\n".join(chunks[a:b]) + "\n" for a, b in zip([0, *starts], [*starts, len(chunks)])]
+    with (work_dir / stamp / f"{stamp}.log").open("a") as log, (work_dir / mf.CONSOLE).open("a") as console:
+        for piece in pieces:
+            now = time.strftime("%Y/%m/%d %H:%M:%S")
+            piece = "\n".join(STAMP.sub(now, line) for line in piece.split("\n"))
+            for out in (log, console):
+                out.write(piece)
+                out.flush()
+            time.sleep(line_s - time.time() % line_s)
+
+
+def real_shaped(root: Path, eval_every: int):
+    """Start the writer of a real-shaped run in `root`/work; the work dir and the writer's process."""
+    work_dir = root / "work"
+    argv = [sys.executable, __file__, "--write-run", str(work_dir), "--eval-every", str(eval_every)]
+    writer = subprocess.Popen(argv, cwd=ROOT)
+    while not (work_dir / "xtui-console.log").exists():
+        time.sleep(0.1)
+    return work_dir, writer
+
+
 def main() -> None:
     """The rows, printed as a markdown table."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--log-every", type=int, default=10, help="the demo's logger interval (iterations)")
-    parser.add_argument("--eval-every", type=int, default=20, help="the demo's evaluation_freq (iterations)")
+    parser.add_argument(
+        "--eval-every", type=int, help="evaluation_freq in iterations (the demo's: 20; a real-shaped run's: 500)"
+    )
     parser.add_argument(
         "--epochs", type=int, default=30, help="the demo's max_epochs: enough to outlast the live windows"
     )
     parser.add_argument("--live-only", action="store_true", help="only the two live rows (and the anchor)")
+    parser.add_argument("--real-shaped", action="store_true", help="watch a written real-shaped run, not the demo")
+    parser.add_argument("--write-run", type=Path, help=argparse.SUPPRESS)  # the writer process of --real-shaped
     args = parser.parse_args()
+    args.eval_every = args.eval_every or (500 if args.real_shaped or args.write_run else 20)
+    if args.write_run:
+        write_run(args.write_run, 1.0, args.eval_every)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="xtui-idle-"))
     hello = tmp / "hello.py"
     hello.write_text(HELLO)
@@ -92,12 +153,23 @@ def main() -> None:
     print(f"median of {args.repeat} window(s) of {args.window:.0f} s\n")
     print("| program | CPU, % of one core | bytes/s to the terminal | training log lines a minute |\n|---|---|---|---|")
 
-    def row(name: str, argv: list[str], marker: bytes, steps=lambda: 0) -> None:
+    def row(name: str, argv: list[str], marker: bytes, steps=lambda: 0, keys: bytes = b"") -> None:
         """Measure and print one table row (as it comes: a long run keeps what it has measured)."""
-        cpu, rate, lines = median_of(args.repeat, argv, marker, args.window, steps)
+        cpu, rate, lines = median_of(args.repeat, argv, marker, args.window, steps, keys)
         print(f"| {name} | {cpu:.2f} | {rate:.0f} | {lines:.0f} |", flush=True)
 
     row("hello-world Textual app", [sys.executable, str(hello)], b"Hello, world")
+    if args.real_shaped:
+        work_dir, writer = real_shaped(tmp, args.eval_every)
+        steps = functools.partial(log_lines, work_dir)
+        try:
+            row("xtui watching a real-shaped run: dashboard and GPU panel", [*xtui, str(tmp)], b"running", steps)
+            view = [*xtui, str(work_dir)]
+            row("xtui watching a real-shaped run: the run's view (samples tab)", view, b"eta", steps)
+            row("xtui watching a real-shaped run: the run's view (log tab)", view, b"eta", steps, keys=b"3")
+        finally:
+            writer.kill()
+        return
     if not args.live_only:
         row("xtui, no runs", [*xtui, str(ROOT / "tests" / "fixtures")], b"Status")
         row("xtui, a finished run", [*xtui, str(finished_run(tmp / "finished"))], b"finished")

@@ -54,3 +54,29 @@ async def test_scrolled_up_reader_stays_put_and_no_layout_pass(monkeypatch) -> N
         tail.write("line 32\n")
         await pilot.pause()
         assert screen_text(tail)[-1] == "line 32"
+
+
+async def test_new_text_repaints_only_the_rows_it_changed() -> None:
+    app = TailApp()
+    async with app.run_test(size=(40, 10)) as pilot:
+        tail = app.query_one(LogTail)
+        tail.write("line 0\nline 1\nhalf")
+        await pilot.pause()
+        drawn: list[int] = []
+        render_line = tail.render_line
+        tail.render_line = lambda y: drawn.append(y) or render_line(y)
+        tail.write(" a line\n")  # the open line grows: from its row down
+        await pilot.pause()
+        assert drawn and min(drawn) == 2 and screen_text(tail)[:3] == ["line 0", "line 1", "half a line"]
+        drawn.clear()
+        tail.write("line 3\n")
+        await pilot.pause()
+        assert drawn and min(drawn) == 3
+        tail.write("".join(f"more {i}\n" for i in range(20)))  # past the foot: the view follows, every row moves
+        await pilot.pause()
+        tail.scroll_to(y=0, animate=False, immediate=True)
+        await pilot.pause()
+        drawn.clear()
+        tail.write("below the view\n")  # a reader scrolled up: nothing on screen changed
+        await pilot.pause()
+        assert drawn == [] and screen_text(tail)[0] == "line 0"

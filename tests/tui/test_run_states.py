@@ -11,6 +11,7 @@ import pytest
 from rich.color import Color
 from rich.console import Console
 from rich.style import Style
+from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Static
 
 from engine.runs.watch import RunStatus, Status
@@ -21,7 +22,7 @@ from themes.colours import STATE_VARIABLE, state_colour, theme_colour
 from tui.app import XtuiApp
 from tui.format import status_text
 from tui.messages import RunUpdate
-from tui.screens.run import RunScreen
+from tui.screens.run import RunProgress, RunScreen
 from tui.widgets.runs_table import RunsTable
 
 pytestmark = pytest.mark.anyio
@@ -194,3 +195,24 @@ def test_snapshot_epoch_run_checkpoints(snap_compare, size) -> None:
         assert snap_compare(app, terminal_size=size, run_before=loaded)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_the_progress_bar_repaints_only_when_its_drawing_changes() -> None:
+    class BarApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield RunProgress(total=1, show_eta=False)
+
+    app = BarApp()
+    async with app.run_test(size=(50, 3)) as pilot:
+        bar = app.query_one(RunProgress)
+        await pilot.pause()
+        painted: list[float] = []
+        render = bar.query_one("#bar").render
+        bar.query_one("#bar").render = lambda: painted.append(bar.progress) or render()
+        for done in range(10, 500, 10):  # a line a second of a 100k-iteration run: under a cell and under 0.5 %
+            bar.show(done, 100_000)
+            await pilot.pause()
+        assert len(painted) <= 1 and bar.progress == 10
+        bar.show(50_000, 100_000)
+        await pilot.pause()
+        assert bar.progress == 50_000 and painted[-1] == 50_000 and bar.percentage == 0.5

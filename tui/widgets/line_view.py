@@ -10,11 +10,11 @@ from tui.compat import update_scrollbars
 
 
 def resize_virtual(view: ScrollView, size: Size) -> None:
-    """Set `view`'s scrollable size and repaint it; the layout pass that setting `virtual_size` costs (the whole
-    screen re-arranged and re-drawn, ~15 ms at 80x24) runs only when a scrollbar appears or goes.
+    """Set `view`'s scrollable size and its scrollbars, without repainting its lines (the caller refreshes those that
+    changed); the layout pass that setting `virtual_size` costs (the whole screen re-arranged and re-drawn, ~15 ms at
+    80x24) runs only when a scrollbar appears or goes.
     """
     if size == view.virtual_size:
         return
     view.set_reactive(Widget.virtual_size, size)
     update_scrollbars(view, size)
-    view.refresh()

@@ -66,7 +66,7 @@ class LogTail(ScrollView, can_focus=True):
             self._lines.pop()
             while self._rows and self._rows[-1][0] >= self._dropped + len(self._lines):
                 self._rows.pop()
-        first = self._dropped + len(self._lines)
+        first, changed = self._dropped + len(self._lines), len(self._rows)  # the first new line, its first row
         pieces = (self._open + text).replace("\r\n", "\n").split("\n")
         self._open = pieces[-1]
         self._lines.extend(clean(piece) for piece in (pieces if self._open else pieces[:-1]))
@@ -74,9 +74,11 @@ class LogTail(ScrollView, can_focus=True):
         if excess > 0:
             del self._lines[:excess]
             self._dropped += excess
-            self._rows = [row for row in self._rows if row[0] >= self._dropped]
+            kept = [row for row in self._rows if row[0] >= self._dropped]
+            changed = 0 if len(kept) < len(self._rows) else changed  # rows moved up: every row on screen changed
+            self._rows = kept
         self._add_rows(max(first, self._dropped))
-        self._resized()
+        self._resized(changed)
 
     def _add_rows(self, number: int) -> None:
         """Rows for the lines from line `number` on, wrapped to the row width."""
@@ -85,12 +87,17 @@ class LogTail(ScrollView, can_focus=True):
             self._rows.extend((number + offset, piece) for piece in pieces)
             self._widest = max(self._widest, *map(cell_len, pieces))
 
-    def _resized(self) -> None:
-        """Size the scrollable area for the rows and follow the end if the reader is there."""
+    def _resized(self, changed: int = 0) -> None:
+        """Size the scrollable area for the rows and follow the end if the reader is there; repaint the rows from
+        row `changed` on (all of them when the view scrolled: every row on screen moved)."""
+        scroll_y = self.scroll_y
         resize_virtual(self, Size(self._row_width or self._widest, len(self._rows)))
         if self.following:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
-        self.refresh()
+        if self.scroll_y != scroll_y or not changed:
+            self.refresh()
+        elif changed < self.scroll_y + self.size.height:  # rows below the view are drawn when scrolled to
+            self.refresh_lines(changed, self.size.height)  # to the view's foot: a line that got shorter leaves rows
 
     def _rewrap(self) -> None:
         """Wrap every line again, for a new width or a wrap toggle."""
