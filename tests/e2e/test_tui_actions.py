@@ -107,7 +107,8 @@ async def test_launch_stop_launch_into_the_used_folder_and_resume_an_older_check
                     ),
                 )
             curves = app.screen.query_one(Curves)
-            await until(pilot, lambda: max(curves._steps) == rec().state.last.iter)  # no step of the old branch past it
+            # no step of the old branch past it
+            await until(pilot, lambda: curves.iterations[-1] == rec().state.last.iter)
     finally:
         with contextlib.suppress(LaunchError):  # already finished
             stop(work_dir, grace=5)

@@ -134,7 +134,7 @@ async def test_a_resume_from_an_older_checkpoint_is_followed_in_header_and_curve
         app.post_message(RunUpdate(work_dir.resolve(), [TrainStep(20, 40, loss=0.5)], status, []))
         await until(pilot, lambda: str(text.render()).startswith("iter 20/40"))  # not the old branch's 40
         curves = app.screen.query_one(Curves)
-        assert list(curves._steps)[-2:] == [15, 20]  # 25-40 were the branch it left
+        assert curves.iterations[-2:] == [15, 20]  # 25-40 were the branch it left
 
 
 def test_the_current_start_alone_makes_the_progress() -> None:

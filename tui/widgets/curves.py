@@ -178,6 +178,11 @@ class Curves(Vertical, can_focus=True):
         """The metrics that have at least one value, in display order (validation metrics last)."""
         return self._series.metrics
 
+    @property
+    def iterations(self) -> list[int]:
+        """The iterations of the train steps held (the current branch's), in order."""
+        return list(self._series.steps)
+
     def add_steps(self, steps: Sequence[TrainStep]) -> None:
         """Take new training steps in log order and redraw once (a resume from an older checkpoint drops the branch
         it left, see RunSeries.add_steps)."""
