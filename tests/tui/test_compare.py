@@ -220,6 +220,19 @@ async def test_samples_stack_at_80_columns_and_a_prompt_one_run_lacks(runs, tmp_
         assert answers == {"lora": "(empty)", "older": "no sample of this prompt", "queued": "no data (queued)"}
 
 
+async def test_runs_without_data_say_so_and_every_key_is_safe(runs) -> None:
+    app = _app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _compare(pilot, app, runs["damaged"], QUEUED)
+        assert _text(screen.query_one("#curves-summary")) == "No training steps in these runs yet."
+        assert _text(screen.query_one("#compare-legend")) == "■ damaged no data (damaged)  ■ queued no data (queued)"
+        await pilot.press("m", "l", "2", "p", "P", "left", "right", "home", "end", "down", "pagedown", "1")
+        assert _text(screen.query_one("#compare-samples-head")) == "No evaluation samples in these runs yet."
+        assert [answer for _, answer in _columns(screen).values()] == ["no data (damaged)", "no data (queued)"]
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+
+
 def test_nearest_and_shared_prompts() -> None:
     samples = [Sample(10, "a", "x"), Sample(20, "a", "y"), Sample(20, "a", "y again"), Sample(30, "b", "z")]
     assert nearest(samples, "a", 15).answer == "x"  # as near: the earlier
