@@ -100,14 +100,15 @@ def _free(port: int | None) -> int:
 
 
 def serve(spec: ChatSpec, port: int | None = None, sampling: Sampling | None = None,
-          say: Callable[[str], None] = lambda _: None) -> WebChat:  # fmt: skip
-    """Load the model and serve its chat page on HOST (at `port`, else a free one) until `close()`."""
+          say: Callable[[str], None] = lambda _: None, loaded: LoadedModel | None = None) -> WebChat:  # fmt: skip
+    """Load the model (unless `loaded`: the chat screen's) and serve its chat page on HOST (at `port`, else a free
+    one) until `close()`."""
     try:
         import gradio
     except ImportError:
         raise WebError(GRADIO_MISSING) from None
     port = _free(port)
-    loaded = load(spec.source, spec.options, say)
+    loaded = loaded or load(spec.source, spec.options, say)
     tpl = template(spec.template) if spec.template else None
     names = [p.name for p in (spec.source.model, spec.source.adapter) if p is not None]
     page = gradio.ChatInterface(

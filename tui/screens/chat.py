@@ -40,6 +40,7 @@ class ChatScreen(Screen):
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+o", "open", "Open"),
         Binding("ctrl+g", "image", "Image", show=False),
+        Binding("f3", "web", "Web demo", show=False),
     ]
 
     def __init__(self, spec: ChatSpec, leave_app: bool = False) -> None:
@@ -55,11 +56,15 @@ class ChatScreen(Screen):
         self._speed_shown = 0.0
         self.busy = False
         self._cancel = threading.Event()
+        self.web = None  # the engine.chat.web.WebChat served from here, if any
 
     def compose(self) -> ComposeResult:
         """Status, the answer columns, the image row (LLaVA), the prompt."""
         yield Header()
         yield Static("loading…", id="chat-status", markup=False)
+        web = Static(id="web-status", markup=False)
+        web.display = False
+        yield web
         with Horizontal(id="chat-columns"):
             yield ChatColumn(self.spec.source.label, hint="Loading the model; type your question meanwhile.")
         with Horizontal(id="image-row", classes="" if self.spec.source.kind is SourceKind.LLAVA else "hidden"):
@@ -368,8 +373,70 @@ class ChatScreen(Screen):
         if not self.busy:
             self.app.push_screen(TranscriptsScreen(), opened)
 
+    # The web demo
+
+    def action_web(self) -> None:
+        """Serve the model loaded here as a web chat on 127.0.0.1 (a free port), or stop the one served."""
+        if self.web is not None:
+            self._stop_web()
+            self.notify("web chat stopped")
+        elif self.loaded is None:
+            self.notify("the model is still loading", severity="warning")
+        else:
+            self._web_line("starting the web chat…")
+            self.serve_web()
+
+    @work(thread=True, exclusive=True, group="chat-web")
+    def serve_web(self) -> None:
+        """Start the page (Gradio's import is slow) on the loaded model, in this chat's template and system prompt."""
+        from dataclasses import replace
+
+        from engine.chat.web import serve, tunnel_command
+        from engine.errors import ChatError
+
+        spec = replace(self.spec, template=self.template, system=self.system)
+        try:
+            page = serve(spec, sampling=self.sampling, loaded=self.loaded)
+        except ChatError as exc:
+            self.app.call_from_thread(self._web_failed, str(exc))
+            return
+        self.app.call_from_thread(self._web_started, page, tunnel_command(page.port))
+
+    def _web_started(self, page, tunnel: str) -> None:
+        """Show the address and the SSH tunnel (or stop a page that came after the screen left)."""
+        if not self.is_attached:
+            page.close()
+            return
+        self.web = page
+        self._web_line(f"web chat on {page.url} · from your machine: {tunnel} · f3 stops it")
+
+    def _web_failed(self, error: str) -> None:
+        """Say why no page is served (Gradio missing: how to install it)."""
+        self._web_line(f"no web chat: {error}")
+        self.notify(error, severity="error", markup=False, timeout=15)
+
+    def _web_line(self, text: str | None) -> None:
+        """Show `text` in the web line, or hide it (None)."""
+        line = self.query_one("#web-status", Static)
+        line.display = text is not None
+        line.update(text or "")
+
+    def _stop_web(self) -> None:
+        """Stop serving the page."""
+        page, self.web = self.web, None
+        if page is not None:
+            page.close()
+        self._web_line(None)
+
+    def on_unmount(self) -> None:
+        """Leaving the chat (or quitting) stops the page."""
+        if self.web is not None:
+            self.web.close()
+            self.web = None
+
     def commands(self):
         """Palette entries of this screen."""
+        yield SystemCommand("Chat: web demo", "Serve this model as a web chat on 127.0.0.1 (f3)", self.action_web)
         yield SystemCommand("Chat: A/B", "Base vs adapter (or two checkpoints) side by side", self.action_compare)
         yield SystemCommand("Chat: reset", "Forget the conversation", self.action_reset)
         yield SystemCommand("Chat: settings", "Template, system prompt, sampling", self.action_settings)
