@@ -60,6 +60,10 @@ class CompareSamples(Vertical, can_focus=True):
         #compare-answer-row { height: auto; layout: horizontal; }
         #compare-answer-row.stacked { layout: vertical; }
         .compare-answer { width: 1fr; height: auto; padding: 0 1; margin-bottom: 1; }
+        #compare-answer-row > .compare-answer { border-left: vkey $panel-lighten-2; }
+        #compare-answer-row.stacked > .compare-answer, #compare-answer-row > .compare-answer:first-child {
+            border-left: none;
+        }
         .compare-answer-title { text-style: bold; }
     }
     """
