@@ -185,7 +185,7 @@ class ConfigFormScreen(Screen):
                     yield Label(name)
                     yield self._field(name, value)
                 yield Static(id=f"p-{name}", classes="problem")
-        yield Static("ctrl+s shows the changes as a diff before writing; the config is read, never run", id="form-note")
+        yield Static("ctrl+s: the changes as a diff, then written · the config is read, never run", id="form-note")
         yield Static("advice: reading...", id="advice")
         yield Footer()
 
@@ -264,6 +264,7 @@ class ConfigFormScreen(Screen):
         if edit.edited == edit.source:
             self._note("nothing to save: no value changed")
             return
+        self._note(f"{len(edit.changes)} change(s): write them or go back")
         self.app.push_screen(DiffScreen(edit.diff, self.config), lambda write: write and self._write(edit))
 
     def _write(self, edit) -> None:

@@ -70,6 +70,7 @@ class DataScreen(Screen):
     DataScreen .field Label.inline { width: auto; margin: 0 1 0 2; }
     DataScreen #check-result { height: 1fr; margin: 1 1 0 1; }
     DataScreen #new-note, DataScreen #check-note { height: auto; margin: 1 1 0 1; color: $text-muted; }
+    DataScreen #answer { height: auto; margin: 1 1 0 1; }
     DataScreen .error { color: $error; }
     """
 
@@ -128,10 +129,11 @@ class DataScreen(Screen):
                     yield Label("Mix in")
                     yield PathInput(
                         id="mix", cwd=self.project, suffixes=DATA_SUFFIXES, compact=True,
-                        placeholder="optional: a general dataset, against forgetting",
+                        placeholder="optional: general data, against forgetting",
                     )  # fmt: skip
                     yield Label("ratio", classes="inline")
                     yield Input(id="ratio", type="number", placeholder="1", classes="short", compact=True)
+                yield Static(id="answer")
                 yield Static("ctrl+s writes it; an existing file is replaced only if you say so", id="new-note")
         yield Footer()
 
@@ -143,6 +145,19 @@ class DataScreen(Screen):
             self.action_check()
         else:
             self.query_one("#name", Input).focus()
+
+    @on(Input.Changed, "#name, #owner, #repeat")
+    def _answer(self) -> None:
+        """The answer the dataset will teach, as typed so far (or why there is none)."""
+        from engine.data.selfcognition import QUESTIONS, SelfCognitionError, answer
+
+        value = lambda field: self.query_one(f"#{field}", Input).value.strip()  # noqa: E731
+        try:
+            taught = answer(value("name"), value("owner"))
+        except SelfCognitionError as exc:
+            taught = f"({exc})"
+        said = f"{len(QUESTIONS)} questions x {value('repeat') or DEFAULT_REPEAT}, each answered: {taught}"
+        self.query_one("#answer", Static).update(printable(said))
 
     def _path(self, field: str) -> Path | None:
         """A path field's value, relative to the project; None when empty."""

@@ -265,7 +265,26 @@ def read_recipe(project: Path) -> Recipe:
         merge,
         chat,
     )
+    inside = f"{project}/"  # the project's own paths, as the fields show them: relative
+    steps = tuple(Step(s.key, s.name, s.state, s.why.replace(inside, ""), s.found) for s in steps)
     return Recipe(project, steps, config, data, work_dir, model)
+
+
+def step_hint(step: Step, recipe: Recipe) -> str:
+    """What opening the step does: its screen, or the command line that does it (xtui has no screen for it yet)."""
+    config = _rel(recipe.config, recipe.project) if recipe.config else None
+    hints = {
+        "1": "check the dataset (against the config) or make a self-cognition one",
+        "2": f"edit {config}'s PART 1: checked, a diff before saving"
+        if config
+        else "copy one of XTuner's built-in configs here",
+        "3": f"the launch form with {config}" if config else "the launch form (no config here yet)",
+        "6": "pick what to chat with: base, adapter, merged, checkpoint",
+    }
+    if step.key in hints:
+        return f"Enter: {hints[step.key]}"
+    command = step.why.partition(": ")[2] if step.state != StepState.DONE else ""
+    return f"in a shell: {command}" if command.startswith("xtui ") else step.why
 
 
 def step_prompt(step: Step) -> Content:
@@ -369,7 +388,17 @@ class RecipeScreen(Screen):
         steps.add_options([Option(step_prompt(s), id=s.key) for s in recipe.steps])
         nxt = next((i for i, s in enumerate(recipe.steps) if s.state != StepState.DONE), 0)
         steps.highlighted = highlighted if highlighted is not None else nxt
-        self._note("1-6 or Enter opens a step, in any order · r re-reads · p another folder")
+        self._hint()
+
+    @on(OptionList.OptionHighlighted, "#steps")
+    def _hint(self) -> None:
+        """Under the steps: what the highlighted one opens, and the keys."""
+        steps = self.query_one("#steps", OptionList)
+        if self.recipe is None or steps.highlighted is None:
+            return
+        step = self.recipe.steps[steps.highlighted]
+        keys = "1-6 open a step, in any order · r re-reads · p another folder"
+        self._note(f"{step.key} {step.name}: {step_hint(step, self.recipe)}\n{keys}")
 
     def _note(self, text: str) -> None:
         """The line under the steps."""
@@ -404,7 +433,7 @@ class RecipeScreen(Screen):
 
             self.app.push_screen(ChatSetupScreen(project), lambda spec: spec and self.app.open_chat(spec))
         else:  # convert and merge: the command line does them
-            self._note(step.why if step.state != StepState.DONE else f"{step.name}: {step.why}")
+            self._note(f"{step.key} {step.name}: {step_hint(step, recipe)}")
 
     def _edit(self, config: Path) -> None:
         """Open the form on a config just copied."""

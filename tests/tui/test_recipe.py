@@ -1,0 +1,166 @@
+"""The New fine-tune screen: each step's state read from real files of a project folder, and a key opening each step."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, OptionList, Static
+
+from engine.xtuner.configs import copy_builtin, edit_settings
+from tests.support.fakes import NoGpus, fixture_run
+from tests.support.waiting import until
+from tui.app import XtuiApp
+from tui.screens.recipe import RecipeScreen, StepState, read_recipe
+
+pytestmark = pytest.mark.anyio
+ROW = {"conversation": [{"input": "你是谁", "output": "我是小测的小助手"}]}
+SNAP_ROOT = Path("/tmp/xtui-snapshot-recipe")  # fixed: paths show on screen
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from engine.demo.build import build_demo
+
+    return build_demo(tmp_path_factory.mktemp("demo"), name="小测", cuda=False)
+
+
+def broken_project(root: Path) -> Path:
+    """A project part-way through the recipe, with mistakes: data bad at record 3, a config whose map_fn does not
+    read it, a finished run, no converted model, a merged one."""
+    (root / "data").mkdir(parents=True)
+    lines = [json.dumps(ROW, ensure_ascii=False)] * 2 + ['{"conversation": [{"input": "a", "output": ']
+    (root / "data" / "self.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    copied = copy_builtin("internlm2_chat_1_8b_qlora_alpaca_e3", root)
+    source = edit_settings(copied.read_text(encoding="utf-8"), {"alpaca_en_path": "'./data/self.jsonl'"})
+    (root / "config.py").write_text(source, encoding="utf-8")
+    copied.unlink()
+    fixture_run(root, "work_dirs/x")
+    (root / "merged").mkdir()
+    (root / "merged" / "config.json").write_text("{}")
+    (root / "merged" / "model.safetensors").write_bytes(b"")
+    return root
+
+
+def _app(root: Path) -> XtuiApp:
+    return XtuiApp(roots=[root], gpu_backend=NoGpus(), poll_s=0.1)
+
+
+def test_each_step_reads_its_state_from_the_files(tmp_path) -> None:
+    project = broken_project(tmp_path)
+    steps = {s.name: s for s in read_recipe(project).steps}
+    assert [s.key for s in steps.values()] == ["1", "2", "3", "4", "5", "6"]
+    assert steps["Dataset"].state == StepState.FAILED
+    assert steps["Dataset"].why.startswith("data/self.jsonl: record 3 (line 3) is not JSON")
+    assert steps["Config"].state == StepState.FAILED and steps["Config"].why.startswith("config.py: bad dataset")
+    assert "dataset_map_fn=alpaca_map_fn" in steps["Config"].why
+    assert steps["Train"].state == StepState.DONE and steps["Train"].why.startswith("work_dirs/x: finished at iter ")
+    assert steps["Convert"].state == StepState.PENDING
+    assert steps["Convert"].why == "no hf/ folder yet: xtui convert work_dirs/x --out hf"
+    assert steps["Merge"].state == StepState.DONE and steps["Merge"].found == project / "merged"
+    assert steps["Chat"].why == "ready: chat with merged"
+
+
+def test_an_empty_folder_is_all_pending_and_a_good_project_is_done(tmp_path, demo) -> None:
+    assert {s.state for s in read_recipe(tmp_path).steps} == {StepState.PENDING}
+    steps = read_recipe(demo.folder).steps
+    assert (
+        steps[0].state == StepState.DONE
+        and steps[0].why == "data/self_cognition.jsonl: 240 records, conversation format"
+    )
+    assert (
+        steps[1].state == StepState.DONE
+        and steps[1].why == "config.py: tiny-llama, template internlm2_chat, max_length 128"
+    )
+    assert steps[2].why == "no run yet: launch the config"
+
+
+async def test_keys_open_each_step_with_the_projects_files(demo) -> None:
+    from tui.dialogs.chat_setup import ChatSetupScreen
+    from tui.dialogs.launch import LaunchScreen
+    from tui.screens.config_form import ConfigFormScreen
+    from tui.screens.data_check import DataScreen
+
+    app = _app(demo.folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f")  # from the dashboard
+        await until(pilot, lambda: isinstance(app.screen, RecipeScreen) and app.screen.recipe is not None)
+        recipe = app.screen
+        assert recipe.query_one("#steps", OptionList).highlighted == 2  # the first step not done: train
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.screen, LaunchScreen))
+        await until(pilot, lambda: app.screen.query_one("#config", Input).value == "config.py")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is recipe)
+        await pilot.press("1")
+        await until(pilot, lambda: isinstance(app.screen, DataScreen))
+        assert app.screen.query_one("#data", Input).value == "data/self_cognition.jsonl"
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is recipe)
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(app.screen, ConfigFormScreen))
+        assert app.screen.config == demo.config
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is recipe)
+        await pilot.press("6")
+        await until(pilot, lambda: isinstance(app.screen, ChatSetupScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is recipe)
+        await pilot.press("4")
+        await until(
+            pilot, lambda: "xtui convert WORK_DIR --out hf" in str(recipe.query_one("#recipe-note", Static).render())
+        )
+
+
+async def test_another_folder_typed_is_read_and_a_missing_config_offers_the_built_ins(tmp_path, demo) -> None:
+    from tui.screens.config_form import CopyConfigScreen
+
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(RecipeScreen(tmp_path))
+        await until(pilot, lambda: isinstance(app.screen, RecipeScreen) and app.screen.recipe is not None)
+        screen = app.screen
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(app.screen, CopyConfigScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)
+        await pilot.press("p")
+        field = screen.query_one("#project", Input)
+        field.value = str(tmp_path / "nowhere")
+        await pilot.press("enter")
+        await until(pilot, lambda: "no such folder" in str(screen.query_one("#recipe-note", Static).render()))
+        field.value = str(demo.folder)
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.recipe.project == demo.folder.resolve())
+        assert screen.recipe.steps[1].state == StepState.DONE
+
+
+async def test_the_palette_offers_it(tmp_path) -> None:
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        commands["New fine-tune"].callback()
+        await until(pilot, lambda: isinstance(app.screen, RecipeScreen))
+        assert app.screen.project == tmp_path.resolve()
+
+
+@pytest.fixture
+def snap_project() -> Path:
+    shutil.rmtree(SNAP_ROOT, ignore_errors=True)
+    yield broken_project(SNAP_ROOT)
+    shutil.rmtree(SNAP_ROOT, ignore_errors=True)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_snapshot(snap_compare, size, snap_project) -> None:
+    app = _app(SNAP_ROOT)
+
+    async def opened(pilot) -> None:
+        app.push_screen(RecipeScreen(SNAP_ROOT))
+        await until(pilot, lambda: isinstance(app.screen, RecipeScreen) and app.screen.recipe is not None)
+        app.screen.query_one("#project", Input).cursor_blink = False
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=opened)
