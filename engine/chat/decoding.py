@@ -18,6 +18,7 @@ STATIC_CAPACITY = 4096
 # with its argmax and position update, as one graph: no per-call Python of cudagraph trees)
 COMPILE = {"mode": "max-autotune-no-cudagraphs", "fullgraph": True}
 GPU_DEPTH = 8  # steps a graph decoder keeps queued on the GPU ahead of the token read (~15 ms at 500 tok/s)
+FIRST_SPAN = 256  # the static cache's shortest span a step reads; each next one doubles, up to the capacity
 
 
 class ContextFull(ChatError):
@@ -71,6 +72,14 @@ def choose(logits, seen, sampling: Sampling, generator):
         drop = probs.cumsum(-1) - probs > sampling.top_p
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
     return torch.multinomial(logits.softmax(-1), 1, generator=generator)[..., 0]
+
+
+def spans(capacity: int) -> list[int]:
+    """The spans of a static cache of `capacity` positions: FIRST_SPAN doubling, the capacity last."""
+    found = [FIRST_SPAN]
+    while found[-1] < capacity:
+        found.append(found[-1] * 2)
+    return [n for n in found if n < capacity] + [capacity]
 
 
 def context_length(model) -> int:
@@ -137,15 +146,17 @@ class StaticDecoder(Decoder):
     """A fixed-size KV cache and a one-token step, replayed as a CUDA graph on a GPU: the fast path.
 
     The step runs the model, moves the position on and leaves the most likely next id in its input buffer, so that
-    greedy decoding replays the graph and nothing else. mode "graph" captures the eager step once per variant (`key`:
-    an adapter switched on or off changes the kernels); mode "compile" captures the step torch.compile made
-    (`compile_options`, COMPILE by default). Without CUDA the step just runs (tests, and the CPU).
+    greedy decoding replays the graph and nothing else. It reads only the cache's first `span` positions (SPANS: a
+    graph each), not all `capacity`. mode "graph" captures the eager step once per variant (`key`: an adapter
+    switched on or off changes the kernels); mode "compile" captures the step torch.compile made (`compile_options`,
+    COMPILE by default; the span is a dynamic size, one compile for all). Without CUDA the step just runs.
     """
 
     def __init__(self, model, mode: str = "graph", capacity: int | None = None, compile_options=None) -> None:
         import torch
         from transformers import StaticCache
 
+        kv_cache.use_grouped_attention(model)  # the attention that reads a span, not the whole cache
         self.model = model
         self.mode = mode
         self.name = "compiled" if mode == "compile" else "graph"
@@ -160,20 +171,31 @@ class StaticDecoder(Decoder):
         self.depth = GPU_DEPTH if self._graphed else 1
         self._token = torch.zeros((1, 1), dtype=torch.long, device=self._device)
         self._position = torch.zeros(1, dtype=torch.long, device=self._device)
-        self._graphs: dict = {}  # key -> (CUDAGraph, its output logits)
+        self._length = 0  # the position the next step writes, known here without reading the device
+        self._spanned = kv_cache.reads_spans(model)
+        lengths = spans(self.capacity) if self._spanned else [self.capacity]
+        self._spans = {n: torch.empty(n, device=self._device) for n in lengths}  # only their sizes matter
+        self._graphs: dict = {}  # (key, span) -> (CUDAGraph, its output logits)
         self.key: str | None = None
         self._forward = self._forward_one
         if mode == "compile":
+            for span in self._spans.values():
+                torch._dynamo.maybe_mark_dynamic(span, 0)  # one compile for all spans, unless inductor says not
             self._forward = torch.compile(self._forward_one, **(compile_options or COMPILE))
 
-    def _forward_one(self, token, position):
-        return self.model(input_ids=token, past_key_values=self._cache, cache_position=position, use_cache=True).logits[
-            :, -1
-        ]
+    def _forward_one(self, token, position, span):
+        extra = {"kv_span": span} if self._spanned else {}
+        return self.model(
+            input_ids=token, past_key_values=self._cache, cache_position=position, use_cache=True, **extra
+        ).logits[:, -1]
 
-    def _body(self):
+    def _span(self) -> int:
+        """The span the next step reads: the first that holds the position it writes."""
+        return next(n for n in self._spans if n > self._length)
+
+    def _body(self, span: int):
         """One step from the input buffers: the logits; the position moved on and the argmax left as the next input."""
-        logits = self._forward(self._token, self._position)
+        logits = self._forward(self._token, self._position, self._spans[span])
         self._position.add_(1)
         self._token.copy_(logits.argmax(-1).view(1, 1))
         return logits
@@ -189,39 +211,43 @@ class StaticDecoder(Decoder):
             cache_position=torch.arange(length, device=self._device), num_logits_to_keep=1,
         )  # fmt: skip
         self._position.fill_(length)
+        self._length = length
         return out.logits[:, -1]
 
     def captured(self, key: str | None) -> bool:
-        """Whether a step for `key` replays without capturing (or compiling) first."""
-        return not self._graphed or key in self._graphs
+        """Whether steps for `key` replay without capturing (or compiling) first."""
+        return not self._graphed or all((key, n) in self._graphs for n in self._spans)
 
-    def _graph(self):
-        """The captured step for the current key (captured on first use: warm-up on a side stream, then record)."""
+    def _graph(self, span: int):
+        """The captured step for the current key and `span` (captured on first use: warm-up on a side stream, then
+        record)."""
         import torch
 
-        if self.key not in self._graphs:
+        if (self.key, span) not in self._graphs:
             saved = self._position.clone(), self._token.clone()
             side = torch.cuda.Stream(self._device)
             side.wait_stream(torch.cuda.current_stream(self._device))
             with torch.cuda.stream(side):
                 for _ in range(2):
-                    self._body()
+                    self._body(span)
             torch.cuda.current_stream(self._device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads may use the GPU
-                logits = self._body()
-            self._graphs[self.key] = (graph, logits)
+                logits = self._body(span)
+            self._graphs[self.key, span] = (graph, logits)
             self._position.copy_(saved[0])
             self._token.copy_(saved[1])
-        return self._graphs[self.key]
+        return self._graphs[self.key, span]
 
     def step(self, token):
         """Feed one token id (a device tensor, no sync); the logits for the one after it."""
         if token.data_ptr() != self._token.data_ptr():  # greedy decoding feeds back the buffer the step filled
             self._token.copy_(token.view(1, 1))
+        span = self._span()
+        self._length += 1
         if not self._graphed:
-            return self._body()
-        graph, logits = self._graph()
+            return self._body(span)
+        graph, logits = self._graph(span)
         graph.replay()
         return logits
 
@@ -231,22 +257,27 @@ class StaticDecoder(Decoder):
         return self._token.view(1)
 
     def warm_up(self, steps: int = 4) -> None:
-        """Run a scratch prompt and a few steps so that compiling and graph capture happen now."""
+        """Run a scratch prompt and a few steps so that compiling and the capture of every span happen now."""
         import torch
 
         with torch.inference_mode():
             self.prefill(input_ids=torch.zeros((1, 1), dtype=torch.long, device=self._device))
             for _ in range(steps):
                 self.step(self._token)
+            if self._graphed:
+                for span in self._spans:
+                    self._graph(span)
 
     def compile_now(self, steps: int = 2) -> None:
-        """Run a few uncaptured steps on a scratch prompt: torch.compile's work, safe beside another decoder's answer."""
+        """Run uncaptured steps of every span on a scratch prompt: torch.compile's work (all of it, whatever it
+        specialises), safe beside another decoder's answer."""
         import torch
 
         with torch.inference_mode():
             self.prefill(input_ids=torch.zeros((1, 1), dtype=torch.long, device=self._device))
-            for _ in range(steps):
-                self._body()
+            for span in self._spans:
+                for _ in range(steps):
+                    self._body(span)
 
 
 class SwitchingDecoder(Decoder):

@@ -71,9 +71,19 @@ def _registered_attention() -> str:
     import torch
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    def grouped_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
-        """HF's SDPA attention, with the grouped KV heads handed to torch as they are (enable_gqa), not repeated."""
+    def grouped_sdpa(
+        module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, kv_span=None, **kwargs
+    ):  # fmt: skip
+        """HF's SDPA attention, with the grouped KV heads handed to torch as they are (enable_gqa), not repeated.
+
+        `kv_span`, a tensor as long as the positions to read: a static cache's first positions only (a step reads
+        its span's keys, not the whole cache's), one query at a time as two batched products over the KV heads.
+        """
+        if kv_span is not None:
+            key, value = key[:, :, : kv_span.shape[0]], value[:, :, : kv_span.shape[0]]
         mask = None if attention_mask is None else attention_mask[:, :, :, : key.shape[-2]]
+        if kv_span is not None and query.shape[2] == 1 and mask is not None:
+            return _one_query(query, key, value, mask, scaling), None
         out = torch.nn.functional.scaled_dot_product_attention(
             query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling,
             is_causal=mask is None and query.shape[2] > 1 if is_causal is None else is_causal,
@@ -85,6 +95,15 @@ def _registered_attention() -> str:
     return GROUPED_SDPA
 
 
+def _one_query(query, key, value, mask, scaling):
+    """Attention of one query position, each KV head read once by the query heads that share it; (1, 1, heads, dim)."""
+    batch, heads, _, dim = query.shape
+    grouped = query.view(batch, key.shape[1], heads // key.shape[1], dim)
+    scores = (grouped @ key.transpose(-1, -2)).float() * (dim**-0.5 if scaling is None else scaling) + mask
+    out = scores.softmax(-1).to(value.dtype) @ value
+    return out.view(batch, 1, heads, dim)
+
+
 def use_grouped_attention(model) -> None:
     """Make a model that runs HF's SDPA attention run the grouped one: same result, no copy of the KV heads.
 
@@ -92,3 +111,12 @@ def use_grouped_attention(model) -> None:
     """
     if model.config._attn_implementation == "sdpa":
         model.config._attn_implementation = _registered_attention()
+
+
+def reads_spans(model) -> bool:
+    """Whether a model's steps can read a span of the cache: it runs the grouped attention and hands keyword arguments
+    down to it (transformers' own models do; remote code may not take them)."""
+    import inspect
+
+    parameters = inspect.signature(model.forward).parameters.values()
+    return model.config._attn_implementation == GROUPED_SDPA and any(p.kind is p.VAR_KEYWORD for p in parameters)

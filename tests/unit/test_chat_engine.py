@@ -731,3 +731,54 @@ def test_a_model_on_other_attention_keeps_it() -> None:
                                          num_attention_heads=2, attn_implementation="eager"))  # fmt: skip
     EagerDecoder(model)
     assert model.config._attn_implementation == "eager"
+
+
+def test_static_steps_read_their_span_of_the_cache_match_hf_and_compile_once(monkeypatch) -> None:
+    """A step reads the first 256 or 512 positions of a 1024 cache (not all), with HF's logits, across the change of
+    span; compiled, the span is a dynamic size: one frame for all spans."""
+    import torch
+    from torch._dynamo.testing import CompileCounter
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from engine.chat.decoding import StaticDecoder
+    from engine.chat.kv_cache import GROUPED_SDPA
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=1024, attn_implementation="sdpa")).eval()  # fmt: skip
+    prompt = torch.randint(0, 64, (1, 30))
+    counter = CompileCounter()
+    plain = StaticDecoder(model, "graph")
+    compiled = StaticDecoder(model, "compile", compile_options={"backend": counter, "fullgraph": True})
+    assert list(plain._spans) == [256, 512, 1024]
+    grouped, read = ALL_ATTENTION_FUNCTIONS[GROUPED_SDPA], []
+
+    def spy(*args, kv_span=None, **kwargs):
+        read.append(None if kv_span is None else kv_span.shape[0])
+        return grouped(*args, kv_span=kv_span, **kwargs)
+
+    runs = []
+    for decoder in (plain, compiled):
+        with torch.inference_mode(), monkeypatch.context() as patch:
+            if decoder is plain:
+                patch.setitem(ALL_ATTENTION_FUNCTIONS, GROUPED_SDPA, spy)
+            ours = [decoder.prefill(input_ids=prompt)]
+            tokens = [ours[0].argmax(-1)]
+            for _ in range(250):
+                ours.append(decoder.step(tokens[-1]))
+                tokens.append(ours[-1].argmax(-1))
+        runs.append((ours, tokens))
+    assert read[:2] == [None, None] and set(read[2:]) == {256, 512} and read.count(512) == 2 * (30 + 250 - 256)
+    assert counter.frame_count == 1
+    with torch.inference_mode():
+        model.config._attn_implementation = "eager"  # HF's plain attention over its DynamicCache
+        cache = DynamicCache()
+        tokens = runs[0][1]
+        theirs = [model(input_ids=prompt, past_key_values=cache).logits[:, -1]]
+        theirs += [model(input_ids=t.view(1, 1), past_key_values=cache).logits[:, -1] for t in tokens[:-1]]
+    for ours, ids in runs:
+        assert [int(t) for t in ids] == [int(t) for t in tokens]
+        for step, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            assert torch.allclose(a, b, atol=1e-5), step
