@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import time
+
 import pytest
 from textual.app import App, ComposeResult
 from textual.screen import Screen
 
+from tests.support import ROOT
 from tui.widgets.log_tail import LogTail
 
 pytestmark = pytest.mark.anyio
@@ -80,3 +87,61 @@ async def test_new_text_repaints_only_the_rows_it_changed() -> None:
         tail.write("below the view\n")  # a reader scrolled up: nothing on screen changed
         await pilot.pause()
         assert drawn == [] and screen_text(tail)[0] == "line 0"
+
+
+TMUX_APP = """
+import sys
+from pathlib import Path
+from textual.app import App
+from textual.widgets import Static
+import tui.widgets.line_view as line_view
+from tui.widgets.log_tail import LogTail
+
+scrolls = []
+write = line_view.write_to_terminal
+line_view.write_to_terminal = lambda app, text: scrolls.append(text) or write(app, text)
+
+
+class Tail(App):
+    def compose(self):
+        yield Static("above")
+        yield LogTail(max_lines=30)
+        yield Static("below")
+
+    def on_mount(self):
+        self.n = 0
+        self.set_interval(0.05, self.tick)
+
+    def tick(self):
+        tail = self.query_one(LogTail)
+        if self.n < 60:  # lines of 1 to 3 rows, the oldest pruned past 30
+            tail.write(f"line {self.n} " + "x" * (self.n * 37 % 170) + ("\\n" if self.n % 5 else ""))
+        elif self.n == 70:
+            rows = [tail.render_line(y).text.rstrip() for y in range(tail.size.height)]
+            Path(sys.argv[1]).write_text("\\n".join([str(len(scrolls)), *rows]))
+        self.n += 1
+
+
+Tail().run()
+"""
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_in_a_real_terminal_the_terminal_scrolls_the_rows_and_they_match(tmp_path) -> None:
+    script, out, session = tmp_path / "tail.py", tmp_path / "rows.txt", f"xtui-tail-{os.getpid()}"
+    script.write_text(TMUX_APP)
+    command = f"cd {ROOT} && {sys.executable} {script} {out}; sleep 30"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", command], check=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)  # the last frame reaches the terminal
+        shown = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+    scrolls, *rows = out.read_text().split("\n")
+    screen = [line.rstrip() for line in shown.split("\n")]
+    assert int(scrolls) > 30  # most lines came in by a terminal scroll, not by writing every row again
+    assert screen[0] == "above" and screen[1 : 1 + len(rows)] == rows and screen[1 + len(rows)] == "below"
+    assert any(row.startswith("line 59 ") for row in rows[-3:])  # followed to the end

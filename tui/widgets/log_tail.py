@@ -14,7 +14,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tui.terminal_text import printable
-from tui.widgets.line_view import resize_virtual
+from tui.widgets.line_view import resize_virtual, scroll_on_terminal
 
 COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # colour codes: dropped; any other escape sequence is shown escaped
 STRIP_CACHE = 500
@@ -37,6 +37,10 @@ class LogTail(ScrollView, can_focus=True):
         background: $surface;
         color: $foreground;
         scrollbar-gutter: stable;  /* rows wrap to one width, whether or not the scrollbar shows */
+        scrollbar-visibility: hidden;  /* while following: the terminal scrolls the rows (see _resized) */
+    }
+    LogTail.-scrolled-up {
+        scrollbar-visibility: visible;
     }
     """
 
@@ -70,15 +74,15 @@ class LogTail(ScrollView, can_focus=True):
         pieces = (self._open + text).replace("\r\n", "\n").split("\n")
         self._open = pieces[-1]
         self._lines.extend(clean(piece) for piece in (pieces if self._open else pieces[:-1]))
+        pruned = 0
         excess = len(self._lines) - self.max_lines
         if excess > 0:
             del self._lines[:excess]
             self._dropped += excess
             kept = [row for row in self._rows if row[0] >= self._dropped]
-            changed = 0 if len(kept) < len(self._rows) else changed  # rows moved up: every row on screen changed
-            self._rows = kept
+            pruned, self._rows = len(self._rows) - len(kept), kept
         self._add_rows(max(first, self._dropped))
-        self._resized(changed)
+        self._resized(max(0, changed - pruned), pruned)
 
     def _add_rows(self, number: int) -> None:
         """Rows for the lines from line `number` on, wrapped to the row width."""
@@ -87,14 +91,19 @@ class LogTail(ScrollView, can_focus=True):
             self._rows.extend((number + offset, piece) for piece in pieces)
             self._widest = max(self._widest, *map(cell_len, pieces))
 
-    def _resized(self, changed: int = 0) -> None:
+    def _resized(self, changed: int = 0, pruned: int = 0) -> None:
         """Size the scrollable area for the rows and follow the end if the reader is there; repaint the rows from
-        row `changed` on (all of them when the view scrolled: every row on screen moved)."""
-        scroll_y = self.scroll_y
+        row `changed` on (0: all), after the terminal moved the others up when the view follows; every row when
+        they all moved otherwise (the view scrolled, or `pruned` rows left the front)."""
+        scroll_y = int(self.scroll_y)
         resize_virtual(self, Size(self._row_width or self._widest, len(self._rows)))
+        moved = self.max_scroll_y - scroll_y + pruned  # how far the rows on screen go up when the view follows
+        if self.following and changed and moved > 0 and scroll_on_terminal(self, moved, self.max_scroll_y):
+            self.refresh_lines(changed, len(self._rows) - changed)  # the rows moved up are right as they are
+            return
         if self.following:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
-        if self.scroll_y != scroll_y or not changed:
+        if self.scroll_y != scroll_y or not changed or pruned:
             self.refresh()
         elif changed < self.scroll_y + self.size.height:  # rows below the view are drawn when scrolled to
             self.refresh_lines(changed, self.size.height)  # to the view's foot: a line that got shorter leaves rows
@@ -119,6 +128,7 @@ class LogTail(ScrollView, can_focus=True):
         """The reader scrolled: follow the end again once back at it."""
         super().watch_scroll_y(old, new)
         self.following = new >= self.max_scroll_y
+        self.set_class(not self.following, "-scrolled-up")  # the scrollbar shows where the reader is
 
     def action_toggle_wrap(self) -> None:
         """Wrap long lines, or let them scroll sideways."""
