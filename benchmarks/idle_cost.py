@@ -12,8 +12,8 @@ more often than a real run). Each row is the median of `--repeat` windows, each 
 head and lines, grown as benchmarks/reattach.py grows them, stamped with the wall clock): one `Iter(train)` line a
 second (10 iterations each), an evaluation (two EvaluateChatHook samples) every 500 iterations, a checkpoint line
 every 500, into both the mmengine log and xtui's console file, with a manifest naming the writer as the live
-trainer. Not time-compressed unless `--eval-every` says so. Rows: the dashboard, the run's view on its samples
-tab and on its log tab.
+trainer. Not time-compressed unless `--eval-every` says so. Rows: the dashboard, the run's view on its samples,
+log and curves tabs.
 """
 
 from __future__ import annotations
@@ -167,6 +167,7 @@ def main() -> None:
             view = [*xtui, str(work_dir)]
             row("xtui watching a real-shaped run: the run's view (samples tab)", view, b"eta", steps)
             row("xtui watching a real-shaped run: the run's view (log tab)", view, b"eta", steps, keys=b"3")
+            row("xtui watching a real-shaped run: the run's view (curves tab)", view, b"eta", steps, keys=b"1")
         finally:
             writer.kill()
         return
