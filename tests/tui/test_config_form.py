@@ -199,3 +199,23 @@ def test_snapshot(snap_compare, size, snap_config) -> None:
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=size, run_before=opened)
+
+
+async def test_a_llava_config_offers_its_visual_encoder_and_pretrained_pth_checked_as_paths(tmp_path) -> None:
+    from engine.xtuner.configs import list_builtin
+
+    name = next(n for n in list_builtin("llava_internlm2_chat_1_8b") if n.endswith("_finetune"))
+    config = copy_builtin(name, tmp_path)
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ConfigFormScreen(config, tmp_path))
+        await until(pilot, lambda: isinstance(app.screen, ConfigFormScreen))
+        form = app.screen
+        assert form.names[:3] == ["llm_name_or_path", "visual_encoder_name_or_path", "pretrained_pth"]
+        assert {"data_root", "data_path", "image_folder"} <= set(form.names)
+        assert form.query_one("#f-max_length", Input).value == "int(2048 - (336 / 14) ** 2)"
+        await _type(pilot, form.query_one("#f-pretrained_pth", Input), "./no/projector.pth")
+        await until(pilot, lambda: "no such file or folder" in _shown(app, "#p-pretrained_pth"))
+        (tmp_path / "clip").mkdir()
+        await _type(pilot, form.query_one("#f-visual_encoder_name_or_path", Input), "./clip")
+        await until(pilot, lambda: not form.query_one("#p-visual_encoder_name_or_path").display)
