@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import RunsError
+from engine.files import open_regular
 from engine.runs import manifest as mf
 
 PENDING = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
@@ -28,6 +30,11 @@ OWN_OPTIONS = ("-o", "--output", "-e", "--error")  # xtui sends the job's output
 QUERY_TIMEOUT_S = 10.0
 CACHE_S = 2.0  # a watcher polls each run about once a second: ask Slurm less often
 KILL_WAIT_S = 30.0  # Slurm's default KillWait: between its TERM and its KILL of a cancelled job
+
+
+# slurmstepd's words when its accounting (JobAcctGatherParams=OverMemoryKill) or a cgroup ends a step for its memory
+_MEMORY_KILL = re.compile(rb"exceeded memory limit \((\d+) > (\d+)\)|Detected \d+ oom[-_]kill event")
+TAIL_BYTES = 64 << 10
 
 
 class SlurmError(RunsError):
@@ -178,6 +185,24 @@ class SlurmJob:
             return f"Slurm job {self.id} {self.state.lower()}{where}"
         why = WHY.get(self.state) or self.reason
         return f"Slurm job {self.id} {self.state}{where}" + (f": {why}" if why else "")
+
+
+def ended_cause(job: SlurmJob, console: Path, offset: int) -> str:
+    """How an ended job ended, in words; a step that slurmstepd killed for its memory is named so whatever state the job
+    took (accounting's kill leaves it FAILED), read from the end of the launch's output."""
+    if job.state not in ("FAILED", "OUT_OF_MEMORY"):
+        return job.describe()
+    try:
+        with open_regular(console) as fh:
+            fh.seek(max(offset, fh.seek(0, 2) - TAIL_BYTES))
+            found = list(_MEMORY_KILL.finditer(fh.read(TAIL_BYTES)))
+    except OSError:
+        found = []
+    if not found:
+        return job.describe()
+    used = found[-1]
+    detail = f" (used {int(used[1]) >> 20} MiB of {int(used[2]) >> 20} MiB)" if used[1] else ""
+    return SlurmJob(job.id, "OUT_OF_MEMORY", job.reason, job.nodes).describe() + detail
 
 
 _jobs: dict[str, tuple[float, SlurmJob | None]] = {}

@@ -16,7 +16,19 @@ from pathlib import Path
 from engine.runs import manifest as mf
 from engine.runs import ranks, slurm
 from engine.runs.checkpoints import Checkpoint, last_checkpoint, latest_good, list_checkpoints
-from engine.runs.events import CheckpointSaved, Event, Resumed, RunError, Sample, Started, TrainStep, Validation
+from engine.runs.events import (
+    CheckpointSaved,
+    Event,
+    Resumed,
+    RunError,
+    Sample,
+    Started,
+    TrainStep,
+    TrainSteps,
+    Validation,
+    spread_steps,
+)
+from engine.runs.logparse.columns import BIT, StepColumns
 from engine.runs.logs import LogFollower
 from engine.runs.processes import is_alive
 from engine.runs.workdir import ExitRecord, WorkDir, manifest_stamp
@@ -39,9 +51,9 @@ def _stamp(at: str | None) -> float | None:
 
 @dataclass(slots=True)
 class RunState:
-    """Everything read so far from one run's files."""
+    """Everything read so far from one run's files; the train steps are columns (StepColumns), not objects."""
 
-    steps: list[TrainStep] = field(default_factory=list)
+    steps: StepColumns = field(default_factory=StepColumns)  # a Sequence of TrainStep
     samples: list[Sample] = field(default_factory=list)
     saved: list[int] = field(default_factory=list)
     saved_epochs: dict[int, int] = field(default_factory=dict)  # epoch -> the global iteration it was saved at
@@ -53,18 +65,14 @@ class RunState:
     max_iters: int | None = None
     start_step: int = 0  # index in `steps` of the current start's first step
     nonfinite_since: int | None = None  # iteration from which the loss has been NaN or infinite
-
-    @property
-    def last(self) -> TrainStep | None:
-        """The newest train step."""
-        return self.steps[-1] if self.steps else None
+    last: TrainStep | None = None  # the newest train step
 
     @property
     def done_iter(self) -> int:
         """The newest iteration known to have run on the current branch: logged, or saved (the final one is often not
         logged); a resume from an older checkpoint leaves the abandoned branch's later steps and saves behind."""
         if len(self.steps) > self.start_step:
-            logged = self.steps[-1].iter
+            logged = self.steps.iters[-1]
         else:
             logged = self.resumed_iter if self.resumed_iter is not None else (self.last.iter if self.last else 0)
         return max([logged, *self.saved])
@@ -77,15 +85,13 @@ class RunState:
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
         if isinstance(event, TrainStep):
-            if self.first_iter is None:
-                self.first_iter = event.iter
+            self._took(event)
             self.steps.append(event)
-            if event.loss is not None and not math.isfinite(event.loss):
-                self.nonfinite_since = event.iter if self.nonfinite_since is None else self.nonfinite_since
-            elif event.loss is not None:
-                self.nonfinite_since = None
-            if event.max_iters:
-                self.max_iters = event.max_iters
+        elif isinstance(event, TrainSteps):
+            first = len(self.steps)
+            self.steps.extend(event.columns, event.start, event.stop)
+            if len(self.steps) > first:
+                self._took_rows(first)
         elif isinstance(event, Sample):
             self.samples.append(event)
         elif isinstance(event, CheckpointSaved):
@@ -105,6 +111,46 @@ class RunState:
         elif isinstance(event, RunError):
             self.errors.append(event)
 
+    def _took(self, step: TrainStep) -> None:
+        """Note one more train step (its loss, its max_iters)."""
+        if self.first_iter is None:
+            self.first_iter = step.iter
+        if step.loss is not None and not math.isfinite(step.loss):
+            self.nonfinite_since = step.iter if self.nonfinite_since is None else self.nonfinite_since
+        elif step.loss is not None:
+            self.nonfinite_since = None
+        if step.max_iters:
+            self.max_iters = step.max_iters
+        self.last = step
+
+    def _took_rows(self, first: int) -> None:
+        """Note the train steps from row `first` on, as `_took` would one by one (read from the newest back)."""
+        steps = self.steps
+        if self.first_iter is None:
+            self.first_iter = steps.iters[first]
+        present, losses, totals, iters = steps.present, steps.floats["loss"], steps.ints["max_iters"], steps.iters
+        loss_bit, total_bit = BIT["loss"], BIT["max_iters"]
+        since, later = self.nonfinite_since, None  # later: the earliest NaN loss after the newest finite one
+        for k in range(len(steps) - 1, first - 1, -1):
+            if present[k] & loss_bit:
+                if math.isfinite(losses[k]):
+                    since = later
+                    break
+                later = iters[k]
+        else:
+            since = later if since is None else since
+        self.nonfinite_since = since
+        for k in range(len(steps) - 1, first - 1, -1):
+            if present[k] & total_bit and totals[k]:
+                self.max_iters = totals[k]
+                break
+        self.last = steps[-1]
+
+    def curve(self, name: str) -> tuple:
+        """(iterations, values) of field `name` as numpy arrays, in iteration order: a step at or before a
+        newer one logged earlier starts a new branch (a resume from an older checkpoint), the old one's go."""
+        return self.steps.curve(name)
+
     def first_failure(self) -> str:
         """The error that failed the current start, with its rank (what follows it on other ranks are consequences)."""
         first = self.errors[0]
@@ -113,7 +159,8 @@ class RunState:
 
     def usual_step_seconds(self) -> float | None:
         """Median wall time between logged iterations of the current start."""
-        stamps = [_stamp(s.at) for s in self.steps[max(self.start_step, len(self.steps) - 50) :]]
+        steps = self.steps
+        stamps = [_stamp(steps.at_text(i)) for i in range(max(self.start_step, len(steps) - 50), len(steps))]
         gaps = [b - a for a, b in zip(stamps, stamps[1:]) if a is not None and b is not None and b >= a]
         return statistics.median(gaps) if gaps else None
 
@@ -143,8 +190,9 @@ class Status:
 class Run:
     """One work dir, read incrementally: call `poll()` for new events."""
 
-    def __init__(self, work_dir: Path | WorkDir) -> None:
+    def __init__(self, work_dir: Path | WorkDir, columns: bool = False) -> None:
         self.dir = work_dir if isinstance(work_dir, WorkDir) else WorkDir.open(work_dir)
+        self.columns = columns  # poll gives train steps in TrainSteps batches (else one TrainStep each)
         self.work_dir = self.dir.path
         self.state = RunState()
         self._followers: dict[Path, LogFollower] = {}
@@ -179,7 +227,7 @@ class Run:
         for path in self.dir.log_files():
             follower = self._followers.get(path)
             if follower is None:
-                follower = self._followers[path] = LogFollower(path)
+                follower = self._followers[path] = LogFollower(path, columns=True)
                 events.append(Started(log=str(path.relative_to(self.work_dir))))
             events.extend(follower.poll())
         events.extend(self._console_errors())
@@ -191,7 +239,7 @@ class Run:
                 events.extend(e for e in self._console.flush() if isinstance(e, RunError))
         for event in events:
             self.state.apply(event)
-        return events
+        return events if self.columns else spread_steps(events)
 
     def poll_live(self) -> tuple[list[Event], bool]:
         """New events and whether the run may still write more (its trainer lives, or its Slurm job is queued)."""
@@ -215,7 +263,7 @@ class Run:
         index = len(manifest.launches) - 1
         if index != self._console_launch:
             self._console_launch = index
-            self._console = LogFollower(self.dir.console, offset=manifest.last.console_offset)
+            self._console = LogFollower(self.dir.console, offset=manifest.last.console_offset, columns=True)
             self._flushed = False
         assert self._console is not None
         return [e for e in self._console.poll() if isinstance(e, RunError)]
@@ -309,7 +357,8 @@ class Run:
             if manifest.last.stopped_at:
                 return Status(RunStatus.STOPPED, "stopped by the user")
             if job is not None and job.state != "COMPLETED":
-                return Status(RunStatus.STOPPED if job.cancelled else RunStatus.FAILED, job.describe())
+                cause = slurm.ended_cause(job, self.dir.console, manifest.last.console_offset)
+                return Status(RunStatus.STOPPED if job.cancelled else RunStatus.FAILED, cause)
             ended = self.dir.exit_record(len(manifest.launches) - 1)
             if ended is not None and ended.code != 0:
                 return Status(RunStatus.FAILED, _exit_cause(ended))

@@ -1,10 +1,12 @@
 """A real single-host Slurm (munged, slurmctld, slurmd on localhost, a CPU-only node) running the tiny model's CPU run:
-submit, pending -> running -> finished, scancel, resume from the chosen checkpoint."""
+submit, pending -> running -> finished, scancel, resume from the chosen checkpoint, a job past its --time (TIMEOUT) and
+one past its --mem (OUT_OF_MEMORY: Slurm's accounting kills it, as no cgroup can be delegated here)."""
 
 from __future__ import annotations
 
 import getpass
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -12,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from engine.runs import slurm
@@ -57,13 +60,18 @@ SlurmdLogFile={dir}/slurmd.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+SelectTypeParameters=CR_Core_Memory
+DefMemPerNode=8192
 MpiDefault=none
 ReturnToService=2
-JobAcctGatherType=jobacct_gather/none
+KillWait=5
+OverTimeLimit=0
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill
 AccountingStorageType=accounting_storage/none
 MinJobAge=600
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
 PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -96,7 +104,7 @@ def cluster(tmp_path_factory):
     conf = folder / "slurm.conf"
     conf.write_text(SLURM_CONF.format(
         host=socket.gethostname().split(".")[0], user=getpass.getuser(), dir=folder, ctld_port=_free_port(),
-        d_port=_free_port(), cpus=os.cpu_count() or 1,
+        d_port=_free_port(), cpus=os.cpu_count() or 1, memory_mb=psutil.virtual_memory().total * 9 // 10 >> 20,
     ))  # fmt: skip
     env = {**os.environ, "SLURM_CONF": str(conf)}
     munge = folder / "munge"
@@ -217,3 +225,37 @@ def test_scancel_stops_it_and_resume_submits_again_from_the_checkpoint(cluster, 
     loaded = [e.iter for e in after if isinstance(e, Resumed)]
     steps = [e.iter for e in after if isinstance(e, TrainStep)]
     assert loaded == [int(Path(again.resume_from).stem.split("_")[1])] and steps[0] > loaded[0], after[:5]
+
+
+def test_a_job_past_its_time_limit_ends_as_timeout(cluster, demo) -> None:
+    paths, _ = demo
+    work = paths.folder / "work-timeout"
+    long = paths.folder / "many-epochs.py"
+    long.write_text(configs.edit_settings(paths.config.read_text(encoding="utf-8"), {"max_epochs": "100"}), "utf-8")
+    assert (
+        _xtui("train", str(long), "--work-dir", str(work), "--slurm", "--gpus-per-node", "0", "--time", "1").returncode
+        == 0
+    )
+    job_id = WorkDir.open(work).last.slurm_job
+    run = Run(work)
+    status = _status_until(run, {RunStatus.FAILED, RunStatus.FINISHED, RunStatus.STOPPED}, timeout=240)
+    assert slurm.job(job_id, max_age=0).state == "TIMEOUT"
+    assert status.state == RunStatus.FAILED and "TIMEOUT" in status.cause and "--time limit" in status.cause, status
+
+
+def test_a_job_past_its_memory_ends_as_out_of_memory(cluster, demo) -> None:
+    paths, config = demo
+    work = paths.folder / "work-oom"
+    shown = _xtui(
+        "train", str(config), "--work-dir", str(work), "--slurm", "--gpus-per-node", "0", "--sbatch-arg=--mem=150M"
+    )
+    assert shown.returncode == 0, shown.stderr
+    job_id = WorkDir.open(work).last.slurm_job
+    status = _status_until(Run(work), {RunStatus.FAILED, RunStatus.FINISHED, RunStatus.STOPPED}, timeout=120)
+    # accounting's kill leaves the job FAILED (a cgroup's would make it OUT_OF_MEMORY): xtui names it from slurmstepd's words
+    assert slurm.job(job_id, max_age=0).state in ("FAILED", "OUT_OF_MEMORY"), (status, _console(work))
+    assert status.state == RunStatus.FAILED, status
+    assert re.fullmatch(
+        rf"Slurm job {job_id} OUT_OF_MEMORY on \S+: Slurm killed it for using more memory than the job asked for "
+        r"\(used \d+ MiB of 150 MiB\)", status.cause
+    ), status  # fmt: skip

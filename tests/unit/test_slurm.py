@@ -14,7 +14,7 @@ from engine.runs import manifest as mf
 from engine.runs import slurm
 from engine.runs.launch import LaunchError, LaunchSpec, prepare, slurm_script, stop
 from engine.runs.slurm import SlurmJob, SlurmOptions
-from engine.runs.watch import Run, RunStatus
+from engine.runs.watch import Run, RunStatus, Status
 from engine.runs.workdir import WorkDir
 from tests.unit.test_cli_errors import _config
 from tests.unit.test_runs import _launch, _log
@@ -126,6 +126,35 @@ def test_status_from_the_files_then_from_slurm(tmp_path, monkeypatch, job, iters
     status = _slurm_run(tmp_path, monkeypatch, job, iters).status()
     assert status.state == state and (cause is None or cause in status.cause), status
     assert status.pid is None
+
+
+ACCOUNTING_KILL = """slurmstepd-vm: error: StepId=7.0 exceeded memory limit (351801344 > 157286400), being killed
+slurmstepd-vm: error: Exceeded job memory limit
+srun: error: vm: task 0: Killed
+"""
+CGROUP_KILL = (
+    "slurmstepd: error: Detected 1 oom_kill event in StepId=7.0. Some of the step tasks have been OOM Killed.\n"
+)
+
+
+@pytest.mark.parametrize(
+    "state, console, cause",
+    [
+        ("FAILED", ACCOUNTING_KILL, "Slurm job 7 OUT_OF_MEMORY on n1: Slurm killed it for using more memory than the job "
+         "asked for (used 335 MiB of 150 MiB)"),
+        ("OUT_OF_MEMORY", CGROUP_KILL, "Slurm job 7 OUT_OF_MEMORY on n1: Slurm killed it for using more memory than the "
+         "job asked for"),
+        ("FAILED", "srun: error: vm: task 0: Exited with exit code 1\n", "Slurm job 7 FAILED on n1: NonZeroExitCode"),
+        ("TIMEOUT", ACCOUNTING_KILL, "Slurm job 7 TIMEOUT on n1: it reached its --time limit"),
+    ],
+)  # fmt: skip
+def test_a_step_killed_for_its_memory_is_named_so_whatever_state_slurm_gives(
+    tmp_path, monkeypatch, state, console, cause
+) -> None:
+    run = _slurm_run(tmp_path, monkeypatch, SlurmJob("7", state, "NonZeroExitCode", "n1"), [10])
+    (tmp_path / mf.CONSOLE).write_text(f"### xtui launch 0\n{console}")
+    run.poll()
+    assert run.status() == Status(RunStatus.FAILED, cause)
 
 
 def test_a_traceback_while_the_job_runs_is_failed_and_a_stop_by_xtui_is_stopped(tmp_path, monkeypatch) -> None:
