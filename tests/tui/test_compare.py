@@ -233,6 +233,22 @@ async def test_runs_without_data_say_so_and_every_key_is_safe(runs) -> None:
         assert isinstance(app.screen, DashboardScreen)
 
 
+async def test_runs_in_every_state_can_be_marked_and_compared() -> None:
+    app = _app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await _listed(pilot, app)
+        fakes = [ROOT / f"run-{state}" for state in RunStatus]
+        for state, work_dir in zip(RunStatus, fakes, strict=True):
+            app.post_message(RunUpdate(work_dir, [], Status(state), []))
+        await until(pilot, lambda: table.row_count == 5 + len(fakes))
+        await _mark(pilot, table, *fakes)
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        await pilot.pause()
+        legend = _text(app.screen.query_one("#compare-legend"))
+        assert all(f"run-{state} no data ({state})" in legend for state in RunStatus)
+
+
 def test_nearest_and_shared_prompts() -> None:
     samples = [Sample(10, "a", "x"), Sample(20, "a", "y"), Sample(20, "a", "y again"), Sample(30, "b", "z")]
     assert nearest(samples, "a", 15).answer == "x"  # as near: the earlier

@@ -21,7 +21,7 @@ class CompareChart(Curves):
     DEFAULT_CSS = """
     CompareChart > #compare-legend {
         height: auto;
-        max-height: 3;
+        max-height: 5;  # then eight runs' names still show at 80 columns
         padding: 0 1;
     }
     """
