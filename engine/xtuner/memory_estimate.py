@@ -279,7 +279,7 @@ def estimate_config(config: Path, cwd: Path, deepspeed: str | None = None, world
 
 def fit(estimate_: MemoryEstimate, gpus: list[GpuReading], devices: str | None, count: int) -> tuple[bool, str]:
     """Whether the run fits the free memory NVML reports on the GPUs it will use (CUDA_VISIBLE_DEVICES `devices`, else
-    the first `count`), and the line that says so."""
+    the first `count`), and the line that says so (the estimate alone without a reading of them)."""
     chosen = [int(d) for d in (devices or "").split(",") if d.strip().isdigit()] or list(range(count))
     free = [
         (g.index, g.memory_total - g.memory_used)
@@ -287,7 +287,7 @@ def fit(estimate_: MemoryEstimate, gpus: list[GpuReading], devices: str | None, 
         if g.index in chosen and g.memory_total is not None and g.memory_used is not None
     ]
     if not free:
-        return True, f"peak {estimate_.describe()}; no GPU reading to compare with"
+        return True, f"peak {estimate_.describe()}"
     index, least = min(free, key=lambda pair: pair[1])
     ok = least >= estimate_.needed
     verdict = "fits" if ok else f"will not fit: needs ~{estimate_.needed / GIB:.1f} GiB free"
@@ -301,14 +301,13 @@ def memory_line(
     gpus: int,
     nnodes: int = 1,
     devices: str | None = None,
-    local: bool = True,
+    readings: list[GpuReading] | None = None,
 ) -> tuple[bool, str]:
-    """The estimate for a launch next to what this machine's GPUs have free (`local`: the run uses them), in one line,
-    and False when it will not fit; a line saying why when it cannot be estimated."""
+    """The estimate for a launch next to what its GPUs have free (`readings`; None: as NVML reports them now), in one
+    line, and False when it will not fit; a line saying why when it cannot be estimated."""
     try:
         found = estimate_config(config, cwd, deepspeed, gpus * nnodes)
     except (XtunerError, OSError, UnicodeDecodeError) as exc:
         return True, f"memory: not estimated ({exc})"
-    readings = NvmlBackend().read(with_processes=False)[0] if local else []
-    ok, line = fit(found, readings, devices, gpus)
+    ok, line = fit(found, NvmlBackend().read(with_processes=False)[0] if readings is None else readings, devices, gpus)
     return ok, "memory: " + "; ".join((line, *found.notes))

@@ -81,7 +81,7 @@ def test_launch_form(snap_compare, size, monkeypatch) -> None:
     async def opened(pilot) -> None:
         await until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
         await pilot.press("n")
-        await pilot.pause()
+        await until(pilot, lambda: app.screen.choices)  # the configs it offers, found in a worker
         for field in app.screen.query(Input):
             field.cursor_blink = False  # a blinking cursor is not a fixed picture
         await pilot.pause(0.2)
