@@ -139,6 +139,9 @@ async def test_several_nodes_show_each_nodes_command(tmp_path, monkeypatch) -> N
         form.query_one("#where", Select).value = NODES
         await pilot.pause()
         assert form.query_one("#nodes-fields").display and not form.query_one("#slurm-fields").display
+        form.query_one("#nnodes", Input).value = "2"
+        await pilot.pause()
+        assert "--master-addr NODE0_ADDRESS" in text(form, "#command").replace("\n", " ")  # until it is filled in
         for field, value in (("config", "qlora.py"), ("nnodes", "5"), ("node-rank", "4"), ("master-addr", "10.0.0.1")):
             form.query_one(f"#{field}", Input).value = value
         await pilot.pause()

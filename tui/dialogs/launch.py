@@ -292,6 +292,7 @@ class LaunchScreen(ModalScreen[None]):
         """The exact command line, as it will run; each node's for several nodes; for Slurm, what the job runs."""
         spec = prepare(self.spec())
         if self.where == NODES and spec.nnodes > 1:
+            spec = replace(spec, master_addr=spec.master_addr or "NODE0_ADDRESS")  # to fill in, not "None"
             ranks = sorted({*range(min(spec.nnodes, SHOWN_NODES)), spec.node_rank} & set(range(spec.nnodes)))
             lines = [
                 f"node {rank}{' (this one)' if rank == spec.node_rank else ', to run there'}: "
