@@ -103,6 +103,7 @@ class LaunchScreen(ModalScreen[None]):
         self.root = root
         self.sbatch = shutil.which("sbatch") is not None  # the Slurm choice only where its client commands are
         self.choices: list[tuple[str, str]] = []  # (value to fill in, how it is listed): project configs, built-ins
+        self.builtins: dict[str, Path | None] = {}  # XTuner's built-in names, with their files once looked up
 
     def compose(self) -> ComposeResult:
         """The form: a label and a field a line, the configs that match under the config; then where it runs."""
@@ -183,12 +184,11 @@ class LaunchScreen(ModalScreen[None]):
         """The config typed: a file of the project folder, else a built-in by name (as `xtui train NAME` takes it)."""
         typed = self._value("config")
         local = self.root / typed
-        if not typed or local.is_file() or "/" in typed or typed.endswith(".py"):
-            return local
-        try:
-            return find_builtin(typed)
-        except ConfigError:
-            return local  # the launch's check says it is not there
+        if local.is_file() or typed not in self.builtins:
+            return local  # when it is not there either, the launch's check says so
+        if self.builtins[typed] is None:
+            self.builtins[typed] = find_builtin(typed)  # once: it walks XTuner's configs folder
+        return self.builtins[typed]
 
     def spec(self) -> LaunchSpec:
         """The launch the form describes (paths relative to the app's folder)."""
@@ -216,13 +216,14 @@ class LaunchScreen(ModalScreen[None]):
     @work(thread=True, exclusive=True, group="configs")
     def _find_configs(self) -> None:
         """The project's configs and XTuner's built-ins, read once, then offered as the config is typed."""
+        names = builtin_configs()
         choices = [(str(p), f"project   {p}") for p in project_configs(self.root)]
-        choices += [(name, f"built-in  {name}") for name in builtin_configs()]
-        self.app.call_from_thread(self._found_configs, choices)
+        choices += [(name, f"built-in  {name}") for name in names]
+        self.app.call_from_thread(self._found_configs, choices, names)
 
-    def _found_configs(self, choices: list[tuple[str, str]]) -> None:
+    def _found_configs(self, choices: list[tuple[str, str]], builtins: list[str]) -> None:
         """Offer the configs found."""
-        self.choices = choices
+        self.choices, self.builtins = choices, dict.fromkeys(builtins)
         self._offer()
         self._changed()
 
