@@ -236,6 +236,29 @@ def replay_rate(decoder, steps: int = 200) -> float | None:
     return steps / (time.perf_counter() - start)
 
 
+def determinism(decoder, tokenizer, device: str, new_tokens: int) -> dict:
+    """The same greedy answer twice straight on `decoder`: are the prefill's logits and the answer's ids the same?"""
+    import torch
+
+    from engine.chat.decoding import Sampling
+    from engine.chat.generation import Generation
+
+    ids = _prompt_ids(tokenizer, device)
+    with torch.inference_mode():
+        logits = [decoder.prefill(input_ids=ids).float().clone() for _ in range(2)]
+    answers = []
+    for _ in range(2):
+        generation = Generation(
+            decoder, tokenizer, {"input_ids": ids}, Sampling(temperature=0, max_new_tokens=new_tokens)
+        )
+        for _ in generation:
+            pass
+        answers.append(generation.stream.ids)
+    return {"prefill_logits_equal": bool(torch.equal(*logits)),
+            "prefill_max_abs_diff": float((logits[0] - logits[1]).abs().max()),
+            "answer_divergence": _divergence(*answers)}  # fmt: skip
+
+
 def _divergence(a: list[int], b: list[int]) -> int | None:
     """The first token index where two answers differ (None when identical)."""
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None if len(a) == len(b) else min(len(a), len(b)))
@@ -328,8 +351,10 @@ async def _switch(model_dir: Path, device: str, new_tokens: int, after: int, bud
                 pass
             engine_alone.append(alone.last.tokens_per_s)
         replay = {"quick": replay_rate(switching.quick)}
+        repeat = {"quick": determinism(switching.quick, loaded.tokenizer, device, new_tokens)}
         if switching.built is not None:
             replay["compiled"] = replay_rate(switching.built)
+            repeat["compiled"] = determinism(switching.built, loaded.tokenizer, device, new_tokens)
     quick_ids = [t["ids"] for t in turns if t["decoder"] != "compiled"]
     compiled_ids = [t["ids"] for t in turns if t["decoder"] == "compiled"]
     done = [t for t in turns if t["decoder"] == "compiled"]
@@ -350,6 +375,7 @@ async def _switch(model_dir: Path, device: str, new_tokens: int, after: int, bud
         "first_divergence_token": _divergence(quick_ids[0], compiled_ids[0]) if quick_ids and compiled_ids else None,
         "quick_answers_all_same": all(i == quick_ids[0] for i in quick_ids),
         "compiled_answers_all_same": all(i == compiled_ids[0] for i in compiled_ids),
+        "same_answer_twice_straight": repeat,
         "compile_options": decoding.COMPILE, "depth": decoding.GPU_DEPTH,
     }  # fmt: skip
     summary["goals"] = {
@@ -359,8 +385,12 @@ async def _switch(model_dir: Path, device: str, new_tokens: int, after: int, bud
         "first_text_under_40_ms": bool(summary["first_text_after_enter_ms"] and summary["first_text_after_enter_ms"] < 40),
         "greedy_identical": summary["greedy_identical_across_switch"],
     }  # fmt: skip
+    for t in turns:  # each answer against the first of its decoder, and the first of all
+        first = quick_ids[0] if t["decoder"] != "compiled" else compiled_ids[0]
+        t["divergence_from_decoders_first"] = _divergence(t["ids"], first)
+        t["divergence_from_turn_1"] = _divergence(t["ids"], quick_ids[0])
     for t in turns:
-        t["ids"] = len(t["ids"])  # the counts only; the identity is in the summary
+        t["ids"] = len(t["ids"])
     return {"summary": summary, "turns": turns, "engine_alone_tok_s": engine_alone}
 
 

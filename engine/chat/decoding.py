@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.chat import kv_cache
 from engine.errors import ChatError
@@ -201,14 +202,16 @@ class StaticDecoder(Decoder):
         return logits
 
     def prefill(self, input_ids=None, inputs_embeds=None):
-        """Run the prompt eagerly into the reset cache; the last position's logits."""
+        """Run the prompt eagerly into the reset cache (reading the span that holds it); the last position's logits."""
         import torch
 
         length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
         self._cache.reset()
+        self._length = length - 1  # the span that holds the prompt's last position
+        extra = {"kv_span": self._spans[self._span()]} if self._spanned else {}
         out = self.model(
             input_ids=input_ids, inputs_embeds=inputs_embeds, past_key_values=self._cache, use_cache=True,
-            cache_position=torch.arange(length, device=self._device), num_logits_to_keep=1,
+            cache_position=torch.arange(length, device=self._device), num_logits_to_keep=1, **extra,
         )  # fmt: skip
         self._position.fill_(length)
         self._length = length
@@ -342,10 +345,11 @@ class SwitchingDecoder(Decoder):
     def _make(self) -> None:
         start = time.perf_counter()
         try:
-            made = self._build()
-            with self._turn:  # between answers: the capture has the device to itself
-                made.key = self._key
-                made.warm_up()
+            with _own_stream(self.quick):  # the build's GPU work does not queue up before the answers' steps
+                made = self._build()
+                with self._turn:  # between answers: the capture has the device to itself
+                    made.key = self._key
+                    made.warm_up()
             self.build_s = time.perf_counter() - start
             self.built = made
         except Exception as exc:  # inductor/triton errors have no common base class; the quick decoder goes on
@@ -370,11 +374,56 @@ class SwitchingDecoder(Decoder):
                 yield decoder
 
 
+@contextmanager
+def _own_stream(decoder: Decoder) -> Iterator[None]:
+    """A CUDA stream of this thread's own meanwhile, when `decoder` runs on CUDA; all of it done at the end."""
+    device = getattr(decoder, "_device", None)
+    if device is None or device.type != "cuda":
+        yield
+        return
+    import torch
+
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        yield
+    stream.synchronize()
+
+
 DECODERS = ("auto", "eager", "graph", "compile")
 
 
+def compile_elsewhere(model, compile_options=None, timeout_s: float = 900) -> bool:
+    """Compile the same model's step in a child process (niced) first, filling torch.compile's caches on disk, so that
+    compiling here loads code instead of generating it: inductor's minutes of Python never hold this process's GIL
+    while it answers. Only for a transformers model saved in a folder; whether the child got through."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    folder = getattr(model.config, "_name_or_path", "")
+    if not Path(folder, "config.json").is_file() or not type(model).__module__.startswith("transformers."):
+        return False
+    weights = next(model.parameters())
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "engine.chat.decoding", folder, str(weights.dtype).removeprefix("torch."),
+               str(weights.device), json.dumps(compile_options or COMPILE)]  # fmt: skip
+    nice = shutil.which("nice")
+    try:
+        done = subprocess.run([nice, "-n", "10", *command] if nice else command, env=env, capture_output=True,
+                              timeout=timeout_s)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
 def compiled(model, compile_options=None) -> StaticDecoder:
-    """A compiled static decoder, its compiling done (not yet captured)."""
+    """A compiled static decoder, its compiling done (not yet captured); on CUDA a child process compiles first."""
+    if next(model.parameters()).device.type == "cuda":
+        compile_elsewhere(model, compile_options)  # when it cannot, this process does all the work
     decoder = StaticDecoder(model, "compile", compile_options=compile_options)
     decoder.compile_now()
     return decoder
@@ -393,3 +442,22 @@ def make_decoder(model, mode: str = "auto"):
 def warm_up(decoder, steps: int = 4) -> None:
     """Compile and capture now, not in the first answer (a switching decoder warms its quick one, then builds)."""
     decoder.warm_up(steps)
+
+
+def _main(folder: str, dtype: str, device: str, options: str) -> None:
+    """compile_elsewhere's child: load the model as the parent did and compile its step for every span."""
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    placed = {"device_map": {"": device}} if device != "cpu" else {}
+    model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=getattr(torch, dtype), **placed).eval()
+    decoder = StaticDecoder(model, "compile", compile_options=json.loads(options))
+    decoder.compile_now()
+
+
+if __name__ == "__main__":
+    import sys
+
+    _main(*sys.argv[1:])

@@ -7,7 +7,14 @@ import threading
 
 import pytest
 
-from engine.chat.decoding import EagerDecoder, Sampling, StaticDecoder, SwitchingDecoder, compiled
+from engine.chat.decoding import (
+    EagerDecoder,
+    Sampling,
+    StaticDecoder,
+    SwitchingDecoder,
+    compile_elsewhere,
+    compiled,
+)
 from engine.chat.models import LoadOptions, ModelSource, SourceKind, load
 from engine.chat.session import ChatSession
 from engine.xtuner.templates import template
@@ -109,3 +116,12 @@ def test_a_failing_build_leaves_the_quick_decoder_answering_and_says_why(loaded)
         assert "".join(_session(loaded).reply(QUESTIONS[0])) and decoder.live is decoder.quick
     finally:
         loaded.decoder = EagerDecoder(loaded.model)
+
+
+def test_a_child_process_compiles_a_saved_model_first_and_nothing_else(loaded) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    assert compile_elsewhere(loaded.model, EAGER_DYNAMO, timeout_s=300)  # the child loaded it, compiled every span
+    unsaved = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2))  # fmt: skip
+    assert not compile_elsewhere(unsaved, EAGER_DYNAMO)  # no folder to load it from: compiled here
