@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 
@@ -109,3 +110,40 @@ class Validation(Event):
     metrics: dict[str, float]
     epoch: int | None = None
     at: str | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TrainSteps(Event):
+    """Consecutive train steps read in bulk, as rows `start:stop` of a StepColumns (see engine.runs.logparse)."""
+
+    type = "train_steps"
+    columns: Sequence[TrainStep]
+    start: int = 0
+    stop: int | None = None
+
+    def __len__(self) -> int:
+        return len(range(*slice(self.start, self.stop).indices(len(self.columns))))
+
+    def __iter__(self) -> Iterator[TrainStep]:
+        """The steps as TrainStep events."""
+        return iter(self.columns[self.start : self.stop])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrainSteps) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_json(self) -> dict:
+        """Plain dict: the steps as a list."""
+        return {"type": self.type, "steps": [step.to_json() for step in self]}
+
+
+def spread_steps(events: Iterable[Event]) -> list[Event]:
+    """`events` with each TrainSteps batch spread into its TrainStep events (for code that wants one per line)."""
+    out: list[Event] = []
+    for event in events:
+        if isinstance(event, TrainSteps):
+            out.extend(event)
+        else:
+            out.append(event)
+    return out

@@ -34,8 +34,9 @@ class _Follower:
 
     _parser_type: type[LogParser] | type[ScalarsParser] | type[_RawText]
 
-    def __init__(self, path: str | os.PathLike[str], offset: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike[str], offset: int = 0, columns: bool = False) -> None:
         self.path = Path(path)
+        self._columns = columns  # the parser takes the bytes and gives train steps in TrainSteps batches
         self.parser = self._parser_type()
         self._offset = offset
         self._inode: int | None = None
@@ -62,7 +63,10 @@ class _Follower:
                 fh.seek(self._offset)
                 while data := fh.read(_BLOCK):
                     self._offset += len(data)
-                    out += self.parser.feed(self._decoder.decode(data))
+                    if self._columns:
+                        out += self.parser.feed_bytes(data)
+                    else:
+                        out += self.parser.feed(self._decoder.decode(data))
         except OSError:
             pass
         return out
@@ -91,7 +95,7 @@ class TextFollower(_Follower):
 
 
 class LogFollower(_Follower):
-    """Tails an mmengine log (or xtui's console file) into events."""
+    """Tails an mmengine log (or xtui's console file) into events; with `columns`, train steps come in batches."""
 
     _parser_type = LogParser
 

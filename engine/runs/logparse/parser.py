@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import re
+from typing import TYPE_CHECKING
 
-from engine.runs.events import CheckpointSaved, DataloaderAdvance, Event, Resumed, Sample, TrainStep, Validation
+from engine.runs.events import (
+    CheckpointSaved,
+    DataloaderAdvance,
+    Event,
+    Resumed,
+    Sample,
+    TrainStep,
+    TrainSteps,
+    Validation,
+)
+from engine.runs.logparse.columns import StepColumns
 from engine.runs.logparse.failures import NCCL_TIMEOUT, TRACEBACK, TracebackReader, process_error, run_error
-from engine.runs.logparse.lines import LineSplitter
+from engine.runs.logparse.lines import MAX_LINE, LineSplitter
 from engine.runs.logparse.samples import SampleText
 from engine.runs.logparse.setup import ConfigDump, HookTable, TrainPlan
 from engine.runs.logparse.steps import HEAD_ONLY, LINE, STEP, EpochClock, fast_step, generic_step, key_values
+
+if TYPE_CHECKING:
+    from engine.runs.logparse.bulk import TrainLineScanner
 
 _MESSAGE = re.compile(
     r"(?P<sample>Sample output:)"
@@ -36,10 +51,18 @@ _NOT_METRICS = frozenset(("eta", "memory"))
 
 
 class LogParser:
-    """Stateful parser of mmengine log text (console or work-dir file), fed in arbitrary chunks."""
+    """Stateful parser of mmengine log text (console or work-dir file), fed in arbitrary chunks.
+
+    `feed` takes text and gives one TrainStep per train line; `feed_bytes` takes the raw bytes (use one or the
+    other) and gives the train steps as TrainSteps batches, the usual lines read in bulk into columns.
+    """
 
     def __init__(self) -> None:
         self._lines = LineSplitter(carriage_returns=True)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # for feed_bytes
+        self._carry = b""  # feed_bytes: the unfinished last line, while short
+        self._long = False  # feed_bytes: the unfinished line went to `feed` (it is long): the rest of it goes too
+        self._scanner: TrainLineScanner | None = None
         self._step: TrainStep | None = None  # the newest train step since the last (re)start
         self._mark = 0  # the newest iteration known from a save or a resume
         self._saved = -1  # the iteration of the newest save
@@ -61,8 +84,81 @@ class LogParser:
         lines = self._lines.feed(text)
         return self._parse(lines) if lines else []
 
+    def feed_bytes(self, data: bytes) -> list[Event]:
+        """Events of every line completed by `data` (UTF-8 bytes), train steps in TrainSteps batches."""
+        out: list[Event] = []
+        if self._long:
+            end = data.find(b"\n") + 1
+            self._slow(data[:end] if end else data, out)
+            if not end:
+                return out
+            data, self._long = data[end:], False
+        if self._carry:
+            data, self._carry = self._carry + data, b""
+        end = data.rfind(b"\n") + 1
+        if end:
+            self._bulk(data[:end] if end < len(data) else data, out)
+        rest = data[end:]
+        if len(rest) > MAX_LINE:  # the event parser bounds it
+            self._slow(rest, out)
+            self._long = True
+        else:
+            self._carry = rest
+        return out
+
+    def _bulk(self, block: bytes, out: list[Event]) -> None:
+        """Events of complete lines: the usual train lines in bulk, the text between them through `feed`."""
+        if self._scanner is None:
+            from engine.runs.logparse.bulk import TrainLineScanner  # numpy, on first use
+
+            self._scanner = TrainLineScanner()
+        starts, ends, steps = self._scanner.scan(block)
+        if not len(steps):
+            self._slow(block, out)
+            return
+        starts, ends = starts.tolist(), ends.tolist()
+        breaks = [i for i in range(1, len(starts)) if starts[i] != ends[i - 1] + 1]
+        at = 0
+        for first, last in zip([0, *breaks], [*breaks, len(starts)]):
+            if starts[first] > at:
+                self._slow(block[at : starts[first]], out)
+            self._bulk_steps(steps, first, last, out)
+            at = ends[last - 1] + 1
+        if at < len(block):
+            self._slow(block[at:], out)
+
+    def _bulk_steps(self, steps: StepColumns, first: int, last: int, out: list[Event]) -> None:
+        """Consecutive train lines read in bulk: what the first one closes, then the batch."""
+        if self._block is not None:
+            self._close(out)
+        if self._failures.waiting:
+            self._failures.end(None, out)
+        if self._holding:
+            self._release(steps.iters[first], out)
+        self._step = steps[last - 1]
+        self._sample_iter = None
+        out.append(TrainSteps(steps, first, last))
+
+    def _slow(self, data: bytes, out: list[Event]) -> None:
+        """Events of bytes read line by line; its train steps go into a batch of their own."""
+        batch: StepColumns | None = None
+        for event in self.feed(self._decoder.decode(data)):
+            if isinstance(event, TrainStep):
+                if batch is None:
+                    batch = StepColumns()
+                    out.append(TrainSteps(batch))
+                batch.append(event)
+            else:
+                batch = None
+                out.append(event)
+
     def flush(self) -> list[Event]:
         """Events still open at the end of the text: the pending line, a sample (incomplete), a traceback."""
+        if self._carry:
+            out: list[Event] = []
+            carry, self._carry = self._carry, b""
+            self._slow(carry, out)
+            return out + self.flush()
         out = self._parse(self._lines.flush())
         if self._block is not None:
             self._close(out, ended=False)
