@@ -64,7 +64,7 @@ async def test_f3_serves_the_loaded_model_shows_the_tunnel_and_stops_with_f3_or_
         page = screen.web
         line = _line(screen)
         assert f"web chat on {page.url}" in line and page.url.startswith("http://127.0.0.1:")
-        assert f"ssh -L {page.port}:127.0.0.1:{page.port} " in line and "f3 stops it" in line
+        assert f"\nssh -L {page.port}:127.0.0.1:{page.port} " in line and "f3 stops it" in line
         assert "xtui chat: tiny-llama" in _page(page.url)
         assert len(loads) == 1  # the page answers with the model the chat loaded, not a second copy
         await pilot.press("f3")

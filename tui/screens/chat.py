@@ -63,7 +63,7 @@ class ChatScreen(Screen):
         yield Header()
         yield Static("loading…", id="chat-status", markup=False)
         web = Static(id="web-status", markup=False)
-        web.display = False
+        web.display, web.styles.padding = False, (0, 1)
         yield web
         with Horizontal(id="chat-columns"):
             yield ChatColumn(self.spec.source.label, hint="Loading the model; type your question meanwhile.")
@@ -408,7 +408,7 @@ class ChatScreen(Screen):
             page.close()
             return
         self.web = page
-        self._web_line(f"web chat on {page.url} · from your machine: {tunnel} · f3 stops it")
+        self._web_line(f"web chat on {page.url} (f3 stops it); from your own machine:\n{tunnel}")
 
     def _web_failed(self, error: str) -> None:
         """Say why no page is served (Gradio missing: how to install it)."""

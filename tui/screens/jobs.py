@@ -127,6 +127,7 @@ def _launch(screen: Screen, work_dir: Path, job: JobPlan) -> None:
 
 def result_spec(job: Job):
     """What to chat with after a finished job: the merged or exported model, or the converted adapter on its base."""
+    from engine.chat.models import SourceKind
     from engine.chat.spec import build_spec
     from engine.xtuner.convert import HfKind, hf_kind
     from engine.xtuner.model_template import template_of_model
@@ -138,7 +139,7 @@ def result_spec(job: Job):
         return build_spec(model=Path(job.base) if job.base else None, adapter=out, template=template)
     if kind is HfKind.LLAVA:
         return build_spec(model=Path(job.base) if job.base else None, llava=out, template=template)
-    return build_spec(model=out, template=template)
+    return build_spec(SourceKind.MERGED if job.kind is not JobKind.CONVERT else None, model=out, template=template)
 
 
 def _row(job: Job, status: JobStatus) -> tuple[str, ...]:
