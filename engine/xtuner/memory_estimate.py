@@ -259,13 +259,16 @@ def estimate_config(config: Path, cwd: Path, deepspeed: str | None = None, world
     tree, values = _parse(source), config_values(source)
     model = values.get("pretrained_model_name_or_path") or values.get("llm_name_or_path")
     shape = ModelShape.from_config(model_config(model, cwd))
-    lora = _keyword(tree, "model", "lora")
+    lora_key = "llm_lora" if _keyword(tree, "model", "llm_lora") is not None else "lora"  # LLaVA's, or the LLM's
+    lora = _keyword(tree, "model", lora_key)
     has_lora = lora is not None and not (isinstance(lora, ast.Constant) and lora.value is None)
+    if not has_lora and _value(_keyword(tree, "model", "freeze_llm"), values) is True:
+        raise EstimateError("a frozen LLM (LLaVA's pretraining of the projector) is not estimated")
     method = (Method.QLORA if loads_in_4bit(config) else Method.LORA) if has_lora else Method.FULL
     stage, offload = deepspeed_stage(deepspeed)
     checkpointing = _keyword(tree, "model", "use_activation_checkpointing")
     run = Training(
-        method=method, lora_r=_whole(_value(_keyword(tree, "model.lora", "r"), values), 8),
+        method=method, lora_r=_whole(_value(_keyword(tree, f"model.{lora_key}", "r"), values), 8),
         max_length=_whole(values.get("max_length"), 2048), batch_size=_whole(values.get("batch_size"), 1),
         dtype_bytes=_dtype_bytes(_keyword(tree, "model.llm", "torch_dtype"), shape),
         gradient_checkpointing=_value(checkpointing, values) is not False,

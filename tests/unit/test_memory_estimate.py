@@ -189,3 +189,20 @@ def test_a_model_without_a_local_config_json_is_said_so(capsys, tmp_path, monkey
     main(["config", "check", "internlm2_1_8b_qlora_alpaca_e3", "--no-tokens"])
     out = capsys.readouterr().out
     assert "memory: not estimated (no config.json of the model 'internlm/internlm2-1_8b' on this machine)" in out
+
+
+def test_llava_trains_the_llms_lora_and_its_pretraining_is_not_estimated(tmp_path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(CONFIG_JSON))
+    for name in configs.list_builtin("llava_internlm2_chat_1_8b"):
+        path = tmp_path / f"{name}.py"
+        source = configs.find_builtin(name).read_text(encoding="utf-8")
+        path.write_text(configs.edit_settings(source, {"llm_name_or_path": repr(str(model))}))
+        if name.endswith("_pretrain"):
+            with pytest.raises(EstimateError, match="frozen LLM"):
+                estimate_config(path, tmp_path)
+        else:
+            found = estimate_config(path, tmp_path)
+            assert (found.training.method, found.training.lora_r) == (Method.QLORA, 512)
+            assert found.notes == ("the visual encoder is not counted",)
