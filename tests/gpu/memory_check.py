@@ -38,7 +38,7 @@ def case_config(name: str, model: Path, data: Path, folder: Path) -> Path:
     """The demo's QLoRA config on `model`, made into the case: length, method, few iterations, no checkpoint."""
     max_length, method = CASES[name]
     source = demo.demo_config(model, data, cuda=True)
-    source = configs.edit_settings(source, {**BENCH_SETTINGS, "max_length": max_length})
+    source = configs.edit_settings(source, {**BENCH_SETTINGS, "max_length": max_length, "warmup_ratio": "0.2"})
     source = configs.edit_call(source, "train_cfg", {"max_iters": ITERS}, drop=("max_epochs",))
     source = configs.edit_call(source, "default_hooks.logger", {"interval": LOG_EVERY})
     source = configs.edit_call(source, "default_hooks.checkpoint", {"save_last": "False"})
