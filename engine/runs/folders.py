@@ -20,8 +20,9 @@ def log_files(work_dir: Path) -> list[Path]:
 
 
 def is_run_dir(path: Path) -> bool:
-    """True for a work dir xtui launched or one that holds an mmengine log folder."""
-    return (path / MANIFEST).exists() or bool(log_files(path))
+    """True for a work dir xtui launched (node 0's part, or another node's: xtui-run.nodeN.json) or one that holds an
+    mmengine log folder."""
+    return (path / MANIFEST).exists() or bool(log_files(path)) or any(path.glob("xtui-run.node*.json"))
 
 
 def discover(roots: list[Path], depth: int = 3) -> list[Path]:

@@ -21,7 +21,7 @@ from engine.runs import manifest as mf
 from engine.runs import slurm
 from engine.runs.checkpoints import list_checkpoints
 from engine.runs.folders import is_run_dir
-from engine.runs.processes import is_alive, stop_session
+from engine.runs.processes import is_alive, session_members, stop_session
 from engine.runs.workdir import WorkDir
 from engine.xtuner.config_check import config_problems
 from engine.xtuner.doctor import launch_problems
@@ -170,11 +170,14 @@ def check_work_dir(spec: LaunchSpec, work_dir: WorkDir) -> None:
     """Refuse a work dir that is busy, holds another run (unless resuming it), or holds files xtui must not replace."""
     if work_dir.damage:
         raise LaunchError(f"{work_dir.damage}: xtui never overwrites that file; pick another work dir")
+    if work_dir.node and not spec.slurm:
+        _check_node_part(spec, work_dir)
+        return
     if _would_overwrite_config(spec, work_dir):
         dump = spec.work_dir / spec.config.name
         raise LaunchError(f"the trainer would overwrite {dump} with its copy of the config: pick another work dir")
     pid = work_dir.alive_pid() if spec.work_dir.is_dir() else None
-    if pid is not None:
+    if pid is not None and pid not in _other_nodes_processes(work_dir):
         raise LaunchError(f"a run is alive in {spec.work_dir} (pid {pid}): stop it first or pick another work dir")
     queued = waiting(work_dir)
     if queued is not None and queued.pid != os.getpid():  # the waiter itself starts the run it queued
@@ -187,6 +190,26 @@ def check_work_dir(spec: LaunchSpec, work_dir: WorkDir) -> None:
             f"{spec.work_dir} already holds a run: resume it (xtui resume) or pick a new work dir "
             f"such as {free_sibling(spec.work_dir)}, so that two runs' histories never mix"
         )
+
+
+def _check_node_part(spec: LaunchSpec, work_dir: WorkDir) -> None:
+    """Refuse to start node R's part (R > 0) twice; the run's own files are node 0's to judge (its rank 0 writes them)."""
+    pid = work_dir.alive_pid() if work_dir.last else None
+    if pid is not None:
+        raise LaunchError(
+            f"node {work_dir.node}'s part of the run in {spec.work_dir} is alive (pid {pid}): stop it first "
+            f"(xtui stop {spec.work_dir} --node-rank {work_dir.node})"
+        )
+
+
+def _other_nodes_processes(work_dir: WorkDir) -> set[int]:
+    """Pids of the live parts that other nodes of a run over several nodes started in the work dir from this host."""
+    found: set[int] = set()
+    for path in work_dir.path.glob("xtui-run.node*.json"):
+        node = path.name.removeprefix("xtui-run.node").removesuffix(".json")
+        last = WorkDir.open(work_dir.path, int(node)).last if node.isdigit() and int(node) else None
+        found.update(session_members(last.pid, last.create_time) if last else ())
+    return found
 
 
 def _would_overwrite_config(spec: LaunchSpec, work_dir: WorkDir) -> bool:
@@ -209,13 +232,15 @@ def waiting(work_dir: WorkDir) -> mf.Queued | None:
 
 
 @contextlib.contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """Hold the work dir's launch lock: one launch (or queue entry) at a time checks the dir and records itself."""
+def locked(folder: Path, node: int = 0) -> Iterator[None]:
+    """Hold the work dir's launch lock (of one node's part): one launch (or queue entry) at a time checks the dir and
+    records itself."""
+    lock = folder / mf.node_name(LOCK, node)
     while True:
-        with open(folder / LOCK, "a") as fh:
+        with open(lock, "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                if os.fstat(fh.fileno()).st_ino != os.stat(folder / LOCK).st_ino:
+                if os.fstat(fh.fileno()).st_ino != os.stat(lock).st_ino:
                     continue  # a cancelled queue entry removed the file meanwhile: lock the one there now
             except FileNotFoundError:
                 continue
@@ -230,7 +255,7 @@ def plan(spec: LaunchSpec) -> LaunchSpec:
     """The prepared spec after every check a launch makes, starting nothing (what --dry-run shows)."""
     spec = prepare(spec)
     check_spec(spec)
-    check_work_dir(spec, WorkDir.open(spec.work_dir))
+    check_work_dir(spec, WorkDir.open(spec.work_dir, spec.node_rank))
     return spec
 
 
@@ -243,8 +268,8 @@ def start(spec: LaunchSpec) -> mf.Launch:
     elif problems := launch_problems(spec.config, spec.gpus, spec.deepspeed):  # this machine's part (xtui doctor)
         raise LaunchError("; ".join(problems))
     spec.work_dir.mkdir(parents=True, exist_ok=True)
-    with locked(spec.work_dir):
-        work_dir = WorkDir.open(spec.work_dir)
+    with locked(spec.work_dir, spec.node_rank):
+        work_dir = WorkDir.open(spec.work_dir, spec.node_rank)
         check_work_dir(spec, work_dir)
         return _launch(spec, work_dir)
 
@@ -303,10 +328,10 @@ def _create_time(pid: int) -> float:
         return 0.0
 
 
-def stop(work_dir: Path, grace: float = 15.0) -> bool:
-    """Stop the run xtui launched in `work_dir`: TERM its whole session (whichever process was signalled before), then
-    KILL, or scancel its Slurm job; True when nothing of it is left."""
-    opened = WorkDir.open(work_dir)
+def stop(work_dir: Path, grace: float = 15.0, node: int = 0) -> bool:
+    """Stop the run xtui launched in `work_dir` (node `node`'s part of one over several nodes): TERM its whole session
+    (whichever process was signalled before), then KILL, or scancel its Slurm job; True when nothing of it is left."""
+    opened = WorkDir.open(work_dir, node)
     last = opened.last
     if opened.damage:
         raise LaunchError(f"cannot stop the run in {opened.path}: {opened.damage}")

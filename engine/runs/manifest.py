@@ -156,10 +156,18 @@ def _queued(item: object) -> Queued | None:
     return Queued(**{k: item[k] for k in _QUEUE_FIELDS if k in item})
 
 
-def read_manifest(work_dir: Path) -> Manifest | None:
-    """The manifest of a work dir, None when there is none; DamagedManifest when it cannot be xtui's."""
+def node_name(name: str, node: int) -> str:
+    """The name of xtui's file `name` for node `node`'s part of a run over several nodes sharing the work dir (node 0
+    keeps the plain names): `xtui-run.json` -> `xtui-run.node1.json`."""
+    stem, dot, suffix = name.rpartition(".")
+    return name if node == 0 else f"{stem}.node{node}{dot}{suffix}" if stem.strip(".") else f"{name}.node{node}"
+
+
+def read_manifest(work_dir: Path, node: int = 0) -> Manifest | None:
+    """The manifest of a work dir (of one node's part), None when there is none; DamagedManifest when it cannot be
+    xtui's."""
     try:
-        raw = read_head(work_dir / MANIFEST, MAX_BYTES + 1)
+        raw = read_head(work_dir / node_name(MANIFEST, node), MAX_BYTES + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -179,6 +187,6 @@ def read_manifest(work_dir: Path) -> Manifest | None:
     return Manifest(data["work_dir"], data["host"], runs, _queued(data.get("queue")))
 
 
-def write_manifest(work_dir: Path, manifest: Manifest) -> None:
-    """Write the manifest atomically (temp file + rename) so a reader never sees half."""
-    write_atomic(work_dir / MANIFEST, json.dumps(asdict(manifest), indent=2, ensure_ascii=False))
+def write_manifest(work_dir: Path, manifest: Manifest, node: int = 0) -> None:
+    """Write the manifest (of one node's part) atomically (temp file + rename) so a reader never sees half."""
+    write_atomic(work_dir / node_name(MANIFEST, node), json.dumps(asdict(manifest), indent=2, ensure_ascii=False))

@@ -171,6 +171,8 @@ def check_wait(spec: LaunchSpec, wait: Wait, backend: GpuBackend | None = None) 
             "Slurm queues jobs itself: instead of --after or --when-free, "
             "--sbatch-arg=--dependency=afterany:JOB (afterok: only if it finished)"
         )
+    if spec.node_rank:
+        raise LaunchError("queue node 0's part: the other nodes' parts wait for it at torchrun's rendezvous")
     if wait.after is not None:
         _check_after(spec.work_dir.resolve(), wait.after)
     if wait.when_free:

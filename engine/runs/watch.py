@@ -208,8 +208,8 @@ class Run:
 
     def fresh_dir(self) -> WorkDir:
         """The work dir, opened again when its manifest changed since it was last read."""
-        if manifest_stamp(self.work_dir) != self.dir.stamp:
-            self.dir = WorkDir.open(self.work_dir)
+        if manifest_stamp(self.work_dir, self.dir.node) != self.dir.stamp:
+            self.dir = WorkDir.open(self.work_dir, self.dir.node)
         return self.dir
 
     def poll(self) -> list[Event]:

@@ -11,10 +11,10 @@ from engine.runs import manifest as mf
 from engine.runs.folders import log_files
 
 
-def manifest_stamp(path: Path) -> tuple[int, int, int] | None:
+def manifest_stamp(path: Path, node: int = 0) -> tuple[int, int, int] | None:
     """What changes whenever the manifest is rewritten (written by rename: a new inode each time), None when absent."""
     try:
-        st = (path / mf.MANIFEST).stat()
+        st = (path / mf.node_name(mf.MANIFEST, node)).stat()
     except OSError:
         return None
     return st.st_ino, st.st_mtime_ns, st.st_size
@@ -36,22 +36,26 @@ class ExitRecord:
 
 @dataclass(frozen=True, slots=True)
 class WorkDir:
-    """One run's folder: where its files are, and its manifest as it was when opened (None: not launched by xtui)."""
+    """One run's folder: where its files are, and its manifest as it was when opened (None: not launched by xtui).
+
+    Each node of a run over several nodes that share the folder keeps xtui's files of its own part (node 0: the plain
+    names); the trainer's files are the run's, written by its rank 0."""
 
     path: Path
     manifest: mf.Manifest | None = None
     stamp: tuple[int, int, int] | None = None
     damage: str | None = None  # why the manifest file there cannot be xtui's
+    node: int = 0
 
     @classmethod
-    def open(cls, path: Path) -> WorkDir:
-        """The work dir at `path` (made absolute) with its manifest read now."""
+    def open(cls, path: Path, node: int = 0) -> WorkDir:
+        """The work dir at `path` (made absolute) with its manifest (of node `node`'s part) read now."""
         path = path.resolve()
-        stamp = manifest_stamp(path)
+        stamp = manifest_stamp(path, node)
         try:
-            return cls(path, mf.read_manifest(path) if stamp else None, stamp)
+            return cls(path, mf.read_manifest(path, node) if stamp else None, stamp, node=node)
         except mf.DamagedManifest as exc:
-            return cls(path, None, stamp, str(exc))
+            return cls(path, None, stamp, str(exc), node)
 
     @property
     def last(self) -> mf.Launch | None:
@@ -61,11 +65,11 @@ class WorkDir:
     @property
     def console(self) -> Path:
         """The file the trainer's stdout and stderr go to, every launch appended."""
-        return self.path / mf.CONSOLE
+        return self.path / mf.node_name(mf.CONSOLE, self.node)
 
     def exit_code_file(self, launch_index: int) -> Path:
         """Where the launch's wrapper writes the trainer's exit code."""
-        return self.path / f".xtui-exit-{launch_index}"
+        return self.path / mf.node_name(f".xtui-exit-{launch_index}", self.node)
 
     def exit_record(self, launch_index: int) -> ExitRecord | None:
         """How the launch's trainer ended, as its wrapper wrote it; None when it never wrote (or wrote garbage)."""
@@ -110,8 +114,8 @@ class WorkDir:
 
     def record(self, manifest: mf.Manifest) -> WorkDir:
         """Write `manifest` as this dir's and return the work dir holding it."""
-        mf.write_manifest(self.path, manifest)
-        return replace(self, manifest=manifest, stamp=manifest_stamp(self.path))
+        mf.write_manifest(self.path, manifest, self.node)
+        return replace(self, manifest=manifest, stamp=manifest_stamp(self.path, self.node))
 
     def mark_stopped(self, at: float | None = None) -> WorkDir:
         """Record that the user stopped the last launch."""

@@ -86,12 +86,13 @@ def test_the_local_node_part_is_launched_recorded_and_shown(cfg, tmp_path, capsy
         assert (
             "started node 1 of 2: pid" in out and "# node 0 of 2, to run there:" in out and "# node 1 of 2" not in out
         )
-        last = WorkDir.open(work).last
+        last = WorkDir.open(work, node=1).last
         assert (last.nnodes, last.node_rank, last.master_addr, last.master_port) == (2, 1, "127.0.0.1", int(port))
-        assert main(["status", str(work)]) == 0
+        assert f"stop: xtui stop {work} --node-rank 1" in out
+        assert main(["status", str(work), "--node-rank", "1"]) == 0
         assert " node 1/2" in capsys.readouterr().out
     finally:
-        assert stop(work, grace=5)
+        assert stop(work, grace=5, node=1)
 
 
 def _free_port() -> int:
@@ -215,3 +216,38 @@ def test_resume_on_another_world_size_under_zero_is_refused(tmp_path) -> None:
     changed = preflight(tmp_path, Path("iter_50.pth"), "deepspeed_zero2", gpus=1)
     assert not changed.ok
     assert any("shards of 4 ranks and the resume would run 2" in p for p in changed.problems), changed.problems
+
+
+def test_two_nodes_parts_share_one_work_dir_without_colliding(cfg, tmp_path, capsys) -> None:  # noqa: F811
+    """Each node runs its printed command into the same folder (as on a shared file system): node 1 first, waiting at
+    torchrun's rendezvous, then node 0; each records its own part, and the torchrun agents meet."""
+    work, port = tmp_path / "w", str(_free_port())
+
+    def node(rank: int) -> int:
+        return main(["train", str(cfg), "--work-dir", str(work), "--nnodes", "2", "--node-rank", str(rank),
+                     "--master-addr", "127.0.0.1", "--master-port", port])  # fmt: skip
+
+    assert node(1) == 0
+    one = WorkDir.open(work, node=1).last
+    try:
+        assert node(1) == 2 and "node 1's part of the run in" in capsys.readouterr().err  # not twice
+        assert node(0) == 0  # node 1's part is no run of node 0's: not "already holds a run"
+        zero = WorkDir.open(work).last
+        assert (zero.node_rank, one.node_rank) == (0, 1) and zero.pid != one.pid
+        assert [len(WorkDir.open(work, node=n).manifest.launches) for n in (0, 1)] == [1, 1]
+        assert {p.name for p in work.iterdir()} >= {mf.MANIFEST, "xtui-run.node1.json", mf.CONSOLE,
+                                                     "xtui-console.node1.log", ".xtui-lock", ".xtui-lock.node1"}  # fmt: skip
+        for rank in (0, 1):
+            console = WorkDir.open(work, node=rank).console.read_text()
+            assert console.startswith("### xtui launch 0 at ") and f"--node-rank {rank} " in console.splitlines()[0]
+        # the agents met: each started its rank's trainer, which fails here (no model), and ended
+        _until(lambda: not any(WorkDir.open(work, node=n).alive_pid() for n in (0, 1)), timeout=120)
+        for rank in (0, 1):
+            part = WorkDir.open(work, node=rank)
+            assert part.exit_record(0) is not None and part.exit_record(0).code != 0, part.console.read_text()
+            assert "xtuner" in part.console.read_text()
+            assert Run(part).summary()["node"] == f"{rank}/2"
+    finally:
+        for rank in (0, 1):
+            if WorkDir.open(work, node=rank).alive_pid():
+                stop(work, grace=5, node=rank)

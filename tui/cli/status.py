@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="runs under folders, with status, progress, loss, checkpoints")
     p.add_argument("dirs", nargs="*", help="folders to search (default: current folder)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--node-rank", type=int, default=0, help="of runs over several nodes: this node's part")
     p.set_defaults(func=run)
 
 
@@ -21,11 +22,12 @@ def run(args: argparse.Namespace) -> int:
     """Print every run under the given folders."""
     from engine.runs.folders import discover
     from engine.runs.watch import Run
+    from engine.runs.workdir import WorkDir
 
     roots = [existing_dir(d) for d in args.dirs] or [Path.cwd()]
     summaries = []
     for work_dir in discover(roots):
-        one = Run(work_dir)
+        one = Run(WorkDir.open(work_dir, args.node_rank))
         one.poll()
         summaries.append(one.summary())
     if args.json:

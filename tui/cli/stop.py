@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--grace", type=float, default=15.0, help="seconds between TERM and KILL (a Slurm job: Slurm's KillWait)"
     )
+    p.add_argument("--node-rank", type=int, default=0, help="of a run over several nodes: this node's part")
     p.set_defaults(func=run)
 
 
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.runs.workdir import WorkDir
 
     folder = existing_dir(args.dir)
-    gone = stop(folder, grace=args.grace)
+    gone = stop(folder, grace=args.grace, node=args.node_rank)
     manifest = WorkDir.open(folder).manifest
     never_started = manifest is not None and manifest.queue is not None and not manifest.launches
     print(("cancelled before start" if never_started else "stopped") if gone else "some processes could not be stopped")

@@ -85,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"started {node}pid {launch.pid}: {shell(*launch.argv)}")
         if launch.nnodes > 1:
             _show_nodes(spec, args, skip=launch.node_rank)
+    part = ["--node-rank", str(launch.node_rank)] if launch.node_rank else []  # node 0 has the plain files
     print(
-        f"watch: {shell('xtui', 'events', args.work_dir, '--follow')}    stop: {shell('xtui', 'stop', args.work_dir)}"
+        f"watch: {shell('xtui', 'events', args.work_dir, '--follow')}    "
+        f"stop: {shell('xtui', 'stop', args.work_dir, *part)}"
     )
     return 0
 
