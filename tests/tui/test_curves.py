@@ -200,3 +200,18 @@ async def test_a_validation_without_an_iteration_is_left_out() -> None:
         await pilot.pause()
         assert curves.metric == "val:val/loss" and app.query_one(PlotextPlot).plt.monitor.x == [[40]]
         assert summary(app).startswith("val/loss (val) 1/1  last 0.8")
+
+
+async def test_the_run_view_plots_a_runs_validation_metrics(tmp_path) -> None:
+    from tests.support.fakes import NoGpus
+    from tests.support.waiting import until
+    from tui.app import XtuiApp
+    from tui.screens.run import RunScreen
+
+    work_dir = fixture_workdir(tmp_path, "epochs", "xtuner-0.2.0-cpu-epochs.log")
+    add_validations(next(work_dir.glob("*/*.log")), {1: 0.25, 2: 0.5})
+    app = XtuiApp(roots=[tmp_path], open_run=work_dir, gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.record(work_dir).state.validations)
+        await pilot.pause()
+        assert app.screen.query_one(Curves).metrics[-1] == "val:accuracy"

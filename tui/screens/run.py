@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static, Tabb
 from textual.worker import get_current_worker
 
 from engine.runs import manifest as mf
-from engine.runs.events import DataloaderAdvance, Sample, Started, TrainStep
+from engine.runs.events import DataloaderAdvance, Sample, Started, TrainStep, Validation
 from engine.runs.folders import log_files
 from engine.runs.logs import TextFollower
 from themes.colours import theme_colour
@@ -119,6 +119,7 @@ class RunScreen(Screen):
         self.sub_title = printable(str(self.work_dir), newlines=False)
         rec = self.app.record(self.work_dir)
         self.query_one(Curves).add_steps(rec.state.steps)
+        self.query_one(Curves).add_validations(rec.state.validations)
         self.query_one(SamplesPane).add_samples(rec.state.samples)
         self._refresh(rec)
         self.set_interval(PAINT_EVERY_POLLS * self.app.poll_s, self._paint)  # new data is drawn on this beat
@@ -155,6 +156,7 @@ class RunScreen(Screen):
         samples = [e for e in events if isinstance(e, Sample)]
         if steps:
             self.query_one(Curves).add_steps(steps)
+        self.query_one(Curves).add_validations([e for e in events if isinstance(e, Validation)])
         if samples:
             self.query_one(SamplesPane).add_samples(samples)
         self._refresh(self.app.record(self.work_dir))
