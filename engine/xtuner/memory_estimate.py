@@ -32,6 +32,10 @@ CUDA_CONTEXT = GIB // 2  # what NVML counts beyond torch's allocations
 NF4 = 0.5 + 4 / 64  # bytes per 4-bit weight: packed pairs, one fp32 absmax per block of 64
 NF4_DOUBLE = 0.5 + 1 / 64 + 4 / (64 * 256)  # double quantization: a uint8 absmax, one fp32 per 256 blocks
 CONFIG_JSON_BYTES = 1 << 20
+LINEARS = {  # target_modules names (Llama, Qwen2, Mistral...; InternLM2) -> which of q, k, v, o, gate, up, down
+    "q_proj": (0,), "k_proj": (1,), "v_proj": (2,), "o_proj": (3,), "gate_proj": (4,), "up_proj": (5,),
+    "down_proj": (6,), "wqkv": (0, 1, 2), "wo": (3,), "w1": (4,), "w3": (5,), "w2": (6,),
+}  # fmt: skip
 MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
 
 
@@ -94,9 +98,10 @@ class ModelShape:
         embeddings = self.vocab * self.hidden * (1 if self.tied else 2)
         return embeddings + self.linear_params + (2 * self.layers + 1) * self.hidden
 
-    def lora_params(self, r: int) -> int:
-        """Weights of a rank-`r` LoRA adapter on every Linear of the layers (XTuner's default targets)."""
-        return self.layers * r * sum(a + b for a, b in self._linears())
+    def lora_params(self, r: int, targets: tuple[int, ...] = ()) -> int:
+        """Weights of a rank-`r` LoRA adapter on the layers' Linears `targets` (indexes; none: all, XTuner's default)."""
+        linears = self._linears()
+        return self.layers * r * sum(a + b for i, (a, b) in enumerate(linears) if not targets or i in targets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,7 @@ class Training:
 
     method: Method = Method.LORA
     lora_r: int = 64
+    lora_targets: tuple[int, ...] = ()  # which of q, k, v, o, gate, up, down LoRA wraps (none named: all)
     max_length: int = 2048
     batch_size: int = 1
     dtype_bytes: int = 2  # the torch_dtype the config loads the model in (4: float32)
@@ -150,7 +156,7 @@ def estimate(shape: ModelShape, run: Training) -> MemoryEstimate:
     mixed = run.zero_stage > 0  # DeepSpeed: 16-bit weights, an fp32 master copy in the optimizer
     float_bytes = 2 if mixed else 4 if run.method is not Method.FULL else run.dtype_bytes
     world = max(run.world_size, 1)
-    trainable = shape.parameters if run.method is Method.FULL else shape.lora_params(run.lora_r)
+    trainable = shape.parameters if run.method is Method.FULL else shape.lora_params(run.lora_r, run.lora_targets)
     quantized = shape.linear_params if run.method is Method.QLORA else 0
     nf4 = NF4_DOUBLE if run.double_quant else NF4
     weights = (shape.parameters - quantized + (trainable if run.method is not Method.FULL else 0)) * float_bytes
@@ -229,6 +235,15 @@ def _whole(value: object, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
 
 
+def _targets(node: ast.expr | None, values: dict) -> tuple[int, ...]:
+    """The Linears a LoRA's target_modules names (none for no list, or names this does not know: all of them)."""
+    names = _value(node, values) if isinstance(node, ast.Name) else None
+    if isinstance(node, ast.List | ast.Tuple):
+        names = [item.value for item in node.elts if isinstance(item, ast.Constant)]
+    known = [LINEARS[name] for name in names or () if isinstance(name, str) and name in LINEARS]
+    return tuple(sorted({index for indexes in known for index in indexes}))
+
+
 def _dtype_bytes(node: ast.expr | None, shape: ModelShape) -> int:
     """Bytes per weight of the torch_dtype the config loads in (float32 without one; flash-attn forces 16 bits)."""
     text = ast.unparse(node) if node is not None else ""
@@ -269,6 +284,7 @@ def estimate_config(config: Path, cwd: Path, deepspeed: str | None = None, world
     checkpointing = _keyword(tree, "model", "use_activation_checkpointing")
     run = Training(
         method=method, lora_r=_whole(_value(_keyword(tree, f"model.{lora_key}", "r"), values), 8),
+        lora_targets=_targets(_keyword(tree, f"model.{lora_key}", "target_modules"), values),
         max_length=_whole(values.get("max_length"), 2048), batch_size=_whole(values.get("batch_size"), 1),
         dtype_bytes=_dtype_bytes(_keyword(tree, "model.llm", "torch_dtype"), shape),
         gradient_checkpointing=_value(checkpointing, values) is not False,

@@ -206,3 +206,13 @@ def test_llava_trains_the_llms_lora_and_its_pretraining_is_not_estimated(tmp_pat
             found = estimate_config(path, tmp_path)
             assert (found.training.method, found.training.lora_r) == (Method.QLORA, 512)
             assert found.notes == ("the visual encoder is not counted",)
+
+
+def test_lora_target_modules_count_only_the_linears_named(tmp_path) -> None:
+    qlora = config_with_model(tmp_path)
+    for targets, indexes in (('["q_proj", "v_proj"]', (0, 2)), ('["wqkv", "w2"]', (0, 1, 2, 6)), ('["lm_x"]', ())):
+        path = tmp_path / "targets.py"
+        path.write_text(configs.edit_call(qlora.read_text(), "model.lora", {"target_modules": targets}))
+        assert estimate_config(path, tmp_path).training.lora_targets == indexes
+    assert SHAPE.lora_params(64, (0, 2)) == 24 * 64 * ((2048 + 2048) + (2048 + 1024))
+    assert SHAPE.lora_params(64, (0, 2)) < SHAPE.lora_params(64) == SHAPE.lora_params(64, tuple(range(7)))
