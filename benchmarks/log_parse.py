@@ -1,7 +1,9 @@
-"""Throughput and peak memory of engine.runs.logs on a synthetic 1,000,000-line mmengine log.
+"""Throughput and peak memory of engine.runs.logs on a synthetic 1,000,000-line mmengine log, and on a 1 GB one.
 
-Run: `.venv/bin/python benchmarks/log_parse.py [--lines N]`. Each measurement runs in its own child
-process so that its peak RSS (ru_maxrss) is its own; prints a markdown table.
+Run: `.venv/bin/python benchmarks/log_parse.py [--lines N] [--gb 1.0]`. Each measurement runs in its own child
+process so that its peak RSS (ru_maxrss) is its own; prints a markdown table. Seconds are wall time and, in
+brackets, CPU time; the rates are per CPU second (on a shared machine the steadier figure). The polled rows also
+sample the resident memory every 100 polls: it must stay flat while the file grows.
 """
 
 from __future__ import annotations
@@ -109,35 +111,58 @@ def _events_floor(path: str) -> dict:
     return {"seconds": time.perf_counter() - start, "events": len(events)}
 
 
-def _poll_once(path: str) -> dict:
-    """LogFollower.poll over the whole file in one call, then flush; keeps every event."""
+def _count(events: list) -> tuple[int, int]:
+    """(events with each batch spread into its steps, train steps)."""
+    from engine.runs.events import TrainStep, TrainSteps
+
+    steps = sum(len(e) if isinstance(e, TrainSteps) else isinstance(e, TrainStep) for e in events)
+    return sum(len(e) if isinstance(e, TrainSteps) else 1 for e in events), steps
+
+
+def _poll_once(path: str, columns: bool = False) -> dict:
+    """LogFollower.poll over the whole file in one call, then flush; keeps every event (or batch)."""
     from engine.runs.logs import LogFollower
 
-    start = time.perf_counter()
-    follower = LogFollower(path)
+    start, cpu = time.perf_counter(), time.process_time()
+    follower = LogFollower(path, columns=columns)
     events = follower.poll() + follower.flush()
-    return {"seconds": time.perf_counter() - start, "events": len(events)}
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    n, steps = _count(events)
+    return {"seconds": seconds, "cpu": cpu, "events": n, "steps": steps}
 
 
-def _poll_appends(path: str) -> dict:
+def _rss_mib() -> float:
+    """This process's resident memory now."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _poll_appends(path: str, columns: bool = False) -> dict:
     """The file grows by 64 KiB between polls; only poll time counts; events are dropped after each poll."""
     from engine.runs.logs import LogFollower
 
     target = path + ".growing"
-    polled = 0.0
-    events = polls = 0
-    follower = LogFollower(target)
+    polled = cpu = 0.0
+    events = steps = polls = 0
+    rss = []
+    follower = LogFollower(target, columns=columns)
     with open(path, "rb") as src, open(target, "wb") as dst:
         while block := src.read(APPEND):
             dst.write(block)
             dst.flush()
-            start = time.perf_counter()
-            events += len(follower.poll())
+            start, started = time.perf_counter(), time.process_time()
+            got = follower.poll()
             polled += time.perf_counter() - start
-            polls += 1
-    events += len(follower.flush())
+            cpu += time.process_time() - started
+            n, s = _count(got)
+            events, steps, polls = events + n, steps + s, polls + 1
+            if polls % 100 == 0:
+                rss.append(_rss_mib())
+    events += _count(follower.flush())[0]
     os.unlink(target)
-    return {"seconds": polled, "events": events, "polls": polls}
+    rss = rss or [_rss_mib()]
+    return {"seconds": polled, "cpu": cpu, "events": events, "steps": steps, "polls": polls,
+            "rss_first": rss[0], "rss_last": rss[-1], "rss_max": max(rss)}  # fmt: skip
 
 
 def _baseline(path: str) -> dict:
@@ -153,12 +178,16 @@ SCENARIOS = {
     "floor": _events_floor,
     "poll_once": _poll_once,
     "poll_appends": _poll_appends,
+    "columns_once": lambda path: _poll_once(path, columns=True),
+    "columns_appends": lambda path: _poll_appends(path, columns=True),
 }
 
 
 def _child(name: str, path: str) -> None:
     """Run one scenario and print its result with this process's peak RSS."""
+    cpu = time.process_time()
     result = (_baseline if name == "baseline" else SCENARIOS[name])(path)
+    result.setdefault("cpu", time.process_time() - cpu)
     result["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
@@ -183,6 +212,7 @@ def _cpu() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--gb", type=float, default=0.0, help="also read a log of this many GB (the log repeated)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -194,24 +224,49 @@ def main() -> None:
         size = path.stat().st_size
         baseline = _run("baseline", path)["maxrss_mib"]
         results = {name: _run(name, path) for name in SCENARIOS}
-    plain = results["plain"]["seconds"]
+        big = _big(path, args.gb) if args.gb else None
+    plain = results["plain"]["cpu"]
     print(f"{n:,} lines, {size / 2**20:.1f} MiB; {os.cpu_count()} CPUs, {_cpu()}; Python {platform.python_version()}")
     print(f"peak RSS of a bare child (interpreter + imports): {baseline:.1f} MiB\n")
-    print("| what | seconds | lines/s | x plain read | events | peak RSS MiB |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| what | seconds (CPU) | lines/CPU s | train lines/CPU s | x plain read (CPU) | events | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     labels = {
         "plain": "`for line in f: pass` (anchor)",
         "findall": "`re.findall` of loss values (anchor)",
         "floor": "build the TrainSteps only, no parsing (anchor)",
-        "poll_once": "LogFollower.poll, whole file in one poll",
-        "poll_appends": f"LogFollower.poll after each {APPEND // 1024} KiB append",
+        "poll_once": "LogFollower.poll, whole file in one poll (event path)",
+        "poll_appends": f"LogFollower.poll after each {APPEND // 1024} KiB append (event path)",
+        "columns_once": "LogFollower(columns=True).poll, whole file in one poll",
+        "columns_appends": f"LogFollower(columns=True).poll after each {APPEND // 1024} KiB append",
     }
     for name, r in results.items():
-        s = r["seconds"]
+        s, cpu, steps = r["seconds"], r["cpu"], r.get("steps")
         print(
-            f"| {labels[name]} | {s:.3f} | {n / s:,.0f} | {s / plain:.1f} | {r.get('events', '')} "
-            f"| {r['maxrss_mib']:.1f} |"
+            f"| {labels[name]} | {s:.3f} ({cpu:.3f}) | {n / cpu:,.0f} | {f'{steps / cpu:,.0f}' if steps else ''} "
+            f"| {cpu / plain:.1f} | {r.get('events', '')} | {r['maxrss_mib']:.1f} |"
         )
+    print("\nresident memory while polling (MiB, sampled every 100 polls): first, last, highest")
+    for name in ("poll_appends", "columns_appends"):
+        r = results[name]
+        print(f"- {labels[name]}: {r['rss_first']:.1f}, {r['rss_last']:.1f}, {r['rss_max']:.1f} ({r['polls']} polls)")
+    if big:
+        print(f"\n{big['gb']:.2f} GB log ({big['lines']:,} lines), LogFollower(columns=True), whole file in one poll: "
+              f"{big['seconds']:.2f} s ({big['cpu']:.2f} s CPU), {big['steps']:,} train steps, "
+              f"peak RSS {big['maxrss_mib']:.0f} MiB")  # fmt: skip
+
+
+def _big(path: Path, gb: float) -> dict:
+    """Read a log of `gb` GB (the generated log written again and again) in one columnar poll."""
+    big = path.with_name("big.log")
+    data = path.read_bytes()
+    copies = max(1, round(gb * 1e9 / len(data)))
+    with open(big, "wb") as f:
+        for _ in range(copies):
+            f.write(data)
+    result = _run("columns_once", big)
+    result.update(gb=big.stat().st_size / 1e9, lines=copies * data.count(b"\n"))
+    big.unlink()
+    return result
 
 
 if __name__ == "__main__":

@@ -69,14 +69,14 @@ class _Shape:
         value_cells = [c for cells in numbers[1:] for c in cells]  # by number, each number's cells in order
         self.value_cells = np.array(value_cells, dtype=np.intp)
         self.place = np.array([10.0**p for cells in numbers[1:] for p in reversed(range(len(cells)))])
-        firsts, self.column = [], []  # where each number's cells begin in value_cells; its column in the sums
+        firsts, self.column = [], []  # where each number's cells begin in value_cells; its index in the sums
         at = 0
         for cells in numbers:
             self.column.append(len(firsts) if cells and cells is not numbers[0] else -1)
             if cells and cells is not numbers[0]:
                 firsts.append(at)
                 at += len(cells)
-        self.firsts = np.array(firsts, dtype=np.intp)
+        self.spans = list(zip(firsts, [*firsts[1:], len(value_cells)]))
         words = -(-self.length // 8)
         self.words = words
         padded = line.ljust(8 * words, b"\0")
@@ -111,9 +111,11 @@ class _Shape:
 
     def read(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """(iterations, max_iters, floats by key, exact) of matching rows (n x bytes)."""
-        sums = np.add.reduceat((cells[:, self.value_cells] - 48) * self.place, self.firsts, axis=1)
+        digits = np.ascontiguousarray(cells.T[self.value_cells])  # digit cell x row
+        weighted = (digits - 48) * self.place[:, None]
+        sums = [weighted[a:b].sum(axis=0) for a, b in self.spans]  # (np.add.reduceat is ten times slower)
         zero = np.zeros(len(cells))
-        n = [sums[:, c] if c >= 0 else zero for c in self.column]  # by number
+        n = [sums[c] if c >= 0 else zero for c in self.column]  # by number
         exact = np.ones(len(cells), bool)
         fields = {}
         if self.eta is not None:
@@ -191,15 +193,22 @@ class TrainLineScanner:
         left = np.ones(len(rows), bool)
         for shape in shapes:
             hit = left & shape.match(got, cells)
-            if hit.any():
-                its, totals, fields, exact = shape.read(cells[hit])
-                taken = rows[hit][exact]
-                out.add(taken, its[exact], totals[exact], {k: v[exact] for k, v in fields.items()})
-                out.at[taken, : shape.at[1]] = cells[hit][exact][:, shape.at[0] : shape.at[0] + shape.at[1]]
-                out.at_len[taken] = shape.at[1]
-                left &= ~hit
-                if not left.any():
-                    return
+            if not hit.any():
+                continue
+            every = hit.all()
+            mine = cells if every else cells[hit]
+            its, totals, fields, exact = shape.read(mine)
+            if not exact.all():
+                hit[hit] = exact
+                mine, its, totals = mine[exact], its[exact], totals[exact]
+                fields = {k: v[exact] for k, v in fields.items()}
+            taken = rows[hit]
+            out.add(taken, its, totals, fields)
+            out.at[taken, : shape.at[1]] = mine[:, shape.at[0] : shape.at[0] + shape.at[1]]
+            out.at_len[taken] = shape.at[1]
+            left &= ~hit
+            if every or not left.any():
+                return
 
 
 class _Out:
