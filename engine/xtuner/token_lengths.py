@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ PREVIEWS = 3
 CUT_LISTED = 10
 BINS = 10
 BATCH = 512  # records tokenised in one call of the (fast, threaded) tokenizer
+_IMPORTING = threading.Lock()  # transformers' lazy module fails to import in two threads at once (two screens' checks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,8 @@ def load_tokenizer(model: str, local: bool):
 
     A hub id is looked up in the local Hugging Face cache only: a check never downloads a model.
     """
-    from transformers import AutoTokenizer
+    with _IMPORTING:
+        from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(model, trust_remote_code=True, local_files_only=True)

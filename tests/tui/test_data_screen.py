@@ -163,3 +163,28 @@ def test_snapshot_new(snap_compare, size, snap_data) -> None:
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=size, run_before=opened)
+
+
+def test_two_checks_loading_tokenizers_at_once_do_not_break_transformers_import(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = f"""
+import threading
+from engine.xtuner.configs import ConfigError
+from engine.xtuner.token_lengths import load_tokenizer
+found = []
+def load():
+    try:
+        load_tokenizer({str(tmp_path)!r}, True)
+    except ConfigError as exc:
+        found.append("ConfigError")
+    except Exception as exc:
+        found.append(repr(exc))
+threads = [threading.Thread(target=load) for _ in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(found)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == str(["ConfigError"] * 3), done.stdout + done.stderr

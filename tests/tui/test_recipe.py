@@ -164,3 +164,48 @@ def test_snapshot(snap_compare, size, snap_project) -> None:
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=size, run_before=opened)
+
+
+async def test_the_recipe_through_a_copied_built_in_config_and_new_data(tmp_path) -> None:
+    from tui.screens.config_form import ConfigFormScreen, CopyConfigScreen, DiffScreen
+    from tui.screens.data_check import DataScreen
+
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(RecipeScreen(tmp_path))
+        await until(pilot, lambda: isinstance(app.screen, RecipeScreen) and app.screen.recipe is not None)
+        recipe = app.screen
+        state = lambda n: recipe.recipe.steps[n].state  # noqa: E731
+        await pilot.press("1")
+        await until(pilot, lambda: isinstance(app.screen, DataScreen))
+        await pilot.press(*"小测", "ctrl+s")
+        await until(pilot, lambda: "✓ wrote" in str(app.screen.query_one("#new-note", Static).render()))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is recipe and state(0) == StepState.DONE)
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(app.screen, CopyConfigScreen))
+        await pilot.press(*"internlm2_chat_1_8b_qlora_alpaca_e3", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfigFormScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is recipe and recipe.recipe.config is not None)
+        assert (
+            state(1) == StepState.PENDING and "trains on tatsu-lab/alpaca, not data.json" in recipe.recipe.steps[1].why
+        )
+        for field, value, map_fn in (("alpaca_en_path", "./data.json", None), (None, None, "None")):
+            await pilot.press("2")
+            await until(pilot, lambda: isinstance(app.screen, ConfigFormScreen))
+            if field:
+                app.screen.query_one(f"#f-{field}", Input).value = value
+            if map_fn:
+                app.screen.query_one("#f-dataset_map_fn").value = map_fn
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: isinstance(app.screen, DiffScreen))
+            await pilot.press("y")
+            await until(pilot, lambda: "wrote" in str(app.screen.query_one("#form-note", Static).render()))
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is recipe)
+            await pilot.pause(0.5)
+            await until(pilot, lambda: "reading" not in str(recipe.query_one("#recipe-note", Static).render()))
+            if field:  # the data is the conversation format; the copied config reads alpaca
+                assert state(1) == StepState.FAILED and "dataset_map_fn=alpaca_map_fn" in recipe.recipe.steps[1].why
+        assert state(1) == StepState.DONE, recipe.recipe.steps[1].why

@@ -299,6 +299,11 @@ class ConfigFormScreen(Screen):
         except XtuiError as exc:
             self.app.call_from_thread(self._advice, [("problem", str(exc))])
             return
+        except Exception as exc:  # a bug: its traceback in a file, one line here
+            from tui.crash import record
+
+            self.app.call_from_thread(self._advice, [("problem", record(exc))])
+            return
         lines = [(str(a.severity), a.message) for a in found.advice] or [("ok", "nothing found to mend")]
         if found.length is not None:
             lines.append(("run", describe_length(found.length, config).removeprefix("run: ")))
@@ -317,11 +322,21 @@ class CopyConfigScreen(ModalScreen[Path | None]):
     """Pick one of XTuner's built-in configs (type to filter) and copy it into the project, as copy-cfg does."""
 
     DEFAULT_CSS = "CopyConfigScreen #builtins { height: 12; } CopyConfigScreen #filter { margin: 1 0; }"
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("down", "move(1)", "Next", show=False),  # from the filter: the list's own keys when it has focus
+        Binding("up", "move(-1)", "Previous", show=False),
+    ]
 
     def __init__(self, project: Path) -> None:
         super().__init__()
         self.project = project
+
+    def action_move(self, step: int) -> None:
+        """Move the highlight while typing in the filter."""
+        listing = self.query_one("#builtins", OptionList)
+        if listing.option_count:
+            listing.highlighted = ((listing.highlighted or 0) + step) % listing.option_count
 
     def compose(self) -> ComposeResult:
         """Filter, list, note."""

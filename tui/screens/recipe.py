@@ -81,16 +81,21 @@ def find_config(project: Path) -> Path | None:
     return max(found, key=lambda p: (p.stat().st_mtime, p.name), default=None)
 
 
-def _config_data(config: Path, project: Path) -> Path | None:
-    """The local data file the config trains on."""
+def _config_files(config: Path) -> list[str]:
+    """The data files (or hub ids) the config's datasets name, as written."""
     from engine.xtuner.config_datasets import config_training
-    from engine.xtuner.config_values import local_path
 
     try:
-        datasets = config_training(config.read_text(encoding="utf-8")).datasets
+        return [f for d in config_training(config.read_text(encoding="utf-8")).datasets for f in d.files]
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    paths = [local_path(f, project) for d in datasets for f in d.files]
+        return []
+
+
+def _config_data(config: Path, project: Path) -> Path | None:
+    """The local data file the config trains on."""
+    from engine.xtuner.config_values import local_path
+
+    paths = [local_path(f, project) for f in _config_files(config)]
     return next((p for p in paths if p is not None and p.suffix in (".json", ".jsonl")), None)
 
 
@@ -128,8 +133,9 @@ def _data_step(project: Path, data: Path | None) -> Step:
     return Step("1", "Dataset", StepState.DONE, f"{name}: {report.records:,} records, {report.format} format", data)
 
 
-def _config_step(project: Path, config: Path | None) -> Step:
-    """Config: what a launch would hit at once (missing model or data, bad data), else its model and template."""
+def _config_step(project: Path, config: Path | None, data: Path | None) -> Step:
+    """Config: what a launch would hit at once (missing model or data, bad data), whether it trains on the project's
+    dataset, else its model and template."""
     from engine.xtuner.config_check import config_problems
     from engine.xtuner.config_values import config_values, local_path
     from engine.xtuner.templates import template_of_config
@@ -144,6 +150,10 @@ def _config_step(project: Path, config: Path | None) -> Step:
         return Step("2", "Config", StepState.FAILED, f"{name}: cannot be read ({exc})", config)
     if problems:
         return Step("2", "Config", StepState.FAILED, f"{name}: {problems[0]}", config)
+    if data is not None and _config_data(config, project) is None:  # the recipe's data is not what it trains on
+        trains = ", ".join(_config_files(config)) or "no data file xtui can read"
+        why = f"{name} trains on {trains}, not {_rel(data, project)}: set its data path"
+        return Step("2", "Config", StepState.PENDING, why, config)
     values = config_values(source)
     model = next((values[n] for n in CONFIG_MARKS if isinstance(values.get(n), str)), "?")
     local = local_path(model, project)
@@ -259,7 +269,7 @@ def read_recipe(project: Path) -> Recipe:
     )  # fmt: skip
     steps = (
         _data_step(project, data),
-        _config_step(project, config),
+        _config_step(project, config, data),
         _train_step(project, work_dir),
         convert,
         merge,
