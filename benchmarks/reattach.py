@@ -5,12 +5,17 @@ one `Iter(train)` line per `--log-every` iterations up to `--iters` (the fixture
 (two EvaluateChatHook samples, answers varying) every `--eval-every` and a checkpoint line every `--save-every`.
 Timed: spawn in an 80x24 pty until the progress line shows the last iteration (the whole log read, the view
 painted); the anchor is a hello-world Textual app's first frame. Medians of `--rounds`, alternating.
+First, in a child process each (engine only, no textual): the whole history read into a RunState with
+`Run.poll`, train steps as columns (`Run(columns=True)`, and the loss curve's arrays) and spread into one
+TrainStep each (what the TUI takes today). `--engine-only` skips the pty rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import subprocess
 import sys
 import tempfile
 from datetime import datetime, timedelta
@@ -52,6 +57,26 @@ def long_log(iters: int, log_every: int, eval_every: int, save_every: int) -> st
     return "\n".join(out) + "\n"
 
 
+ENGINE = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+start = time.perf_counter()
+from pathlib import Path
+from engine.runs.watch import Run
+run = Run(Path({work!r}), columns={columns})
+events = run.poll()
+xs, ys = run.state.curve("loss")
+print(json.dumps({{"seconds": time.perf_counter() - start, "cpu": time.process_time(), "steps": len(run.state.steps),
+                  "events": len(events), "points": len(xs)}}))
+"""
+
+
+def engine_history(work_dir: Path, columns: bool) -> dict:
+    """Seconds (from before the engine's import) until a fresh process's RunState holds the whole history."""
+    code = ENGINE.format(root=str(ROOT), work=str(work_dir), columns=columns)
+    return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
 def main() -> None:
     """Build the work dir, alternate rounds of both programs, print the table."""
     parser = argparse.ArgumentParser()
@@ -60,6 +85,7 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--save-every", type=int, default=500)
+    parser.add_argument("--engine-only", action="store_true", help="only the engine's read of the history")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="xtui-reattach-"))
     work_dir = tmp / "work"
@@ -77,6 +103,15 @@ def main() -> None:
     }
     lines = log.read_text(encoding="utf-8").count("\n")
     print(f"log: {lines} lines, {log.stat().st_size / 2**20:.1f} MiB, {args.iters} iterations\n")
+    print("| engine only: Run.poll of the whole history | median s (CPU s) | steps | events |\n|---|---|---|---|")
+    for columns in (True, False):
+        runs = sorted((engine_history(work_dir, columns) for _ in range(args.rounds)), key=lambda r: r["seconds"])
+        mid = runs[len(runs) // 2]
+        label = "columns (Run(columns=True), curve arrays)" if columns else "one TrainStep per step (Run())"
+        print(f"| {label} | {mid['seconds']:.3f} ({mid['cpu']:.3f}) | {mid['steps']} | {mid['events']} |")
+    print()
+    if args.engine_only:
+        return
     anchor, xtui = compare(programs, args.rounds, header="median s")
     print(f"\nxtui / hello-world: {xtui / anchor:.2f}x")
 
