@@ -1,5 +1,5 @@
 """Jobs after training from the TUI, on the real tiny model: the demo trained for a few checkpoints, then from the
-run view's checkpoints list a convert job, a merge job on its adapter (each a detached `xtui` command whose log,
+run view's checkpoints list a convert job, a merge job on its adapter, an export (each a detached `xtui` command whose log,
 progress and state the jobs screen shows), the existing output folder kept unless the user says replace, and a chat
 with the merged model from the jobs screen."""
 
@@ -105,5 +105,19 @@ async def test_convert_then_merge_from_the_checkpoints_list_then_chat_with_the_m
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, ChatScreen), timeout=60)
         chat = app.screen
-        assert chat.spec.source.model == merged and chat.template == "internlm2_chat"
+        assert chat.spec.source.kind == "merged" and chat.spec.source.model == merged
+        assert chat.template == "internlm2_chat"
         await until(pilot, lambda: chat.loaded is not None, timeout=120)
+
+        await pilot.press("escape")  # back to the jobs
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen), timeout=60)
+        export = await _finished(pilot, app, work_dir, JobKind.EXPORT)
+        exported = work_dir / f"{older.stem}_export"
+        assert export.output == exported and {"README.md", "model.safetensors", "xtuner_template.json"} <= {
+            p.name for p in exported.iterdir()
+        }
+        assert len(list_jobs(work_dir)) == 3  # convert, merge, export: each on record
