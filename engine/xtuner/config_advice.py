@@ -201,6 +201,7 @@ def _length_advice(values: dict, length: RunLength, save_last: bool) -> list[Adv
                 f"save_steps={save_steps} is more than {run}: {said}",
             )
         )
+    found += _warmup_advice(values, length)
     if isinstance(freq, int) and freq > length.iterations:
         found.append(
             Advice(
@@ -210,6 +211,20 @@ def _length_advice(values: dict, length: RunLength, save_last: bool) -> list[Adv
             )
         )
     return found
+
+
+def _warmup_advice(values: dict, length: RunLength) -> list[Advice]:
+    """A warm-up that rounds to no iteration: mmengine's LinearLR then refuses to start (`end should be larger than
+    begin`), since it counts int(warmup_ratio x max_epochs x iterations per epoch) iterations."""
+    ratio, epochs = values.get("warmup_ratio"), _whole(values, "max_epochs", 1)
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or int(ratio * length.iterations) >= 1:
+        return []
+    least = math.ceil(100 / length.iterations) / 100  # the smallest ratio in hundredths that gives one iteration
+    return [Advice(Severity.PROBLEM, "warmup_ratio", (
+        f"warmup_ratio={ratio} of ~{length.iterations} iterations ({epochs} epoch{'s' if epochs > 1 else ''}) is no "
+        f"warm-up iteration: the run fails at start with 'end should be larger than begin'; use warmup_ratio={least}"
+        f"{' or more' if least < 1 else ''}, or more data or epochs"
+    ))]  # fmt: skip
 
 
 def _data_advice(

@@ -38,6 +38,9 @@ KNOWN_CAUSES = (
     ("compiled without GPU support",
      "this bitsandbytes has no GPU support: 4-bit (QLoRA) needs a GPU and a CUDA build: "
      f"{BNB_FIX}, or drop quantization_config from the config"),
+    ("end should be larger than begin, but got begin=0, end=0",
+     "warmup_ratio x max_epochs x iterations per epoch rounds to 0 warm-up iterations (a short run or a small "
+     "dataset): raise warmup_ratio, or give more data or epochs (xtui config check says how far)"),
     ("driver version is insufficient",
      "the NVIDIA driver is older than the CUDA this torch was built for: update the driver, or install a torch "
      "built for the CUDA the driver supports (xtui doctor shows both)"),

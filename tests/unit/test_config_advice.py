@@ -140,3 +140,32 @@ def test_advice_never_runs_the_config(demo, tmp_path) -> None:
     )
     assert advise(evil, demo.folder).ok
     assert not marker.exists()
+
+
+def _mmengine_warmup_starts(ratio: float, epochs: int, per_epoch: int) -> bool:
+    """Whether mmengine's LinearLR, built as XTuner's configs build it, accepts this warm-up."""
+    import torch
+    from mmengine.optim import LinearLR
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    try:
+        LinearLR.build_iter_from_epoch(
+            optimizer, start_factor=1e-5, by_epoch=True, begin=0, end=ratio * epochs, epoch_length=per_epoch
+        )
+    except ValueError as exc:
+        assert "end should be larger than begin" in str(exc)
+        return False
+    return True
+
+
+def test_a_warm_up_that_rounds_to_no_iteration(demo) -> None:
+    iterations = advise(demo.config, demo.folder).length.iterations  # ~270: 3 epochs of ~90 packed samples
+    short = advise(_variant(demo, "short-warmup", {"warmup_ratio": str(0.9 / iterations)}), demo.folder)
+    assert _topics(short) == {"warmup_ratio": Severity.PROBLEM} and not short.ok
+    least = float(short.advice[0].message.split("use warmup_ratio=")[1].split()[0])
+    assert "end should be larger than begin" in short.advice[0].message
+    length = short.length
+    epochs = length.iterations // length.iterations_per_epoch
+    assert not _mmengine_warmup_starts(0.9 / iterations, epochs, length.iterations_per_epoch)
+    assert _mmengine_warmup_starts(least, epochs, length.iterations_per_epoch)
+    assert "warmup_ratio" not in _topics(advise(_variant(demo, "warmup", {"warmup_ratio": str(least)}), demo.folder))

@@ -107,3 +107,9 @@ def test_a_run_failing_on_a_known_environment_cause_says_what_to_do() -> None:
     plain = RunState()
     plain.apply(RunError("traceback", "ValueError: something else"))
     assert plain.first_failure() == "ValueError: something else"
+
+
+def test_a_warm_up_of_no_iteration_says_what_to_do() -> None:
+    state = RunState()  # what xtuner 0.2.0 printed on the H200 for a 22-iteration run with warmup_ratio 0.03
+    state.apply(RunError("traceback", "ValueError: end should be larger than begin, but got begin=0, end=0"))
+    assert "raise warmup_ratio" in state.first_failure() and "xtui config check" in state.first_failure()
