@@ -209,3 +209,16 @@ async def test_the_recipe_through_a_copied_built_in_config_and_new_data(tmp_path
             if field:  # the data is the conversation format; the copied config reads alpaca
                 assert state(1) == StepState.FAILED and "dataset_map_fn=alpaca_map_fn" in recipe.recipe.steps[1].why
         assert state(1) == StepState.DONE, recipe.recipe.steps[1].why
+
+
+async def test_a_config_that_is_not_python_fails_its_step_and_the_form_says_why(tmp_path) -> None:
+    (tmp_path / "config.py").write_text("pretrained_model_name_or_path = 'x'\nmax_length = (\n", encoding="utf-8")
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(RecipeScreen(tmp_path))
+        await until(pilot, lambda: isinstance(app.screen, RecipeScreen) and app.screen.recipe is not None)
+        screen = app.screen
+        assert screen.recipe.steps[1].state == StepState.FAILED and "not valid Python" in screen.recipe.steps[1].why
+        await pilot.press("2")
+        await until(pilot, lambda: "✗ not valid Python" in str(screen.query_one("#recipe-note", Static).render()))
+        assert app.screen is screen

@@ -138,8 +138,13 @@ class ConfigFormScreen(Screen):
 
     def __init__(self, config: Path, project: Path) -> None:
         super().__init__()
+        from engine.xtuner.configs import ConfigError
+
         self.config, self.project = config, project
-        self.source = config.read_text(encoding="utf-8")
+        try:
+            self.source = config.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {config}: {getattr(exc, 'strerror', None) or exc}") from None
         self.names = form_settings(self.source)
         self.map_fn_paths = map_fn_paths(self.source)
         self.shown: dict[str, str] = {}  # each field's value as first shown: a field left so is not edited

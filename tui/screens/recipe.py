@@ -84,10 +84,11 @@ def find_config(project: Path) -> Path | None:
 def _config_files(config: Path) -> list[str]:
     """The data files (or hub ids) the config's datasets name, as written."""
     from engine.xtuner.config_datasets import config_training
+    from engine.xtuner.configs import ConfigError
 
     try:
         return [f for d in config_training(config.read_text(encoding="utf-8")).datasets for f in d.files]
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+    except (OSError, UnicodeDecodeError, ConfigError):  # the config step says why
         return []
 
 
@@ -225,12 +226,13 @@ def find_merged(project: Path) -> Path | None:
 def _model_of(config: Path | None, project: Path) -> Path | None:
     """The base model a config names, when it is local."""
     from engine.xtuner.config_values import config_values, local_path
+    from engine.xtuner.configs import ConfigError
 
     if config is None:
         return None
     try:
         values = config_values(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError, ConfigError):  # the config step says why
         return None
     return next((p for n in CONFIG_MARKS if (p := local_path(values.get(n), project)) is not None), None)
 
@@ -385,6 +387,11 @@ class RecipeScreen(Screen):
         except XtuiError as exc:
             self.app.call_from_thread(self._note, f"✗ {exc}")
             return
+        except Exception as exc:  # a bug: its traceback in a file, one line here
+            from tui.crash import record
+
+            self.app.call_from_thread(self._note, f"✗ {record(exc)}")
+            return
         self.app.call_from_thread(self._show, recipe)
 
     def _show(self, recipe: Recipe) -> None:
@@ -430,12 +437,12 @@ class RecipeScreen(Screen):
 
             self.app.push_screen(DataScreen(project, recipe.data, recipe.config))
         elif key == "2":
-            from tui.screens.config_form import ConfigFormScreen, CopyConfigScreen
+            from tui.screens.config_form import CopyConfigScreen
 
             if recipe.config is None:
                 self.app.push_screen(CopyConfigScreen(project), lambda copied: copied and self._edit(copied))
             else:
-                self.app.push_screen(ConfigFormScreen(recipe.config, project))
+                self._edit(recipe.config)
         elif key == "3":
             self._launch(recipe.config)
         elif key == "6":
@@ -446,10 +453,16 @@ class RecipeScreen(Screen):
             self._note(f"{step.key} {step.name}: {step_hint(step, recipe)}")
 
     def _edit(self, config: Path) -> None:
-        """Open the form on a config just copied."""
+        """Open the form on a config (one that cannot be read says why here)."""
+        from engine.errors import XtuiError
         from tui.screens.config_form import ConfigFormScreen
 
-        self.app.push_screen(ConfigFormScreen(config, self.project))
+        try:
+            form = ConfigFormScreen(config, self.project)
+        except XtuiError as exc:
+            self._note(f"✗ {exc}")
+            return
+        self.app.push_screen(form)
 
     def _launch(self, config: Path | None) -> None:
         """The launch form in the project, with its config filled in."""
