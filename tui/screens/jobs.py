@@ -23,6 +23,7 @@ from tui.ticks import poll_on_ticks
 from tui.widgets.log_tail import LogTail
 
 LOG_LINES = 2000
+COLUMNS = (("job", "Job", 28), ("state", "State", 17), ("progress", "Progress", 8), ("started", "Started", 11))
 NO_JOBS = "No jobs yet: in the run's Checkpoints tab, v converts, m merges and x exports the selected checkpoint."
 
 
@@ -185,8 +186,8 @@ class JobsScreen(Screen):
         """Columns, then poll the jobs in a thread."""
         self.sub_title = printable(f"jobs of {self.work_dir}", newlines=False)
         table = self.query_one(DataTable)
-        for key, label in (("job", "Job"), ("state", "State"), ("progress", "Progress"), ("started", "Started")):
-            table.add_column(label, key=key)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)  # fixed: the widths never jump as rows come
         table.focus()
         self.watch_jobs()
 
