@@ -188,3 +188,17 @@ print(found)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.stdout.strip() == str(["ConfigError"] * 3), done.stdout + done.stderr
+
+
+async def test_a_long_check_leaves_the_screen_answering_keys(tmp_path) -> None:
+    data = tmp_path / "big.jsonl"
+    data.write_text((json.dumps(ROW, ensure_ascii=False) + "\n") * 300_000, encoding="utf-8")
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(DataScreen(tmp_path, data))
+        await until(pilot, lambda: "checking every record" in _text(app, "#check-note"))
+        await pilot.press("ctrl+s")  # the other tab, and its form answering, while every record is read
+        await until(pilot, lambda: "needs a name" in _text(app, "#new-note"), timeout=5)
+        assert "checking every record" in _text(app, "#check-note")
+        await until(pilot, lambda: _text(app, "#check-note").startswith("✓ fine"), timeout=300)
+        assert "300000 records" in _text(app, "#check-text")
