@@ -222,3 +222,32 @@ async def test_a_config_that_is_not_python_fails_its_step_and_the_form_says_why(
         await pilot.press("2")
         await until(pilot, lambda: "✗ not valid Python" in str(screen.query_one("#recipe-note", Static).render()))
         assert app.screen is screen
+
+
+async def test_chat_opens_on_what_the_recipe_made(tmp_path) -> None:
+    from textual.widgets import Select
+
+    from tui.dialogs.chat_setup import ChatSetupScreen
+
+    project = broken_project(tmp_path)
+    app = _app(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(RecipeScreen(project))
+        await until(pilot, lambda: isinstance(app.screen, RecipeScreen) and app.screen.recipe is not None)
+        recipe = app.screen
+        await pilot.press("6")
+        await until(pilot, lambda: isinstance(app.screen, ChatSetupScreen))
+        await until(pilot, lambda: app.screen.query_one("#model", Input).value == "merged")
+        assert app.screen.query_one("#kind", Select).value == "merged"
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is recipe)
+        shutil.rmtree(project / "merged")
+        (project / "hf").mkdir()
+        (project / "hf" / "adapter_config.json").write_text("{}")
+        await pilot.press("r")
+        await until(pilot, lambda: recipe.recipe.steps[3].state == StepState.DONE)
+        await pilot.press("6")
+        await until(pilot, lambda: isinstance(app.screen, ChatSetupScreen))
+        await until(pilot, lambda: app.screen.query_one("#adapter", Input).value == "hf")
+        assert app.screen.query_one("#kind", Select).value == "adapter"
+        assert app.screen.query_one("#template", Select).value == "internlm2_chat"

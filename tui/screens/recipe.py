@@ -291,7 +291,9 @@ def step_hint(step: Step, recipe: Recipe) -> str:
         if config
         else "copy one of XTuner's built-in configs here",
         "3": f"the launch form with {config}" if config else "the launch form (no config here yet)",
-        "6": "pick what to chat with: base, adapter, merged, checkpoint",
+        "6": f"the chat form, filled with {_rel(step.found, recipe.project)}"
+        if step.found is not None and step.found != recipe.work_dir
+        else "pick what to chat with: base, adapter, merged, checkpoint",
     }
     if step.key in hints:
         return f"Enter: {hints[step.key]}"
@@ -446,9 +448,7 @@ class RecipeScreen(Screen):
         elif key == "3":
             self._launch(recipe.config)
         elif key == "6":
-            from tui.dialogs.chat_setup import ChatSetupScreen
-
-            self.app.push_screen(ChatSetupScreen(project), lambda spec: spec and self.app.open_chat(spec))
+            self._chat(recipe)
         else:  # convert and merge: the command line does them
             self._note(f"{step.key} {step.name}: {step_hint(step, recipe)}")
 
@@ -478,3 +478,44 @@ class RecipeScreen(Screen):
 
         self.app.push_screen(form)
         self.app.call_after_refresh(fill)
+
+    def _chat(self, recipe: Recipe) -> None:
+        """The chat form filled with what the recipe made: the merged model, else the adapter on its base model."""
+        from textual.widgets import Input, Select
+
+        from engine.chat.models import SourceKind
+        from tui.dialogs.chat_setup import ChatSetupScreen
+
+        converted, merged = recipe.steps[3], recipe.steps[4]
+        kind, paths = None, {}
+        if merged.state == StepState.DONE:
+            kind, paths = SourceKind.MERGED, {"model": merged.found}
+        elif converted.state == StepState.DONE and (converted.found / "adapter_config.json").is_file():
+            kind, paths = SourceKind.ADAPTER, {"model": recipe.model, "adapter": converted.found}
+        template = _template_of(recipe.config)
+        form = ChatSetupScreen(self.project)
+
+        def fill() -> None:
+            if kind is not None:
+                form.query_one("#kind", Select).value = kind
+            for name, path in paths.items():
+                if path is not None:
+                    form.query_one(f"#{name}", Input).value = _rel(path, self.project)
+            if template is not None:
+                form.query_one("#template", Select).value = template
+
+        self.app.push_screen(form, lambda spec: spec and self.app.open_chat(spec))
+        self.app.call_after_refresh(fill)
+
+
+def _template_of(config: Path | None) -> str | None:
+    """The prompt template a config trains with, when it can be read."""
+    from engine.xtuner.configs import ConfigError
+    from engine.xtuner.templates import template_of_config
+
+    if config is None:
+        return None
+    try:
+        return template_of_config(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return None
