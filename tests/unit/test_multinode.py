@@ -1,6 +1,6 @@
-"""Runs over several processes and nodes: each node's command, the local node's part launched and shown, two nodes' parts
-training the tiny model into one work dir, a rank that
-died while the others live, a hang of a stopped process, and a ZeRO checkpoint resumed on another number of ranks."""
+"""Runs over several processes and nodes: each node's command, the local node's part launched and shown, two nodes'
+parts training the tiny model into one work dir, a rank that died while the others live, a hang of a stopped process,
+and a ZeRO checkpoint resumed on another number of ranks."""
 
 from __future__ import annotations
 
