@@ -124,6 +124,10 @@ async def test_new_self_cognition_data_never_replaces_a_file_without_asking(tmp_
         await pilot.press("ctrl+r")
         await until(pilot, lambda: _text(app, "#check-note").startswith("✓ fine"))
         assert "12 records, 12 turns, conversation format" in _text(app, "#check-text")
+        screen.query_one("#name", Input).value = ""
+        await pilot.press("ctrl+s")  # no name: said at once, before any question about replacing the file
+        await until(pilot, lambda: "needs a name" in _text(app, "#new-note"))
+        assert isinstance(app.screen, DataScreen) and len(json.loads(out.read_text(encoding="utf-8"))) == 12
 
 
 @pytest.fixture

@@ -217,35 +217,40 @@ class DataScreen(Screen):
         self.query_one("#check-text", Static).update(_styled(lines))
 
     def action_write(self) -> None:
-        """Write the self-cognition dataset; ask first when the file exists."""
+        """Check the form, ask first when the file exists, then write the self-cognition dataset in a worker."""
+        from engine.data.selfcognition import SelfCognitionError, answer
+
         self.query_one(TabbedContent).active = "new"
-        out = self._path("out")
+        value = lambda field: self.query_one(f"#{field}", Input).value.strip()  # noqa: E731
+        out, mix, ratio = self._path("out"), self._path("mix"), value("ratio")
         if out is None:
             self._new_note("✗ name the file to write", error=True)
             return
-        if out.exists():
-            self.app.push_screen(ReplaceScreen(out), lambda replace: replace and self._write(out, True))
+        try:
+            repeat = int(value("repeat") or DEFAULT_REPEAT)
+            ratio_value = float(ratio) if ratio else (1.0 if mix else 0.0)
+            answer(value("name"), value("owner"))  # a missing name is said before any question about the file
+        except ValueError:
+            self._new_note("✗ repeat is a whole number and ratio a number", error=True)
             return
-        self._write(out, False)
+        except SelfCognitionError as exc:
+            self._new_note(f"✗ {exc}", error=True)
+            return
+
+        def write(replace: bool) -> None:
+            self._new_note(f"writing {out}...")
+            self._write_file(out, value("name"), repeat, value("owner"), mix, ratio_value, replace)
+
+        if out.exists():
+            self.app.push_screen(ReplaceScreen(out), lambda replace: replace and write(True))
+            return
+        write(False)
 
     def _new_note(self, text: str, error: bool = False) -> None:
         """The line under the new-dataset form."""
         note = self.query_one("#new-note", Static)
         note.update(printable(text))
         note.set_class(error, "error")
-
-    def _write(self, out: Path, replace: bool) -> None:
-        """Read the form and write the dataset in a worker (a general file to mix in may be large)."""
-        value = lambda field: self.query_one(f"#{field}", Input).value.strip()  # noqa: E731
-        mix, ratio = self._path("mix"), value("ratio")
-        try:
-            repeat = int(value("repeat") or DEFAULT_REPEAT)
-            ratio_value = float(ratio) if ratio else (1.0 if mix else 0.0)
-        except ValueError:
-            self._new_note("✗ repeat is a whole number and ratio a number", error=True)
-            return
-        self._new_note(f"writing {out}...")
-        self._write_file(out, value("name"), repeat, value("owner"), mix, ratio_value, replace)
 
     @work(thread=True, exclusive=True, group="data-new")
     def _write_file(
