@@ -136,30 +136,32 @@ def same_weights(a: Path, b: Path) -> bool:
     )  # fmt: skip
 
 
-def answers(name: str, source) -> bool:
-    """The output loads on the GPU and answers the question."""
-    import torch
-
+def _answer(kind: str, model: str, adapter: str | None) -> dict:
+    """Load one output on the GPU and ask the question (in a process of its own: see `answers`)."""
     from engine.chat.decoding import Sampling
-    from engine.chat.models import LoadOptions, load
+    from engine.chat.models import LoadOptions, ModelSource, load
     from engine.chat.session import ChatSession
     from engine.xtuner.templates import template
 
+    source = ModelSource(kind, model=Path(model), adapter=Path(adapter) if adapter else None)
+    loaded = load(source, LoadOptions(device="cuda"))
+    session = ChatSession(loaded, template("internlm2_chat"), sampling=Sampling(temperature=0, max_new_tokens=16))
+    text = "".join(session.reply(QUESTION))
+    return {"device": str(loaded.device), "tokens": session.last.tokens if session.last else 0, "text": text[:80]}
+
+
+def answers(name: str, kind: str, model: Path, adapter: Path | None = None) -> bool:
+    """The output loads on the GPU and answers, in a fresh process as `xtui chat` would (a third compiled decoder in
+    one process failed its CUDA graph capture on the H200: that is the chat engine's, not the output's)."""
     t0 = time.monotonic()
+    argv = [sys.executable, __file__, "--answer", kind, str(model), *([str(adapter)] if adapter else [])]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT_S, stdin=subprocess.DEVNULL)
     try:
-        loaded = load(source, LoadOptions(device="cuda"))
-        session = ChatSession(loaded, template("internlm2_chat"), sampling=Sampling(temperature=0, max_new_tokens=16))
-        text = "".join(session.reply(QUESTION))
-        tokens = session.last.tokens if session.last else 0
-        device = str(loaded.device)
-    except Exception as exc:  # reported, and the other outputs still checked
-        return check(f"{name}: loads and generates", False, error=f"{type(exc).__name__}: {exc}")
-    finally:
-        loaded = session = None
-        torch.cuda.empty_cache()
+        seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return check(f"{name}: loads and generates", False, rc=proc.returncode, err=proc.stderr[-1500:])
     return check(
-        f"{name}: loads and generates", tokens > 0, device=device, tokens=tokens, text=text[:80],
-        seconds=round(time.monotonic() - t0, 1),
+        f"{name}: loads and generates", seen["tokens"] > 0, **seen, seconds=round(time.monotonic() - t0, 1)
     )  # fmt: skip
 
 
@@ -180,12 +182,15 @@ def doctor_gpu(folder: Path) -> bool:
 
 def main() -> None:
     """Every step; the report."""
-    from engine.chat.models import ModelSource, SourceKind
-
     parser = argparse.ArgumentParser()
     parser.add_argument("--folder", default="/tmp/xtui-after")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    parser.add_argument("--answer", nargs="+", metavar="KIND MODEL [ADAPTER]", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.answer:  # one output's load and answer, for `answers`
+        kind, model, *adapter = args.answer
+        print(json.dumps(_answer(kind, model, adapter[0] if adapter else None), ensure_ascii=False))
+        return
     folder = Path(args.folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -196,12 +201,12 @@ def main() -> None:
     if train(config, work_dir):
         adapter = convert_job(work_dir)
         if adapter is not None:
-            answers("adapter on its fp16 base", ModelSource(SourceKind.ADAPTER, model=base, adapter=adapter))
+            answers("adapter on its fp16 base", "adapter", base, adapter)
             merged = {device: folder / f"merged-{device}" for device in ("cuda", "cpu")}
             done = {device: merge(base, adapter, out, device) for device, out in merged.items()}
             for device, out in merged.items():
                 if done[device]:
-                    answers(f"merged on {device}", ModelSource(SourceKind.MERGED, model=out))
+                    answers(f"merged on {device}", "merged", out)
             if all(done.values()):
                 same_weights(merged["cuda"], merged["cpu"])
     doctor_gpu(folder)
