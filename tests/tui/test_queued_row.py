@@ -1,5 +1,5 @@
 """A queued run on the dashboard: its line says queued, in its colour, and why it waits; the reason cut to fit 80
-columns keeps the run's name (Pilot), and the dashboard at 80x24 and 120x40 (snapshots)."""
+columns keeps the run's name, s offers to cancel it and does (Pilot), and the dashboard at 80x24 and 120x40 (snapshots)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from engine.gpu import HISTORY, GpuMonitor, HostReading
 from engine.runs import manifest as mf
-from tests.support.fakes import FakeGpus, fixture_run
+from tests.support.fakes import FakeGpus, NoGpus, fixture_run
 from tests.support.waiting import until
 from tui.app import XtuiApp
 from tui.widgets.runs_table import RunsTable
@@ -72,3 +72,24 @@ async def test_a_queued_run_says_why_it_waits_and_keeps_its_name_at_80_columns(q
 @pytest.mark.parametrize("size", SIZES)
 def test_dashboard_with_a_queued_run(snap_compare, size, queued) -> None:
     assert snap_compare(_app(), terminal_size=size, run_before=_loaded)
+
+
+@pytest.mark.anyio
+async def test_stop_on_a_queued_run_offers_to_cancel_it_and_does(queued) -> None:
+    from textual.widgets import Static
+
+    from engine.runs.processes import session_members
+    from tui.dialogs.confirm import StopScreen
+    from tui.screens.run import RunScreen
+
+    waiter = mf.read_manifest(queued).queue
+    app = XtuiApp(roots=[ROOT], open_run=queued, gpu_backend=NoGpus(), poll_s=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.runs[queued].status.state == "queued")
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, StopScreen))
+        text = str(app.screen.query_one("#dialog-text", Static).render())
+        assert text.startswith(f"Cancel the queued run in {queued}?") and "It has not started" in text
+        await pilot.press("y")
+        await until(pilot, lambda: app.runs[queued].status.cause == "cancelled before start")
+    assert app.runs[queued].status.state == "stopped" and not session_members(waiter.pid, waiter.create_time)

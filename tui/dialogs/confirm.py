@@ -80,11 +80,15 @@ class StopScreen(_RunAction):
     ACTION_LABEL = "Stop (y)"
 
     def on_mount(self) -> None:
-        """Say what stopping does."""
-        self.say(
-            f"Stop the run in {self.work_dir}?\n\nxtui sends TERM to the whole process group, then KILL after 15 s. "
-            "Resume later from its last checkpoint."
-        )
+        """Say what stopping does (a queued run: what cancelling does)."""
+        rec = self.app.runs.get(self.work_dir.resolve())
+        if rec is not None and rec.status.state == "queued":
+            self.say(f"Cancel the queued run in {self.work_dir}?\n\nIt has not started: its waiter ends, nothing runs.")
+        else:
+            self.say(
+                f"Stop the run in {self.work_dir}?\n\nxtui sends TERM to the whole process group, then KILL after "
+                "15 s. Resume later from its last checkpoint."
+            )
         self.query_one("#cancel", Button).focus()  # Enter keeps the run; y (or Tab, Enter) stops it
 
     @work(thread=True, exclusive=True, group="run-action")
