@@ -206,3 +206,23 @@ async def test_a_long_check_leaves_the_screen_answering_keys(tmp_path) -> None:
         assert "checking every record" in _text(app, "#check-note")
         await until(pilot, lambda: _text(app, "#check-note").startswith("✓ fine"), timeout=300)
         assert "300000 records" in _text(app, "#check-text")
+
+
+async def test_llava_images_are_looked_for_in_the_folder_given(tmp_path) -> None:
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "a.png")
+    turns = [{"from": "human", "value": "<image>\nWhat colour?"}, {"from": "gpt", "value": "black"}]
+    data = tmp_path / "llava.json"
+    rows = [{"image": "a.png", "conversations": turns}, {"image": "b.png", "conversations": turns}]
+    data.write_text(json.dumps(rows, indent=1))
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        _, text = await _checked(pilot, app, data)
+        assert "record 1 (line 2): image cannot be used: no such file" in text
+        app.screen.query_one("#images", Input).value = "images"
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: "images: 2 distinct" in _text(app, "#check-text"))
+        text = _text(app, "#check-text")
+        assert "record 2 (line " in text and "record 1 " not in text

@@ -108,6 +108,12 @@ class DataScreen(Screen):
                         self._shown(self.config), id="config", cwd=self.project, suffixes=(".py",),
                         placeholder="optional: map_fn, token lengths, previews", compact=True,
                     )  # fmt: skip
+                with Horizontal(classes="field"):
+                    yield Label("Images")
+                    yield PathInput(
+                        id="images", cwd=self.project, compact=True,
+                        placeholder="LLaVA: the images' folder (default: the config's, or the data's)",
+                    )  # fmt: skip
                 yield Static("ctrl+r (or Enter) checks every record", id="check-note")
                 with VerticalScroll(id="check-result"):
                     yield Static(id="check-text")
@@ -167,7 +173,7 @@ class DataScreen(Screen):
         path = Path(text).expanduser()
         return path if path.is_absolute() else self.project / path
 
-    @on(Input.Submitted, "#data, #config")
+    @on(Input.Submitted, "#data, #config, #images")
     def _check_submitted(self) -> None:
         """Enter in a check field checks."""
         self.action_check()
@@ -182,7 +188,7 @@ class DataScreen(Screen):
         config = self._path("config")
         self._check_note(f"checking every record of {data.name}" + (" and counting tokens..." if config else "..."))
         self.query_one("#check-text", Static).update("")
-        self._check(data, config)
+        self._check(data, config, self._path("images"))
 
     def _check_note(self, text: str, error: bool = False) -> None:
         """The line above the result."""
@@ -191,14 +197,14 @@ class DataScreen(Screen):
         note.set_class(error, "error")
 
     @work(thread=True, exclusive=True, group="data-check")
-    def _check(self, data: Path, config: Path | None) -> None:
+    def _check(self, data: Path, config: Path | None, images: Path | None) -> None:
         """check_data off the UI thread; its lines (as `xtui data check` prints them) or why it could not run."""
         from engine.errors import XtuiError
         from engine.xtuner.data_check import check_data
         from tui.cli.data import describe_check
 
         try:
-            found = check_data(data, self.project, config)
+            found = check_data(data, self.project, config, images)
         except XtuiError as exc:
             self.app.call_from_thread(self._check_note, f"✗ {exc}", True)
             return
