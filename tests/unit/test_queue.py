@@ -197,11 +197,14 @@ def test_following_nothing_itself_or_a_circle_is_refused(cfg, tmp_path, running)
     assert not is_alive(queued.pid, queued.create_time)
 
 
-def test_slurm_and_an_ended_run_with_only_if_finished_are_refused(cfg, tmp_path) -> None:  # noqa: F811
+def test_slurm_another_nodes_part_and_an_ended_run_with_only_if_finished_are_refused(cfg, tmp_path) -> None:  # noqa: F811
     from engine.runs.slurm import SlurmOptions
 
     with pytest.raises(LaunchError, match="dependency=afterany"):
         check_wait(LaunchSpec(config=cfg, work_dir=tmp_path / "b", slurm=SlurmOptions()), Wait(tmp_path))
+    part = LaunchSpec(config=cfg, work_dir=tmp_path / "b", nnodes=2, node_rank=1, master_addr="10.0.0.1")
+    with pytest.raises(LaunchError, match="wait for it at torchrun's rendezvous"):
+        check_wait(part, Wait(tmp_path))
     done = tmp_path / "a"
     _log(done, [10, 20], 100, time.time() - 5)  # a plain xtuner run that ended halfway: stopped
     with pytest.raises(LaunchError, match="would never start"):
@@ -240,3 +243,15 @@ def test_without_need_gib_the_wait_takes_the_estimate_of_the_config(cfg, tmp_pat
     check_wait(spec, Wait(when_free=True), Gpus(0.5))
     (memory,) = conditions(spec, Wait(when_free=True), Gpus(0.5))
     assert memory.check().reason == f"waiting for {need:g} GiB free on GPU 0 (0.5 GiB free)"
+
+
+def test_dry_run_shows_the_wait_and_the_command_and_queues_nothing(cfg, tmp_path, running, capsys) -> None:  # noqa: F811
+    after, _ = running
+    work = tmp_path / "b"
+    assert (
+        main(["train", str(cfg), "--work-dir", str(work), "--after", str(after), "--only-if-finished", "--dry-run"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert f"-m xtuner.tools.train {cfg} --work-dir {work}" in out
+    assert f"# queued, it would start after {after} ends, only if it finished" in out and not work.exists()

@@ -102,6 +102,13 @@ def _queue(spec, args: argparse.Namespace) -> int:
     if args.dry_run:
         check_wait(spec, wait)
         _show(plan(spec), args)
+        waits = (
+            [f"after {args.after} ends" + (", only if it finished" if args.only_if_finished else "")]
+            if args.after
+            else []
+        )
+        waits += ["when its GPUs have the memory free"] if args.when_free else []
+        print(f"# queued, it would start {' and '.join(waits)}")
         return 0
     queued = enqueue(spec, wait)
     print(f"queued: {queued.reason} (waiter pid {queued.pid}); then it starts as xtui train would")
