@@ -48,8 +48,9 @@ def _by_events(data: bytes, cuts: list[int], flush: bool = True) -> list[Event]:
 
 
 def _by_columns(data: bytes, cuts: list[int], flush: bool = True) -> list[Event]:
-    """The columnar path, fed the raw bytes in the same chunks."""
+    """The columnar path, fed the raw bytes in the same chunks (in bulk however few lines a chunk completes)."""
     parser = LogParser()
+    parser.few_lines = 0
     bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
     events = [e for a, b in zip(bounds, bounds[1:]) for e in parser.feed_bytes(data[a:b])]
     return events + (parser.flush() if flush else [])

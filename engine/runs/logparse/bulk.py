@@ -65,7 +65,6 @@ class _Shape:
                 self.floats[key] = self._float(text, m.start(group), m.group(group), numbers)
         digits = sorted(c for cells in numbers for c in cells)
         literal = [c for c in range(self.length) if c not in set(digits)]
-        self.digits = np.array(digits, dtype=np.intp)
         value_cells = [c for cells in numbers[1:] for c in cells]  # by number, each number's cells in order
         self.value_cells = np.array(value_cells, dtype=np.intp)
         self.place = np.array([10.0**p for cells in numbers[1:] for p in reversed(range(len(cells)))])
@@ -79,12 +78,14 @@ class _Shape:
         self.spans = list(zip(firsts, [*firsts[1:], len(value_cells)]))
         words = -(-self.length // 8)
         self.words = words
-        padded = line.ljust(8 * words, b"\0")
-        mask = bytearray(8 * words)
+        padded = bytearray(line.ljust(8 * words, b"\0"))
+        mask, low, add, high = (bytearray(8 * words) for _ in range(4))
         for c in literal:
             mask[c] = 0xFF
-        self.mask = np.frombuffer(bytes(mask), "<u8")
-        self.pattern = np.frombuffer(padded, "<u8") & self.mask
+        for c in digits:  # a digit is 0x30-0x39: high nibble 3 (with the literals), low nibble + 6 below 0x10
+            mask[c], padded[c], low[c], add[c], high[c] = 0xF0, 0x30, 0x0F, 0x06, 0x10
+        self.mask, self.low, self.add, self.high = (np.frombuffer(bytes(b), "<u8") for b in (mask, low, add, high))
+        self.pattern = np.frombuffer(bytes(padded), "<u8") & self.mask
 
     @staticmethod
     def _float(text: str, start: int, value: str, numbers: list[list[int]]) -> tuple[int, int, int, bool, bool]:
@@ -104,10 +105,10 @@ class _Shape:
             numbers.append(list(range(start + m.start(4), start + m.end(4))))
         return mantissa, exponent, len(frac), value.startswith("-"), m.group(3) == "-"
 
-    def match(self, words: np.ndarray, cells: np.ndarray) -> np.ndarray:
-        """Rows (as n x words little-endian words, and n x bytes) that have this shape."""
+    def match(self, words: np.ndarray) -> np.ndarray:
+        """Rows (n x words, little-endian) that have this shape: the literal bytes, and digits where digits go."""
         ok = ((words & self.mask) == self.pattern).all(axis=1)
-        return ok & ((cells[:, self.digits] - 48) <= 9).all(axis=1)
+        return ok & (((words & self.low) + self.add) & self.high == 0).all(axis=1)  # no carry leaves a byte
 
     def read(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """(iterations, max_iters, floats by key, exact) of matching rows (n x bytes)."""
@@ -192,7 +193,7 @@ class TrainLineScanner:
         cells = got.view(np.uint8)
         left = np.ones(len(rows), bool)
         for shape in shapes:
-            hit = left & shape.match(got, cells)
+            hit = left & shape.match(got)
             if not hit.any():
                 continue
             every = hit.all()

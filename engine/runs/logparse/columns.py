@@ -15,6 +15,8 @@ FLOATS = ("lr", "loss", "grad_norm", "time", "data_time", "memory", "eta", "toke
 INTS = ("max_iters", "epoch")  # optional whole numbers; `iter` is always there
 _OPTIONAL = (*INTS, *FLOATS)
 BIT = {name: 1 << n for n, name in enumerate(_OPTIONAL)}
+_FLOAT_BITS = tuple((name, BIT[name]) for name in FLOATS)  # in TrainStep's field order
+_MAX_ITERS, _EPOCH = BIT["max_iters"], BIT["epoch"]
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 AT_WIDTH = 19  # `2026/11/28 14:00:52`; the console's `11/28 14:00:52` is 14
 
@@ -68,41 +70,49 @@ class StepColumns(Sequence[TrainStep]):
         odd = self.odd.get(i)
         if odd is not None:
             return odd
-        bits = self.present[i]
-        values = {name: self.ints[name][i] for name in INTS if bits & BIT[name]}
-        values.update((name, self.floats[name][i]) for name in FLOATS if bits & BIT[name])
+        bits, floats, ints = self.present[i], self.floats, self.ints
         size = self.at_len[i]
-        at = self.at[i * AT_WIDTH : i * AT_WIDTH + size].decode("ascii") if size else None
-        return TrainStep(self.iters[i], at=at, **values)
+        return TrainStep(
+            self.iters[i],
+            ints["max_iters"][i] if bits & _MAX_ITERS else None,
+            *[floats[name][i] if bits & bit else None for name, bit in _FLOAT_BITS],
+            {},
+            self.at[i * AT_WIDTH : i * AT_WIDTH + size].decode("ascii") if size else None,
+            ints["epoch"][i] if bits & _EPOCH else None,
+        )
 
     def append(self, step: TrainStep) -> None:
         """Add one step at the end."""
         row = len(self)
         bits = 0
-        whole = not step.extra
+        exact = not step.extra
         self.iters.append(_clamp(step.iter))
-        whole = whole and self.iters[-1] == step.iter
+        exact = exact and self.iters[-1] == step.iter
         for name in INTS:
             value = getattr(step, name)
-            if value is not None:
-                bits |= BIT[name]
-                self.ints[name].append(_clamp(value))
-                whole = whole and self.ints[name][-1] == value
+            column = self.ints[name]
+            if value is None:
+                column.append(0)
             else:
-                self.ints[name].append(0)
-        for name in FLOATS:
-            value = getattr(step, name)
-            if value is not None:
                 bits |= BIT[name]
-            self.floats[name].append(0.0 if value is None else value)
+                column.append(_clamp(value))
+                exact = exact and column[-1] == value
+        floats = self.floats
+        for name, bit in _FLOAT_BITS:
+            value = getattr(step, name)
+            if value is None:
+                floats[name].append(0.0)
+            else:
+                bits |= bit
+                floats[name].append(value)
         self.present.append(bits)
         at = step.at
         raw = at.encode("utf-8") if at else b""
-        if len(raw) > AT_WIDTH or len(raw) != len(at or ""):
-            raw, whole = b"", False
+        if len(raw) > AT_WIDTH or len(raw) != len(at or "") or at == "":
+            raw, exact = b"", False
         self.at += raw.ljust(AT_WIDTH, b" ")
         self.at_len.append(len(raw))
-        if not whole or (at == "" and at is not None):
+        if not exact:
             self.odd[row] = step
 
     def extend(self, other: StepColumns, start: int = 0, stop: int | None = None) -> None:

@@ -48,6 +48,7 @@ _OTHER_RECORD = re.compile(
 _PLAIN_STARTS = frozenset("T[E")  # a line without a timestamp is looked at when it may start a traceback or an error
 _RECORD_STARTS = frozenset("T[IWEF")  # a line may be a traceback, a rank's or another logger's, when it starts so
 _NOT_METRICS = frozenset(("eta", "memory"))
+_FEW_LINES = 64
 
 
 class LogParser:
@@ -63,6 +64,7 @@ class LogParser:
         self._carry = b""  # feed_bytes: the unfinished last line, while short
         self._long = False  # feed_bytes: the unfinished line went to `feed` (it is long): the rest of it goes too
         self._scanner: TrainLineScanner | None = None
+        self.few_lines = _FEW_LINES  # feed_bytes reads fewer complete lines than this line by line
         self._step: TrainStep | None = None  # the newest train step since the last (re)start
         self._mark = 0  # the newest iteration known from a save or a resume
         self._saved = -1  # the iteration of the newest save
@@ -108,6 +110,10 @@ class LogParser:
 
     def _bulk(self, block: bytes, out: list[Event]) -> None:
         """Events of complete lines: the usual train lines in bulk, the text between them through `feed`."""
+        few = self.few_lines
+        if few and block.count(b"\n", 0, few * 256) < few and block.count(b"\n") < few:
+            self._slow(block, out)  # a live poll's line or two: numpy's fixed cost would exceed the regex's
+            return
         if self._scanner is None:
             from engine.runs.logparse.bulk import TrainLineScanner  # numpy, on first use
 
