@@ -125,7 +125,7 @@ async def test_help_lists_the_screens_keys_first_and_scrolls_at_once(tmp_path) -
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         table = app.screen.query_one("#keys", DataTable)
         rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
-        assert [row[1] for row in rows[:2]] == ["Launch", "GPUs"] and rows[0][2] == "Dashboard"
+        assert [row[1] for row in rows[:2]] == ["Launch", "New fine-tune"] and rows[0][2] == "Dashboard"
         generic = [i for i, row in enumerate(rows) if row[1] in ("Focus Next", "Copy selected text")]
         assert generic and min(generic) > rows.index(["q", "Quit", "App"])  # Textual's own keys after the app's
         assert table.has_focus and table.max_scroll_y > 0
