@@ -290,7 +290,7 @@ async def _switch(model_dir: Path, device: str, new_tokens: int, after: int, bud
             marks["ready"] = time.perf_counter()
             if not device.startswith("cuda"):
                 model = message.loaded.model
-                build = lambda: decoding.compiled(model, {"backend": "eager", "fullgraph": True})  # noqa: E731
+                build = lambda stop: decoding.compiled(model, {"backend": "eager", "fullgraph": True}, stop)  # noqa: E731
                 message.loaded.decoder = decoding.SwitchingDecoder(decoding.EagerDecoder(model), build)
                 message.loaded.decoder.warm_up()
 

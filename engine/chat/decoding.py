@@ -18,6 +18,9 @@ STATIC_CAPACITY = 4096
 # torch.compile's options for the compiled step: autotuned kernels, no CUDA graphs of its own (we capture the step,
 # with its argmax and position update, as one graph: no per-call Python of cudagraph trees)
 COMPILE = {"mode": "max-autotune-no-cudagraphs", "fullgraph": True}
+# One CUDA-graph capture in the process at a time, and none while a build's compile runs on the GPU: another
+# thread's device-wide sync or free (inductor's autotuning, a model loaded or dropped) invalidates a capture.
+CAPTURES = threading.RLock()
 GPU_DEPTH = 8  # steps a graph decoder keeps queued on the GPU ahead of the token read (~15 ms at 500 tok/s)
 FIRST_SPAN = 256  # the static cache's shortest span a step reads; each next one doubles, up to the capacity
 
@@ -109,6 +112,10 @@ class Decoder:
 
     def warm_up(self, steps: int = 4) -> None:
         """Compile and capture now, not in the first answer (nothing to do here)."""
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop what runs in the background for this decoder (nothing here); whether it has ended."""
+        return True
 
     def greedy(self, token):
         """Feed one token id; the most likely next one (a device tensor of one id)."""
@@ -235,7 +242,7 @@ class StaticDecoder(Decoder):
                     self._body(span)
             torch.cuda.current_stream(self._device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads may use the GPU
+            with CAPTURES, torch.cuda.graph(graph, capture_error_mode="thread_local"):  # others may launch meanwhile
                 logits = self._body(span)
             self._graphs[self.key, span] = (graph, logits)
             self._position.copy_(saved[0])
@@ -283,15 +290,20 @@ class StaticDecoder(Decoder):
                     self._body(span)
 
 
+class BuildStopped(Exception):
+    """The background build was stopped (`SwitchingDecoder.close`)."""
+
+
 class SwitchingDecoder(Decoder):
     """Answers on a quick decoder while `build` makes a faster one in a background thread; switches between answers.
 
-    `build` does the slow part (torch.compile) beside the live answers: its own cache and buffers, the weights only
-    read. Its graph is captured holding the lock that every answer holds, so nothing else runs on the device then,
-    and the built decoder takes over at the next answer, never within one (for the variants it has captured).
+    `build(stop)` does the slow part (torch.compile) beside the live answers: its own cache and buffers, the weights
+    only read; it gives up (BuildStopped) once `stop` is set. Its graph is captured holding the lock that every answer
+    holds, so nothing else runs on the device then, and the built decoder takes over at the next answer, never
+    within one (for the variants it has captured).
     """
 
-    def __init__(self, quick: Decoder, build: Callable[[], Decoder]) -> None:
+    def __init__(self, quick: Decoder, build: Callable[[threading.Event], Decoder]) -> None:
         self.quick = quick
         self.live = quick
         self.built: Decoder | None = None
@@ -302,6 +314,7 @@ class SwitchingDecoder(Decoder):
         self._build = build
         self._key: str | None = None
         self._turn = threading.Lock()  # held through each answer, and while the built decoder is captured
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._make, name="xtui-decoder-build", daemon=True)
 
     @property
@@ -346,14 +359,24 @@ class SwitchingDecoder(Decoder):
         start = time.perf_counter()
         try:
             with _own_stream(self.quick):  # the build's GPU work does not queue up before the answers' steps
-                made = self._build()
+                made = self._build(self._stop)
                 with self._turn:  # between answers: the capture has the device to itself
+                    if self._stop.is_set():
+                        raise BuildStopped
                     made.key = self._key
                     made.warm_up()
             self.build_s = time.perf_counter() - start
             self.built = made
+        except BuildStopped:
+            pass
         except Exception as exc:  # inductor/triton errors have no common base class; the quick decoder goes on
             self.failure = f"{type(exc).__name__}: {exc}"
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop the background build (its child process at once, a compile in this process when it ends) and wait
+        up to `timeout` s for it (0: do not wait); whether it has ended."""
+        self._stop.set()
+        return self.wait(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background build to end; whether it did."""
@@ -393,39 +416,66 @@ def _own_stream(decoder: Decoder) -> Iterator[None]:
 DECODERS = ("auto", "eager", "graph", "compile")
 
 
-def compile_elsewhere(model, compile_options=None, timeout_s: float = 900) -> bool:
+def compiles_elsewhere(model) -> bool:
+    """Whether a child process can load the same model to compile it: a transformers model saved in a folder."""
+    folder = getattr(model.config, "_name_or_path", "")
+    return Path(folder, "config.json").is_file() and type(model).__module__.startswith("transformers.")
+
+
+def compile_elsewhere(model, compile_options=None, stop: threading.Event | None = None, timeout_s: float = 900) -> bool:
     """Compile the same model's step in a child process (niced) first, filling torch.compile's caches on disk, so that
     compiling here loads code instead of generating it: inductor's minutes of Python never hold this process's GIL
-    while it answers. Only for a transformers model saved in a folder; whether the child got through."""
+    while it answers. Killed when `stop` is set; whether the child got through."""
     import json
     import os
     import shutil
     import subprocess
     import sys
 
-    folder = getattr(model.config, "_name_or_path", "")
-    if not Path(folder, "config.json").is_file() or not type(model).__module__.startswith("transformers."):
+    if not compiles_elsewhere(model):
         return False
+    folder = model.config._name_or_path
     weights = next(model.parameters())
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "engine.chat.decoding", folder, str(weights.dtype).removeprefix("torch."),
-               str(weights.device), json.dumps(compile_options or COMPILE)]  # fmt: skip
+    dtype, options = str(weights.dtype).removeprefix("torch."), json.dumps(compile_options or COMPILE)
+    command = [
+        sys.executable,
+        "-m",
+        "engine.chat.decoding",
+        str(os.getpid()),
+        folder,
+        dtype,
+        str(weights.device),
+        options,
+    ]
     nice = shutil.which("nice")
     try:
-        done = subprocess.run([nice, "-n", "10", *command] if nice else command, env=env, capture_output=True,
-                              timeout=timeout_s)  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
+        child = subprocess.Popen([nice, "-n", "10", *command] if nice else command, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    except OSError:
         return False
-    return done.returncode == 0
+    deadline, stop = time.monotonic() + timeout_s, stop or threading.Event()
+    while child.poll() is None:
+        if stop.wait(0.2) or time.monotonic() > deadline:
+            child.kill()
+            child.wait()
+            return False
+    return child.returncode == 0
 
 
-def compiled(model, compile_options=None) -> StaticDecoder:
-    """A compiled static decoder, its compiling done (not yet captured); on CUDA a child process compiles first."""
+def compiled(model, compile_options=None, stop: threading.Event | None = None) -> StaticDecoder:
+    """A compiled static decoder, its compiling done (not yet captured); on CUDA a child process compiles first.
+
+    The part in this process holds CAPTURES: its GPU work (autotuning syncs the device) overlaps no capture.
+    """
     if next(model.parameters()).device.type == "cuda":
-        compile_elsewhere(model, compile_options)  # when it cannot, this process does all the work
-    decoder = StaticDecoder(model, "compile", compile_options=compile_options)
-    decoder.compile_now()
+        compile_elsewhere(model, compile_options, stop)  # when it cannot, this process does all the work
+    if stop is not None and stop.is_set():
+        raise BuildStopped
+    with CAPTURES:
+        decoder = StaticDecoder(model, "compile", compile_options=compile_options)
+        decoder.compile_now()
     return decoder
 
 
@@ -434,8 +484,12 @@ def make_decoder(model, mode: str = "auto"):
     if mode not in DECODERS:
         raise ValueError(f"decoder must be one of {', '.join(DECODERS)} (not {mode!r})")
     cuda = next(model.parameters()).device.type == "cuda"
+    if mode == "auto" and not cuda:
+        return EagerDecoder(model)
+    if mode == "auto" and not compiles_elsewhere(model):  # an adapter, remote code: compiling here would stall answers
+        return StaticDecoder(model, "graph")
     if mode == "auto":
-        return SwitchingDecoder(StaticDecoder(model, "graph"), lambda: compiled(model)) if cuda else EagerDecoder(model)
+        return SwitchingDecoder(StaticDecoder(model, "graph"), lambda stop: compiled(model, stop=stop))
     return EagerDecoder(model) if mode == "eager" else StaticDecoder(model, mode)
 
 
@@ -444,10 +498,18 @@ def warm_up(decoder, steps: int = 4) -> None:
     decoder.warm_up(steps)
 
 
-def _main(folder: str, dtype: str, device: str, options: str) -> None:
-    """compile_elsewhere's child: load the model as the parent did and compile its step for every span."""
+def _main(parent: str, folder: str, dtype: str, device: str, options: str) -> None:
+    """compile_elsewhere's child: load the model as the parent did and compile its step for every span (ending
+    when the parent process does, whatever way it ends)."""
     import json
+    import os
 
+    def orphaned() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=orphaned, daemon=True).start()
     import torch
     from transformers import AutoModelForCausalLM
 

@@ -117,7 +117,7 @@ async def test_the_status_line_says_which_decoder_answers_and_when_the_compiled_
     class SwitchingChat(ChatScreen):
         def on_model_ready(self, message) -> None:  # runs before ChatScreen's own handler
             model = message.loaded.model
-            build = lambda: gate.wait(60) and compiled(model, {"backend": "eager", "fullgraph": True})  # noqa: E731
+            build = lambda stop: gate.wait(60) and compiled(model, {"backend": "eager", "fullgraph": True}, stop)  # noqa: E731
             message.loaded.decoder = SwitchingDecoder(EagerDecoder(model), build)
             message.loaded.decoder.warm_up()
 

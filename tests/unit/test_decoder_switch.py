@@ -43,12 +43,12 @@ def _session(loaded) -> ChatSession:
 def _switching(loaded, gate: threading.Event | None = None, fail: str | None = None) -> SwitchingDecoder:
     """An eager quick decoder; the built one compiled with dynamo once `gate` opens (or failing with `fail`)."""
 
-    def build():
+    def build(stop):
         if gate is not None:
             assert gate.wait(60)
         if fail:
             raise RuntimeError(fail)
-        return compiled(loaded.model, EAGER_DYNAMO)
+        return compiled(loaded.model, EAGER_DYNAMO, stop)
 
     return SwitchingDecoder(EagerDecoder(loaded.model), build)
 
@@ -82,9 +82,9 @@ def test_answers_start_quick_and_the_compiled_decoder_takes_over_between_them_wi
 def test_a_build_done_mid_answer_waits_for_the_answer_to_end(loaded) -> None:
     gate, made = threading.Event(), threading.Event()
 
-    def build():
+    def build(stop):
         assert gate.wait(60)
-        decoder = compiled(loaded.model, EAGER_DYNAMO)
+        decoder = compiled(loaded.model, EAGER_DYNAMO, stop)
         made.set()
         return decoder
 
@@ -125,3 +125,21 @@ def test_a_child_process_compiles_a_saved_model_first_and_nothing_else(loaded) -
     unsaved = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                            num_attention_heads=2))  # fmt: skip
     assert not compile_elsewhere(unsaved, EAGER_DYNAMO)  # no folder to load it from: compiled here
+
+
+def test_closing_stops_the_build_before_its_capture_and_kills_its_child(loaded) -> None:
+    """A dropped model's build must not go on (its capture would overlap the next model's GPU work): close() stops it
+    waiting for the gate, before compiling here; a child process compiling is killed at once."""
+    import time
+
+    gate = threading.Event()
+    decoder = _switching(loaded, gate)
+    decoder.warm_up()
+    assert decoder.building and not decoder.close(0)  # asked to stop; the build is still at the gate
+    gate.set()
+    assert decoder.close(60) and decoder.built is None and decoder.failure is None
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    begin = time.monotonic()
+    assert not compile_elsewhere(loaded.model, EAGER_DYNAMO, stop)  # killed: torch's import alone takes longer
+    assert time.monotonic() - begin < 5

@@ -429,10 +429,12 @@ class ChatScreen(Screen):
         self._web_line(None)
 
     def on_unmount(self) -> None:
-        """Leaving the chat (or quitting) stops the page."""
+        """Leaving the chat (or quitting) stops the page, and the decoder's background compile."""
         if self.web is not None:
             self.web.close()
             self.web = None
+        if self.loaded is not None and self.loaded.decoder is not None:
+            self.loaded.decoder.close(0)
 
     def commands(self):
         """Palette entries of this screen."""
