@@ -364,6 +364,8 @@ async def _switch(model_dir: Path, device: str, new_tokens: int, after: int, bud
         "load_s": marks["ready"] - pushed, "loaded_to_first_text_ms": loaded_to_first_text_ms,
         "first_answer_decoder": turns[0]["decoder"], "switched_at_turn": switching.switched_at,
         "build_s": switching.build_s, "build_failure": switching.failure,
+        "compiled_in_a_child_first": getattr(switching.built, "compiled_elsewhere", None),
+        "child_log_tail": decoding.CHILD_LOG.read_text(errors="replace")[-1500:] if decoding.CHILD_LOG.is_file() else None,
         "pane_tok_s": pane, "engine_in_pane_tok_s": med("engine_tok_s", done), "engine_alone_tok_s": engine,
         "pane_over_engine": pane / engine if pane and engine else None,
         "first_text_after_enter_ms": med("first_text_ms", done),

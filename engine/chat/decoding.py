@@ -3,6 +3,7 @@ compiled or not; and a decoder that answers on a quick one while the compiled on
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ COMPILE = {"mode": "max-autotune-no-cudagraphs", "fullgraph": True}
 # One CUDA-graph capture in the process at a time, and none while a build's compile runs on the GPU: another
 # thread's device-wide sync or free (inductor's autotuning, a model loaded or dropped) invalidates a capture.
 CAPTURES = threading.RLock()
+CHILD_LOG = Path(tempfile.gettempdir(), "xtui-compile-child.log")  # compile_elsewhere's last child's output
 GPU_DEPTH = 8  # steps a graph decoder keeps queued on the GPU ahead of the token read (~15 ms at 500 tok/s)
 FIRST_SPAN = 256  # the static cache's shortest span a step reads; each next one doubles, up to the capacity
 
@@ -184,6 +186,7 @@ class StaticDecoder(Decoder):
         lengths = spans(self.capacity) if self._spanned else [self.capacity]
         self._spans = {n: torch.empty(n, device=self._device) for n in lengths}  # only their sizes matter
         self._graphs: dict = {}  # (key, span) -> (CUDAGraph, its output logits)
+        self.compiled_elsewhere = False  # a child process compiled the step first (compiled())
         self.key: str | None = None
         self._forward = self._forward_one
         if mode == "compile":
@@ -451,8 +454,9 @@ def compile_elsewhere(model, compile_options=None, stop: threading.Event | None 
     ]
     nice = shutil.which("nice")
     try:
-        child = subprocess.Popen([nice, "-n", "10", *command] if nice else command, env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        with open(CHILD_LOG, "wb") as log:  # the last child's output, for when it fails
+            child = subprocess.Popen([nice, "-n", "10", *command] if nice else command, env=env, stdout=log,
+                                     stderr=subprocess.STDOUT)  # fmt: skip
     except OSError:
         return False
     deadline, stop = time.monotonic() + timeout_s, stop or threading.Event()
@@ -465,16 +469,17 @@ def compile_elsewhere(model, compile_options=None, stop: threading.Event | None 
 
 
 def compiled(model, compile_options=None, stop: threading.Event | None = None) -> StaticDecoder:
-    """A compiled static decoder, its compiling done (not yet captured); on CUDA a child process compiles first.
+    """A compiled static decoder, its compiling done (not yet captured); on CUDA a child process compiles first
+    (`compiled_elsewhere` says whether it got through; when not, this process did all the work).
 
     The part in this process holds CAPTURES: its GPU work (autotuning syncs the device) overlaps no capture.
     """
-    if next(model.parameters()).device.type == "cuda":
-        compile_elsewhere(model, compile_options, stop)  # when it cannot, this process does all the work
+    elsewhere = next(model.parameters()).device.type == "cuda" and compile_elsewhere(model, compile_options, stop)
     if stop is not None and stop.is_set():
         raise BuildStopped
     with CAPTURES:
         decoder = StaticDecoder(model, "compile", compile_options=compile_options)
+        decoder.compiled_elsewhere = elsewhere
         decoder.compile_now()
     return decoder
 
