@@ -110,7 +110,15 @@ async def test_back_from_the_diff_writes_nothing_and_a_map_fn_missing_is_importe
         await until(pilot, lambda: isinstance(app.screen, DiffScreen))
         await pilot.press("y")
         await until(pilot, lambda: "wrote" in _shown(app, "#form-note"))
+        form = app.screen
+        await _type(pilot, form.query_one("#f-max_epochs", Input), "5")
+        await pilot.press("escape")  # an unsaved change: said, the form stays
+        await until(pilot, lambda: "unsaved changes" in _shown(app, "#form-note"))
+        assert app.screen is form
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is not form)
     assert _load(config, tmp_path).alpaca_en.dataset_map_fn.__name__ == "openai_map_fn"
+    assert "max_epochs = 3\n" in config.read_text(encoding="utf-8")
 
 
 EVIL = """import os

@@ -131,7 +131,7 @@ class ConfigFormScreen(Screen):
     """
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+r", "advise", "Advice"),
     ]
@@ -148,6 +148,7 @@ class ConfigFormScreen(Screen):
         self.names = form_settings(self.source)
         self.map_fn_paths = map_fn_paths(self.source)
         self.shown: dict[str, str] = {}  # each field's value as first shown: a field left so is not edited
+        self._warned = False  # Esc with unsaved changes said so once
 
     def _initial(self, name: str) -> str:
         """What a field shows first: the setting's source text (the template's name for prompt_template)."""
@@ -238,6 +239,18 @@ class ConfigFormScreen(Screen):
             except XtuiError as exc:
                 problem = str(exc)
         self._problem(name, problem)
+
+    def _edited(self) -> bool:
+        """True when a field differs from the file."""
+        return bool(self.assignments()) or (MAP_FN in self.shown and self._value(MAP_FN) != self.shown[MAP_FN])
+
+    def action_back(self) -> None:
+        """Leave the form; with unsaved changes, only on a second Esc."""
+        if self._edited() and not self._warned:
+            self._warned = True
+            self._note("✗ unsaved changes: ctrl+s saves them, Esc again leaves without", error=True)
+            return
+        self.app.pop_screen()
 
     def planned(self):
         """The whole edit the form describes (engine.xtuner.config_edit.ConfigEdit), or XtuiError for a wrong value."""
