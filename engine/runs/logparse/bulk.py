@@ -107,8 +107,13 @@ class _Shape:
 
     def match(self, words: np.ndarray) -> np.ndarray:
         """Rows (n x words, little-endian) that have this shape: the literal bytes, and digits where digits go."""
-        ok = ((words & self.mask) == self.pattern).all(axis=1)
-        return ok & (((words & self.low) + self.add) & self.high == 0).all(axis=1)  # no carry leaves a byte
+        wrong = words & self.mask
+        wrong ^= self.pattern
+        digit = words & self.low
+        digit += self.add  # no carry leaves a byte
+        digit &= self.high
+        wrong |= digit
+        return ~wrong.any(axis=1)
 
     def read(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """(iterations, max_iters, floats by key, exact) of matching rows (n x bytes)."""
