@@ -24,6 +24,7 @@ COMPILE = {"mode": "max-autotune-no-cudagraphs", "fullgraph": True}
 CAPTURES = threading.RLock()
 CHILD_LOG = Path(tempfile.gettempdir(), "xtui-compile-child.log")  # compile_elsewhere's last child's output
 GPU_DEPTH = 8  # steps a graph decoder keeps queued on the GPU ahead of the token read (~15 ms at 500 tok/s)
+PROMPT_BUCKETS = (32, 64, 128, 256)  # prompt lengths a static decoder pads to (a CUDA graph each); longer: as is
 FIRST_SPAN = 256  # the static cache's shortest span a step reads; each next one doubles, up to the capacity
 
 
@@ -156,8 +157,10 @@ class StaticDecoder(Decoder):
     """A fixed-size KV cache and a one-token step, replayed as a CUDA graph on a GPU: the fast path.
 
     The step runs the model, moves the position on and leaves the most likely next id in its input buffer, so that
-    greedy decoding replays the graph and nothing else. It reads only the cache's first `span` positions (SPANS: a
-    graph each), not all `capacity`. mode "graph" captures the eager step once per variant (`key`: an adapter
+    greedy decoding replays the graph and nothing else. It reads only the cache's first `span` positions (spans(): a
+    graph each), not all `capacity`. A prompt of up to 256 tokens is padded to a PROMPT_BUCKETS length and prefilled
+    by a graph too (the padding's positions come after the prompt's, which never see them, and the steps overwrite
+    them). mode "graph" captures the eager step once per variant (`key`: an adapter
     switched on or off changes the kernels); mode "compile" captures the step torch.compile made (`compile_options`,
     COMPILE by default; the span is a dynamic size, one compile for all). Without CUDA the step just runs.
     """
@@ -185,7 +188,10 @@ class StaticDecoder(Decoder):
         self._spanned = kv_cache.reads_spans(model)
         lengths = spans(self.capacity) if self._spanned else [self.capacity]
         self._spans = {n: torch.empty(n, device=self._device) for n in lengths}  # only their sizes matter
-        self._graphs: dict = {}  # (key, span) -> (CUDAGraph, its output logits)
+        self._graphs: dict = {}  # (key, span or ("prompt", bucket)) -> (CUDAGraph, its output logits)
+        buckets = [n for n in PROMPT_BUCKETS if n <= self.capacity]
+        self._prompts = {n: torch.zeros((1, n), dtype=torch.long, device=self._device) for n in buckets}
+        self._positions = torch.arange(PROMPT_BUCKETS[-1], device=self._device)
         self.compiled_elsewhere = False  # a child process compiled the step first (compiled())
         self.key: str | None = None
         self._forward = self._forward_one
@@ -200,9 +206,9 @@ class StaticDecoder(Decoder):
             input_ids=token, past_key_values=self._cache, cache_position=position, use_cache=True, **extra
         ).logits[:, -1]
 
-    def _span(self) -> int:
-        """The span the next step reads: the first that holds the position it writes."""
-        return next(n for n in self._spans if n > self._length)
+    def _span(self, positions: int | None = None) -> int:
+        """The first span that holds `positions` (by default the next step's: up to the position it writes)."""
+        return next(n for n in self._spans if n >= (self._length + 1 if positions is None else positions))
 
     def _body(self, span: int):
         """One step from the input buffers: the logits; the position moved on and the argmax left as the next input."""
@@ -211,46 +217,68 @@ class StaticDecoder(Decoder):
         self._token.copy_(logits.argmax(-1).view(1, 1))
         return logits
 
+    def _extra(self, positions: int) -> dict:
+        return {"kv_span": self._spans[self._span(positions)]} if self._spanned else {}
+
+    def _prompt(self, bucket: int):
+        """Prefill the reset cache from the prompt buffer of `bucket` tokens; the logits of every position."""
+        self._cache.reset()
+        return self.model(
+            input_ids=self._prompts[bucket], past_key_values=self._cache, use_cache=True,
+            cache_position=self._positions[:bucket], **self._extra(bucket),
+        ).logits  # fmt: skip
+
     def prefill(self, input_ids=None, inputs_embeds=None):
-        """Run the prompt eagerly into the reset cache (reading the span that holds it); the last position's logits."""
+        """Run the prompt into the reset cache (padded to a bucket, as a graph once captured; else eagerly as it
+        is), reading the span that holds it; the last position's logits."""
         import torch
 
         length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-        self._cache.reset()
-        self._length = length - 1  # the span that holds the prompt's last position
-        extra = {"kv_span": self._spans[self._span()]} if self._spanned else {}
-        out = self.model(
-            input_ids=input_ids, inputs_embeds=inputs_embeds, past_key_values=self._cache, use_cache=True,
-            cache_position=torch.arange(length, device=self._device), num_logits_to_keep=1, **extra,
-        )  # fmt: skip
+        bucket = next((n for n in self._prompts if n >= length), None) if input_ids is not None else None
+        if bucket is not None:
+            self._prompts[bucket][:, :length].copy_(input_ids)
+            graph = self._graphs.get((self.key, ("prompt", bucket)))  # never captured here: an answer may be on
+            if graph is not None:
+                graph[0].replay()
+            logits = (graph[1] if graph is not None else self._prompt(bucket))[:, length - 1]
+        else:
+            self._cache.reset()
+            logits = self.model(
+                input_ids=input_ids, inputs_embeds=inputs_embeds, past_key_values=self._cache, use_cache=True,
+                cache_position=torch.arange(length, device=self._device), num_logits_to_keep=1, **self._extra(length),
+            ).logits[:, -1]  # fmt: skip
         self._position.fill_(length)
         self._length = length
-        return out.logits[:, -1]
+        return logits
 
     def captured(self, key: str | None) -> bool:
         """Whether steps for `key` replay without capturing (or compiling) first."""
         return not self._graphed or all((key, n) in self._graphs for n in self._spans)
 
     def _graph(self, span: int):
-        """The captured step for the current key and `span` (captured on first use: warm-up on a side stream, then
-        record)."""
+        """The captured step for the current key and `span` (captured on first use)."""
+        return self._capture(span, lambda: self._body(span))
+
+    def _capture(self, what, run):
+        """The CUDA graph of `run()` for the current key and `what` (captured on first use: warm-up on a side
+        stream, then record); its output."""
         import torch
 
-        if (self.key, span) not in self._graphs:
+        if (self.key, what) not in self._graphs:
             saved = self._position.clone(), self._token.clone()
             side = torch.cuda.Stream(self._device)
             side.wait_stream(torch.cuda.current_stream(self._device))
             with torch.cuda.stream(side):
                 for _ in range(2):
-                    self._body(span)
+                    run()
             torch.cuda.current_stream(self._device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with CAPTURES, torch.cuda.graph(graph, capture_error_mode="thread_local"):  # others may launch meanwhile
-                logits = self._body(span)
-            self._graphs[self.key, span] = (graph, logits)
+                out = run()
+            self._graphs[self.key, what] = (graph, out)
             self._position.copy_(saved[0])
             self._token.copy_(saved[1])
-        return self._graphs[self.key, span]
+        return self._graphs[self.key, what]
 
     def step(self, token):
         """Feed one token id (a device tensor, no sync); the logits for the one after it."""
@@ -270,7 +298,8 @@ class StaticDecoder(Decoder):
         return self._token.view(1)
 
     def warm_up(self, steps: int = 4) -> None:
-        """Run a scratch prompt and a few steps so that compiling and the capture of every span happen now."""
+        """Run a scratch prompt and a few steps so that compiling and the capture of every span and prompt bucket
+        happen now."""
         import torch
 
         with torch.inference_mode():
@@ -280,6 +309,8 @@ class StaticDecoder(Decoder):
             if self._graphed:
                 for span in self._spans:
                     self._graph(span)
+                for bucket in self._prompts:
+                    self._capture(("prompt", bucket), lambda bucket=bucket: self._prompt(bucket))
 
     def compile_now(self, steps: int = 2) -> None:
         """Run uncaptured steps of every span on a scratch prompt: torch.compile's work (all of it, whatever it
