@@ -14,7 +14,7 @@ from engine import locations
 from engine.chat.decoding import DECODERS
 from engine.errors import ChatError
 from engine.xtuner import convert
-from engine.xtuner.compat import TRUST_NOTE
+from engine.xtuner.compat import TRUST_NOTE, importing_transformers
 
 BASE = "base"  # the variant name for the base model under an adapter (adapter disabled)
 DTYPES = ("auto", "float16", "bfloat16", "float32")
@@ -211,7 +211,9 @@ def load(
         loaded.source = source
         return loaded
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with importing_transformers():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = resolve_device(options)
     kwargs: dict = {"torch_dtype": _dtype(options, device), "trust_remote_code": True}
@@ -234,7 +236,8 @@ def load(
         raise ModelError(f"cannot load {source.model}: {exc}") from exc
     loaded = LoadedModel(model, tokenizer, source, device)
     if source.kind is SourceKind.ADAPTER:
-        from peft import PeftModel
+        with importing_transformers():
+            from peft import PeftModel
 
         say(f"loading adapter {source.adapter}")
         loaded.model = PeftModel.from_pretrained(model, str(source.adapter), adapter_name="adapter")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 # Said before xtui runs a run's config and unpickles its checkpoint (to resume it, or to convert it for chat).
 TRUST_NOTE = (
     "that runs the run's config and unpickles the checkpoint: use only checkpoints you trust, such as your own runs'"
@@ -26,3 +29,14 @@ def trusted_load_env() -> dict[str, str]:
     except (metadata.PackageNotFoundError, ValueError):
         return {}
     return {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"} if (major, minor) >= (2, 6) else {}
+
+
+_IMPORTING = threading.Lock()
+
+
+@contextmanager
+def importing_transformers():
+    """Hold while importing from transformers or peft in a thread: their lazy modules fail when two threads import
+    them at once (two screens' checks, or a check beside the chat's model loading)."""
+    with _IMPORTING:
+        yield

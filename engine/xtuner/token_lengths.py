@@ -5,13 +5,13 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.data.formats import IMAGE_TOKEN, DatasetFormat, record_problems, to_conversation
 from engine.data.records import records
+from engine.xtuner.compat import importing_transformers
 from engine.xtuner.config_check import MODEL_SETTINGS
 from engine.xtuner.config_values import config_values, local_path
 from engine.xtuner.configs import ConfigError
@@ -21,7 +21,6 @@ PREVIEWS = 3
 CUT_LISTED = 10
 BINS = 10
 BATCH = 512  # records tokenised in one call of the (fast, threaded) tokenizer
-_IMPORTING = threading.Lock()  # transformers' lazy module fails to import in two threads at once (two screens' checks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +77,7 @@ def load_tokenizer(model: str, local: bool):
 
     A hub id is looked up in the local Hugging Face cache only: a check never downloads a model.
     """
-    with _IMPORTING:
+    with importing_transformers():
         from transformers import AutoTokenizer
 
     try:
