@@ -26,6 +26,7 @@ from engine.xtuner.configs import ConfigError, _find_call, _parse
 from engine.xtuner.doctor import loads_in_4bit
 
 GIB = 1 << 30
+MIB = 1 << 20
 BUCKET = 500_000_000  # elements of DeepSpeed's default reduce bucket; XTuner's presets overlap_comm: two of them
 HEADROOM = 1.1  # the caching allocator holds more than it hands out
 CUDA_CONTEXT = GIB // 2  # what NVML counts beyond torch's allocations
@@ -140,15 +141,16 @@ class MemoryEstimate:
         return int(self.total * HEADROOM) + CUDA_CONTEXT
 
     def describe(self) -> str:
-        """The estimate in one line: the total and its parts in GiB."""
+        """The estimate in one line: the total and its parts in GiB (in MiB under 1 GiB: a tiny model's)."""
         run = self.training
         how = f"{run.method.value}" + (f" r{run.lora_r}" if run.method is not Method.FULL else "")
         how += f", {run.batch_size} x {run.max_length} tokens"
         how += (
             f", ZeRO-{run.zero_stage}{' offload' if run.offload else ''} on {run.world_size}" if run.zero_stage else ""
         )
-        parts = ", ".join(f"{name} {size / GIB:.1f}" for name, size in self.parts if size >= GIB // 20)
-        return f"~{self.total / GIB:.1f} GiB per GPU for {how} ({parts})"
+        unit, word = (GIB, "GiB") if self.total >= GIB else (MIB, "MiB")
+        parts = ", ".join(f"{name} {size / unit:.1f}" for name, size in self.parts if size >= unit // 20)
+        return f"~{self.total / unit:.1f} {word} per GPU for {how}" + (f" ({parts})" if parts else "")
 
 
 def estimate(shape: ModelShape, run: Training) -> MemoryEstimate:

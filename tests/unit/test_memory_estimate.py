@@ -216,3 +216,10 @@ def test_lora_target_modules_count_only_the_linears_named(tmp_path) -> None:
         assert estimate_config(path, tmp_path).training.lora_targets == indexes
     assert SHAPE.lora_params(64, (0, 2)) == 24 * 64 * ((2048 + 2048) + (2048 + 1024))
     assert SHAPE.lora_params(64, (0, 2)) < SHAPE.lora_params(64) == SHAPE.lora_params(64, tuple(range(7)))
+
+
+def test_a_tiny_model_is_said_in_mib_not_as_0_gib() -> None:
+    demo = ModelShape(vocab=321, hidden=128, layers=2, intermediate=256, heads=4, kv_heads=4, head_dim=32)  # xtui demo
+    line = estimate(demo, replace(REFERENCE, lora_r=8, max_length=256)).describe()
+    assert line.startswith("~9.") and " MiB per GPU for lora r8, 1 x 256 tokens (weights 1." in line, line
+    assert "()" not in line and " GiB per GPU for lora r64" in estimate(SHAPE, REFERENCE).describe()
