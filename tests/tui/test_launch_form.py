@@ -188,6 +188,8 @@ async def test_slurm_shows_the_script_then_submits_it(tmp_path, monkeypatch) -> 
             assert line in script.splitlines()
         assert "xtuner.tools.train" in script and "--launcher slurm" in script
         work_dir = root / "work"
+        title = str(app.screen.query_one(".title", Static).render())
+        assert f"Submitting writes it to {work_dir / 'xtui-slurm-0.sh'}" in title  # not yet: "Written to" was untrue
         await pilot.press("escape")  # back to the form: nothing written
         await until(pilot, lambda: app.screen is form)
         assert not work_dir.exists()

@@ -432,7 +432,9 @@ class ScriptScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         """The script and the two answers."""
         with Vertical(classes="dialog"):
-            yield Static(printable(f"Submit with sbatch? Written to {self.path}:"), classes="title", markup=False)
+            yield Static(
+                printable(f"Submit with sbatch? Submitting writes it to {self.path}:"), classes="title", markup=False
+            )
             with VerticalScroll(id="script"):
                 yield Static(printable(self.script), classes="command", markup=False)
             with Horizontal(classes="dialog-buttons"):
