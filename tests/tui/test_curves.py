@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 from textual.app import App, ComposeResult
@@ -130,9 +131,48 @@ async def test_redraws_only_when_data_arrives() -> None:
         plot.render = lambda: renders.append(1) or original()
         await pilot.pause(0.5)
         assert renders == []
-        app.query_one(Curves).add_steps([TrainStep(310, 400, loss=0.1)])
+        app.query_one(Curves).add_steps([TrainStep(250, 300, loss=0.1)])  # a resume: drawn at once
         await pilot.pause()
-        assert renders
+        assert renders and plot.plt.monitor.x[0][-1] == 250
+
+
+async def test_a_stream_of_points_repaints_the_chart_at_most_every_replot_s_and_the_summary_each_time() -> None:
+    app = CurvesApp(steps())
+    async with app.run_test(size=(80, 24)) as pilot:
+        curves, plot = app.query_one(Curves), app.query_one(PlotextPlot)
+        curves.REPLOT_S = 1.0
+        await pilot.pause(1.1)
+        curves.add_steps([TrainStep(310, 1000, loss=0.2)])  # a second after the last drawing: drawn at once
+        await pilot.pause()
+        renders, refreshes = [], []
+        original, refresh = plot.render, plot.refresh
+        plot.render = lambda: renders.append(1) or original()
+        plot.refresh = lambda *a, **k: refreshes.append(1) or refresh(*a, **k)
+        for beat in range(5):  # one new point a beat, faster than REPLOT_S
+            curves.add_steps([TrainStep(320 + 10 * beat, 1000, loss=0.1 - beat / 100)])
+            await pilot.pause(0.05)
+            assert f"last {0.1 - beat / 100:.4f}" in summary(app) and "chart every 1 s" in summary(app)
+        assert renders == [] and refreshes == [] and plot.plt.monitor.x[0][-1] == 310
+        await pilot.pause(1.0)
+        assert len(refreshes) == 1 and renders and plot.plt.monitor.x[0][-1] == 360
+
+
+async def test_a_300k_iteration_run_hands_plotext_a_widths_worth_of_points_in_bounded_time() -> None:
+    long = [TrainStep(i, 300_000, loss=2.0 + math.sin(i / 997), lr=1e-4) for i in range(10, 300_001, 10)]
+    long[12_345] = TrainStep(123_460, 300_000, loss=50.0, lr=1e-4)  # a spike survives the thinning
+    app = CurvesApp(long)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        curves, plt = app.query_one(Curves), app.query_one(PlotextPlot).plt
+        xs, ys = plt.monitor.x[0], plt.monitor.y[0]
+        assert len(xs) <= 2 * 80 + 1 and max(ys) == 50.0 and (xs[-1], ys[-1]) == (300_000, long[-1].loss)
+        curves.REPLOT_S = 0.0  # each new point drawn
+        started = time.process_time()
+        for beat in range(10):
+            curves.add_steps([TrainStep(300_010 + 10 * beat, 400_000, loss=1.0 + beat)])
+            app.query_one(PlotextPlot).render()
+        assert (time.process_time() - started) / 10 < 0.05
+        assert plt.monitor.y[0][-1] == 10.0 and len(plt.monitor.x[0]) <= 2 * 80 + 1
 
 
 async def test_hidden_plot_waits_until_shown() -> None:

@@ -4,6 +4,7 @@ last and best values; the series and the drawing are shared with the runs-compar
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 from textual.app import ComposeResult
@@ -11,6 +12,7 @@ from textual.binding import Binding
 from textual.color import Color
 from textual.containers import Vertical
 from textual.content import Content
+from textual.timer import Timer
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
@@ -25,7 +27,6 @@ METRICS = {  # TrainStep field: (label, value format)
 VAL = "val:"  # prefix of a validation metric's key ("val:accuracy/top1"): its names may be a train field's too
 NOT_PLOTTED = {"time", "data_time", "eta"}  # a validation record's timings, not a metric of the model
 TICKS = 5  # per axis
-MAX_POINTS = 2000  # more than a wide terminal has braille dots across; beyond it each bucket keeps its min and max
 MUTED = "$foreground-muted"  # $text-muted does not resolve inside Content
 NOT_FINITE = "bold $text-error"
 
@@ -51,6 +52,7 @@ class RunSeries:
         self._present: set[str] = set()
         self._val_names: dict[str, None] = {}  # validation metric keys in the order they first came
         self.peak_memory: float | None = None
+        self._columns: dict[str, Points] = {}  # a train field's points, kept as steps come (built when first asked)
 
     @property
     def metrics(self) -> list[str]:
@@ -65,8 +67,13 @@ class RunSeries:
                 self.steps = {it: kept for it, kept in self.steps.items() if it < step.iter}
                 self.validations = {it: kept for it, kept in self.validations.items() if it < step.iter}
                 self._recount()
+                self._columns.clear()
             self.steps[step.iter] = step  # the dict stays in iteration order
             self._count(step)
+            for metric, (xs, ys) in self._columns.items():
+                if (value := getattr(step, metric)) is not None:
+                    xs.append(step.iter)
+                    ys.append(value)
 
     def add_validations(self, validations: Sequence[Validation]) -> None:
         """Take new validation results; one without an iteration cannot be placed on the axis and is left out."""
@@ -92,18 +99,21 @@ class RunSeries:
         self._val_names = {VAL + n: None for m in self.validations.values() for n in m}
 
     def points(self, metric: str) -> Points:
-        """Iterations and values of `metric`, in iteration order."""
+        """Iterations and values of `metric`, in iteration order (a train field's are the lists kept: not to be changed)."""
         if metric.startswith(VAL):
             name = metric.removeprefix(VAL)
             pairs = sorted((it, m[name]) for it, m in self.validations.items() if name in m)
-        else:
+            return [x for x, _ in pairs], [y for _, y in pairs]
+        if metric not in self._columns:
             pairs = [(it, getattr(s, metric)) for it, s in self.steps.items() if getattr(s, metric) is not None]
-        return [x for x, _ in pairs], [y for _, y in pairs]
+            self._columns[metric] = ([x for x, _ in pairs], [y for _, y in pairs])
+        return self._columns[metric]
 
 
-def draw(plt, lines: Sequence[tuple[Points, tuple[int, int, int]]], log_scale: bool) -> int:
-    """Plot each line (points, colour) on one pair of axes with shared ticks; NaN and infinite values are not drawn,
-    nor values <= 0 on a log scale. Returns how many finite values the log scale hid."""
+def draw(plt, lines: Sequence[tuple[Points, tuple[int, int, int]]], log_scale: bool, columns: int) -> int:
+    """Plot each line (points, colour) on one pair of axes with shared ticks, thinned to about two points per one of
+    `columns` dot columns; NaN and infinite values are not drawn, nor values <= 0 on a log scale. Returns how many
+    finite values the log scale hid."""
     plt.clear_figure()  # data, scale and the ticks set before
     drawn = []
     hidden = 0
@@ -117,7 +127,7 @@ def draw(plt, lines: Sequence[tuple[Points, tuple[int, int, int]]], log_scale: b
         return hidden
     plt.yscale("log" if log_scale else "linear")
     for shown, colour in drawn:
-        points = _thinned(shown)
+        points = _thinned(shown, columns)
         marker = "braille" if len(points) > 1 else "dot"  # one point alone as a braille dot is hard to see
         plt.plot([x for x, _ in points], [y for _, y in points], marker=marker, color=colour)
     xs = [x for shown, _ in drawn for x, _ in shown]
@@ -135,7 +145,10 @@ def rgb(app, variable: str) -> tuple[int, int, int]:
 
 class Curves(Vertical, can_focus=True):
     """A focusable plot of loss, lr, grad norm, tokens/s or a validation metric against iteration; `m` cycles the
-    metric, `l` toggles log y."""
+    metric, `l` toggles log y. While data streams the chart is redrawn at most every REPLOT_S seconds (as often as
+    TensorBoard reloads), the summary line each time; a metric, a line or a branch that is new is drawn at once."""
+
+    REPLOT_S = 30.0
 
     BINDINGS = [
         Binding("m", "cycle_metric", "Metric"),
@@ -162,6 +175,12 @@ class Curves(Vertical, can_focus=True):
         self.metric: str | None = None
         self.log_scale = False
         self._stale = False  # data arrived while the plot was off screen
+        self._drawn: object = None  # what the chart was last built from: scale, theme, width, the points plotted
+        self._drawn_at = -math.inf  # when a chart with points was last drawn (monotonic)
+        self._tails: list[tuple[int, int, float] | None] | None = None  # each line's count and last point, drawn
+        self._hidden = 0  # the finite values the log scale hid, drawn
+        self._later: Timer | None = None  # the drawing put off while data streams
+        self._streaming = False  # a drawing was put off: the summary says how often the chart is redrawn
 
     def compose(self) -> ComposeResult:
         """Summary line above the plot."""
@@ -200,10 +219,37 @@ class Curves(Vertical, can_focus=True):
         """Replot now if the plot is on screen, else when it next shows: plotting a hidden tab is wasted work."""
         if not self.is_mounted:
             return
-        if self.is_on_screen:
-            self._replot()
-        else:
+        if not self.is_on_screen:
             self._stale = True
+            return
+        wait = self._drawn_at + self.REPLOT_S - time.monotonic()
+        if wait <= 0 or self.metric not in self.metrics or not self._grows(self._lines(self.metric)):
+            self._replot()
+            return
+        self._streaming = True
+        self._show_summary()
+        if self._later is None:
+            self._later = self.set_timer(wait, self._later_came)
+
+    def _later_came(self) -> None:
+        """The drawing put off: draw it now if the plot is still on screen."""
+        self._later = None
+        self._data_came()
+
+    def _grows(self, lines) -> bool:
+        """Whether each line drawn with points only has new points after them, and none was empty: a stream."""
+        if self._tails is None or len(lines) != len(self._tails):
+            return False
+        for ((xs, ys), _), tail in zip(lines, self._tails):
+            # the same value object: a resume logging the last iteration again has another, a NaN is itself
+            if tail is None or len(xs) < tail[0] or xs[tail[0] - 1] != tail[1] or ys[tail[0] - 1] is not tail[2]:
+                return False
+        return True
+
+    def on_resize(self) -> None:
+        """Thin the points again for the new width."""
+        if self.is_mounted:
+            self._replot()
 
     def on_show(self) -> None:
         """Draw what arrived while another tab was showing."""
@@ -214,6 +260,7 @@ class Curves(Vertical, can_focus=True):
         """Forget every step and validation."""
         self._series = RunSeries()
         self.metric = None
+        self._streaming = False
         if self.is_mounted:
             self._replot()
 
@@ -231,8 +278,12 @@ class Curves(Vertical, can_focus=True):
         self._replot()
 
     def _replot(self) -> None:
-        """Rebuild the plot data and the summary for the current metric and scale."""
+        """Rebuild the plot data and the summary for the current metric and scale; the plot repaints only if what it
+        plots (thinned to its width) changed."""
         self._stale = False
+        if self._later is not None:
+            self._later.stop()
+            self._later = None
         present = self.metrics
         if self.metric not in present:
             self.metric = present[0] if present else None
@@ -241,11 +292,23 @@ class Curves(Vertical, can_focus=True):
         if self.metric is None:
             plot.plt.clear_figure()
             summary.update(Content.styled(self.EMPTY, MUTED), layout=False)
+            self._tails, self._drawn_at, drawn = None, -math.inf, None
         else:
             lines = self._lines(self.metric)
-            hidden = draw(plot.plt, lines, self.log_scale)
-            summary.update(self._summary(present, lines, hidden), layout=False)  # one line always
-        plot.refresh()
+            self._hidden = draw(plot.plt, lines, self.log_scale, plot.size.width or 80)
+            summary.update(self._summary(present, lines, self._hidden), layout=False)  # one line always
+            self._tails = [(len(xs), xs[-1], ys[-1]) if xs else None for (xs, ys), _ in lines]
+            self._drawn_at = time.monotonic()
+            monitor = plot.plt.monitor
+            drawn = (self.log_scale, self.app.theme, plot.size, monitor.x, monitor.y, [c for _, c in lines])
+        if drawn != self._drawn or drawn is None:
+            self._drawn = drawn
+            plot.refresh()
+
+    def _show_summary(self) -> None:
+        """The summary line alone, for the newest data (the chart is drawn later)."""
+        summary = self.query_one("#curves-summary", Static)
+        summary.update(self._summary(self.metrics, self._lines(self.metric), self._hidden), layout=False)
 
     def _lines(self, metric: str) -> list[tuple[Points, tuple[int, int, int]]]:
         """What to plot for `metric`: the run's points, in the theme's primary colour."""
@@ -281,12 +344,17 @@ class Curves(Vertical, can_focus=True):
             parts.append((f"  {len(ys) - len(finite)} not finite, from iter {first}", NOT_FINITE))
         if self._series.peak_memory is not None:
             parts += [("  peak memory ", MUTED), f"{self._series.peak_memory:.0f} MiB"]
-        return Content.assemble(*parts, *self._scale_note(hidden))
+        return Content.assemble(*parts, *self._scale_note(hidden), *self._lag_note())
+
+    def _lag_note(self) -> list[str | tuple[str, str]]:
+        """'chart every 30 s' once a drawing was put off while data streams."""
+        return [(f"  chart every {self.REPLOT_S:.0f} s", MUTED)] if self._streaming else []
 
 
-def _thinned(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
-    """At most about MAX_POINTS points: each bucket of neighbours keeps its lowest and highest, so spikes survive."""
-    size = -(-len(points) // (MAX_POINTS // 2))
+def _thinned(points: list[tuple[int, float]], columns: int) -> list[tuple[int, float]]:
+    """At most about 2 * `columns` points (what `columns` dot columns can show): each bucket of neighbours keeps its
+    lowest and highest, so spikes survive, and the last point is kept as it is."""
+    size = -(-len(points) // max(1, columns))
     if size <= 1:
         return points
     out: list[tuple[int, float]] = []
@@ -294,6 +362,8 @@ def _thinned(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
         bucket = points[start : start + size]
         low, high = min(bucket, key=lambda p: p[1]), max(bucket, key=lambda p: p[1])
         out.extend(sorted({low, high}))
+    if out[-1] != points[-1]:
+        out.append(points[-1])
     return out
 
 
