@@ -162,7 +162,10 @@ async def test_a_running_run_draws_its_new_steps_on_the_beat(runs) -> None:
         app.post_message(RunUpdate(QUEUED, started, Status(RunStatus.RUNNING, pid=1), []))
         await until(pilot, lambda: len(plt.monitor.x) == 2)
         assert plt.monitor.x[screen.work_dirs.index(QUEUED)] == [5, 10]
-        assert "■ queued 2.5000" in _text(screen.query_one("#compare-legend"))
+        assert "■ queued 2.5000 running" in _text(screen.query_one("#compare-legend"))
+        assert _text(screen.query_one("#compare-legend")).endswith("■ newer 4.0546")  # finished: no word
+        app.post_message(RunUpdate(QUEUED, [], Status(RunStatus.FAILED, "rank 1: out of memory"), []))
+        await until(pilot, lambda: "■ queued 2.5000 failed" in _text(screen.query_one("#compare-legend")))
 
 
 async def test_samples_side_by_side_at_the_nearest_iteration(runs) -> None:

@@ -10,6 +10,7 @@ from textual.content import Content
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from engine.runs.watch import RunStatus
 from tui.widgets.compared import ComparedRun, no_data, run_colour
 from tui.widgets.curves import METRICS, MUTED, NOT_FINITE, Curves, RunSeries, metric_label, metric_value, rgb
 
@@ -76,12 +77,14 @@ class CompareChart(Curves):
         return Content.assemble(*self._head(present), ("  by iteration", MUTED), *self._scale_note(hidden))
 
     def _legend(self, lines) -> Content:
-        """'■ name 1.2345' per run in its colour: its last value of the metric, or why it has none."""
+        """'■ name 1.2345' per run in its colour: its last value of the metric (and its state unless finished: a curve
+        that stops early is a failed or stopped run, a running one grows), or why it has none."""
         parts: list[str | tuple[str, str]] = []
         for index, (run, ((_, ys), _)) in enumerate(zip(self._runs, lines)):
             parts += ["  " if parts else "", ("■ ", f"${run_colour(index)}"), (run.name, "bold")]
             if ys:
                 parts.append((f" {metric_value(self.metric, ys[-1])}", "" if math.isfinite(ys[-1]) else NOT_FINITE))
+                parts += [(f" {run.state}", MUTED)] if run.state != RunStatus.FINISHED else []
             elif run.steps or run.validations:
                 parts.append((f" no {metric_label(self.metric)}" if self.metric else " no steps yet", MUTED))
             else:
