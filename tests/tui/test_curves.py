@@ -157,6 +157,19 @@ async def test_a_stream_of_points_repaints_the_chart_at_most_every_replot_s_and_
         assert len(refreshes) == 1 and renders and plot.plt.monitor.x[0][-1] == 360
 
 
+async def test_the_summary_counts_a_stream_on_from_the_last_beat() -> None:
+    app = CurvesApp(steps(100))
+    async with app.run_test(size=(80, 24)) as pilot:
+        curves = app.query_one(Curves)
+        for step in [TrainStep(110, 200, loss=math.nan), TrainStep(120, 200, loss=0.01), TrainStep(130, 200, loss=0.5)]:
+            curves.add_steps([step])
+            await pilot.pause()
+        assert "last 0.5000  min 0.0100 @ 120  1 not finite, from iter 110" in summary(app)
+        curves.add_steps([TrainStep(105, 200, loss=1.5)])  # a resume before the NaN: counted again
+        await pilot.pause()
+        assert "last 1.5000  min 1.0163 @ 100  peak" in summary(app)
+
+
 async def test_a_300k_iteration_run_hands_plotext_a_widths_worth_of_points_in_bounded_time() -> None:
     long = [TrainStep(i, 300_000, loss=2.0 + math.sin(i / 997), lr=1e-4) for i in range(10, 300_001, 10)]
     long[12_345] = TrainStep(123_460, 300_000, loss=50.0, lr=1e-4)  # a spike survives the thinning

@@ -181,6 +181,7 @@ class Curves(Vertical, can_focus=True):
         self._hidden = 0  # the finite values the log scale hid, drawn
         self._later: Timer | None = None  # the drawing put off while data streams
         self._streaming = False  # a drawing was put off: the summary says how often the chart is redrawn
+        self._scanned: tuple = (None, 0, None, 0, None)  # the summary's list of values, counted: see _scan
 
     def compose(self) -> ComposeResult:
         """Summary line above the plot."""
@@ -335,16 +336,29 @@ class Curves(Vertical, can_focus=True):
         parts = self._head(present)
         if ys:
             parts += [("  last ", MUTED), (metric_value(metric, ys[-1]), "" if math.isfinite(ys[-1]) else NOT_FINITE)]
-        finite = [i for i, y in enumerate(ys) if math.isfinite(y)]
-        if finite:
-            low = min(finite, key=ys.__getitem__)
+        low, finite, first = self._scan(ys)
+        if low is not None:
             parts += [("  min ", MUTED), metric_value(metric, ys[low]), (f" @ {xs[low]}", MUTED)]
-        if len(finite) < len(ys):
-            first = next(x for x, y in zip(xs, ys) if not math.isfinite(y))
-            parts.append((f"  {len(ys) - len(finite)} not finite, from iter {first}", NOT_FINITE))
+        if first is not None:
+            parts.append((f"  {len(ys) - finite} not finite, from iter {xs[first]}", NOT_FINITE))
         if self._series.peak_memory is not None:
             parts += [("  peak memory ", MUTED), f"{self._series.peak_memory:.0f} MiB"]
         return Content.assemble(*parts, *self._scale_note(hidden), *self._lag_note())
+
+    def _scan(self, ys: list[float]) -> tuple[int | None, int, int | None]:
+        """The index of the first lowest finite value of `ys`, how many are finite and the index of the first that is
+        not; counted on from where the last call stopped when `ys` is the same list, grown (a stream's)."""
+        seen, counted, low, finite, first = self._scanned
+        if seen is not ys or len(ys) < counted:
+            counted, low, finite, first = 0, None, 0, None
+        for index in range(counted, len(ys)):
+            if math.isfinite(ys[index]):
+                finite += 1
+                low = index if low is None or ys[index] < ys[low] else low
+            elif first is None:
+                first = index
+        self._scanned = (ys, len(ys), low, finite, first)
+        return low, finite, first
 
     def _lag_note(self) -> list[str | tuple[str, str]]:
         """'chart every 30 s' once a drawing was put off while data streams."""
