@@ -108,6 +108,17 @@ async def test_configs_of_the_project_and_builtins_and_a_builtin_name_works(tmp_
         await until(pilot, lambda: "not estimated" in text(form, "#memory"))  # its model is a hub id not here
 
 
+async def test_no_command_before_a_config_is_picked(tmp_path) -> None:
+    root = project(tmp_path / "proj")  # no config.py: the Config field starts empty
+    app = XtuiApp(roots=[root], gpu_backend=FakeGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await open_form(pilot, app)
+        assert form.query_one("#config", Input).value == ""
+        assert text(form, "#command") == "the command shows once a config is picked"  # not `train {root} --work-dir`
+        form.query_one("#config", Input).value = "qlora.py"
+        await until(pilot, lambda: f"-m xtuner.tools.train {root / 'qlora.py'}" in text(form, "#command"))
+
+
 async def test_the_memory_estimate_against_the_gpus_free_memory(tmp_path) -> None:
     root = project(tmp_path / "proj")
     app = XtuiApp(roots=[root], gpu_backend=FakeGpus(), poll_s=0.1)
@@ -139,10 +150,11 @@ async def test_several_nodes_show_each_nodes_command(tmp_path, monkeypatch) -> N
         form.query_one("#where", Select).value = NODES
         await pilot.pause()
         assert form.query_one("#nodes-fields").display and not form.query_one("#slurm-fields").display
+        form.query_one("#config", Input).value = "qlora.py"
         form.query_one("#nnodes", Input).value = "2"
         await pilot.pause()
         assert "--master-addr NODE0_ADDRESS" in text(form, "#command").replace("\n", " ")  # until it is filled in
-        for field, value in (("config", "qlora.py"), ("nnodes", "5"), ("node-rank", "4"), ("master-addr", "10.0.0.1")):
+        for field, value in (("nnodes", "5"), ("node-rank", "4"), ("master-addr", "10.0.0.1")):
             form.query_one(f"#{field}", Input).value = value
         await pilot.pause()
         lines = text(form, "#command").replace("\n", " ")

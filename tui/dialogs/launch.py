@@ -291,6 +291,9 @@ class LaunchScreen(ModalScreen[None]):
 
     def _show_command(self) -> None:
         """The exact command line, as it will run; each node's for several nodes; for Slurm, what the job runs."""
+        if not self._value("config"):  # else the command would name the project folder as its config
+            self.query_one("#command", Static).update("the command shows once a config is picked")
+            return
         spec = prepare(self.spec())
         if self.where == NODES and spec.nnodes > 1:
             spec = replace(spec, master_addr=spec.master_addr or "NODE0_ADDRESS")  # to fill in, not "None"
