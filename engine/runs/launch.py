@@ -22,7 +22,7 @@ from engine.runs import slurm
 from engine.runs.checkpoints import list_checkpoints
 from engine.runs.folders import is_run_dir
 from engine.runs.processes import is_alive, session_members, stop_session
-from engine.runs.workdir import WorkDir
+from engine.runs.workdir import WorkDir, config_digest
 from engine.xtuner.config_check import config_problems
 from engine.xtuner.doctor import launch_problems
 from engine.xtuner.presets import DEEPSPEED_PRESETS
@@ -296,6 +296,7 @@ def _launch(spec: LaunchSpec, work_dir: WorkDir) -> mf.Launch:
         deepspeed=spec.deepspeed, resume_from=str(spec.resume_from) if spec.resume_from else None,
         nnodes=spec.nnodes, node_rank=spec.node_rank, master_addr=spec.master_addr,
         master_port=spec.master_port or None, slurm_job=job, slurm=spec.slurm.record() if spec.slurm else None,
+        config_sha256=config_digest(Path(spec.config)),
     )  # fmt: skip
     work_dir.record(replace(manifest, launches=[*manifest.launches, launch]))
     return launch

@@ -36,6 +36,7 @@ class Launch:
     master_port: int | None = None
     slurm_job: str | None = None  # the job id sbatch gave
     slurm: dict | None = None  # partition, gpus_per_node, time, sbatch_args: what a resume submits again
+    config_sha256: str | None = None  # the config's bytes when launched: a later edit of the file is not this run's
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,7 @@ _LAUNCH_FIELDS = {
     "master_port": _maybe(_is_count),
     "slurm_job": _maybe(lambda v: _is_text(v) and v.isascii() and v.isdigit()),
     "slurm": _maybe(_is_slurm),
+    "config_sha256": _maybe(_is_text),
 }
 _QUEUE_FIELDS = {
     "pid": lambda v: _is_count(v) and v > 0,

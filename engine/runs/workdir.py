@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 from engine.files import read_head
 from engine.runs import manifest as mf
 from engine.runs.folders import log_files
+
+CONFIG_BYTES = 16 << 20  # far above any config; what is past it is not hashed
 
 
 def manifest_stamp(path: Path, node: int = 0) -> tuple[int, int, int] | None:
@@ -18,6 +21,14 @@ def manifest_stamp(path: Path, node: int = 0) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def config_digest(path: Path) -> str | None:
+    """The sha256 of a config file's bytes, None when it cannot be read."""
+    try:
+        return hashlib.sha256(read_head(path, CONFIG_BYTES)).hexdigest()
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +102,17 @@ class WorkDir:
         return log_files(self.path)
 
     def config(self) -> Path | None:
-        """The config a resume or a conversion runs: xtui's last launch's, else the copy mmengine dumped here."""
-        if self.last and Path(self.last.config).is_file():
-            return Path(self.last.config)
-        dumped = sorted(self.path.glob("*.py"))
-        return dumped[0] if dumped else None
+        """The config a resume or a conversion runs: xtui's last launch's as it was then (the file while unchanged,
+        else the copy mmengine dumped here when that launch started), else any copy mmengine dumped here."""
+        last = self.last
+        if last is not None:
+            launched, dumped = Path(last.config), self.path / Path(last.config).name
+            if launched.is_file() and (last.config_sha256 in (None, config_digest(launched)) or not dumped.is_file()):
+                return launched
+            if dumped.is_file():
+                return dumped
+        found = sorted(self.path.glob("*.py"))
+        return found[0] if found else None
 
     def alive_pid(self) -> int | None:
         """Pid of the live trainer: xtui's last launch, else a plain `xtuner train` naming this dir."""

@@ -44,3 +44,27 @@ def test_a_fresh_launch_into_a_used_work_dir_asks_for_a_new_one(demo, tmp_path) 
     with pytest.raises(WorkDirUsed, match=r"already holds a run: resume it .* such as .*w-2"):
         start(LaunchSpec(config=demo.config, work_dir=work, cwd=demo.folder))
     assert len(WorkDir.open(work).manifest.launches) == 1
+
+
+def test_a_config_edited_after_the_launch_is_not_the_runs(demo, tmp_path) -> None:
+    import time
+
+    from mmengine.config import Config
+
+    work = tmp_path / "w"
+    start(LaunchSpec(config=demo.config, work_dir=work, cwd=demo.folder))
+    dumped = work / demo.config.name  # mmengine's copy, written as the run starts
+    try:
+        deadline = time.monotonic() + 120
+        while not dumped.is_file() and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        stop(work, grace=5)
+    assert dumped.is_file() and WorkDir.open(work).config() == demo.config  # unchanged: the project's file
+    original = demo.config.read_bytes()
+    try:
+        demo.config.write_bytes(original.replace(b"lr = 2e-3", b"lr = 5e-1"))  # the next run's settings
+        assert WorkDir.open(work).config() == dumped
+        assert Config.fromfile(str(dumped)).optim_wrapper.optimizer.lr == 2e-3  # what the run trained with
+    finally:
+        demo.config.write_bytes(original)
