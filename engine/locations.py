@@ -39,10 +39,14 @@ def transcripts_dir() -> Path:
 
 
 def settings_file() -> Path:
-    """The settings file: $XTUI_CONFIG, else settings.json in the XDG config folder's xtui/."""
+    """The settings file: $XTUI_CONFIG (settings.json inside it when it names a folder), else settings.json in the
+    XDG config folder's xtui/."""
     import platformdirs
 
-    return _override(CONFIG_ENV) or platformdirs.user_config_path(APP) / "settings.json"
+    named = _override(CONFIG_ENV)
+    if named is not None:
+        return named / "settings.json" if named.is_dir() else named
+    return platformdirs.user_config_path(APP) / "settings.json"
 
 
 def crash_log_dir() -> Path:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the engine loads in the watcher threads, after the first fr
     from engine.runs.checkpoints import Checkpoint
     from engine.runs.events import Event
     from engine.runs.watch import RunState, Status
+from engine.errors import UsageError
 from themes import DEFAULT_THEME, THEMES
 from tui.compat import route_uncaught_exceptions, write_to_terminal
 from tui.messages import GpuUpdate, RunUpdate
@@ -158,7 +159,10 @@ class XtuiApp(App[None]):
     def watch_theme(self, name: str) -> None:
         """Remember the theme the user picked."""
         if self.is_mounted:
-            self.settings = self.settings.save(theme=name)
+            try:
+                self.settings = self.settings.save(theme=name)
+            except UsageError as exc:  # the theme still changes, for this session
+                self.notify(str(exc), severity="warning")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Palette entries: the app's actions plus the screen's own."""

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 
 from engine import locations
+from engine.errors import UsageError
 from engine.files import write_atomic
 
 
@@ -35,5 +36,8 @@ class Settings:
             kept = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError):
             kept = {}
-        write_atomic(path, json.dumps({**(kept if isinstance(kept, dict) else {}), **asdict(updated)}, indent=2))
+        try:
+            write_atomic(path, json.dumps({**(kept if isinstance(kept, dict) else {}), **asdict(updated)}, indent=2))
+        except OSError as exc:
+            raise UsageError(f"settings not saved to {path}: {exc.strerror or exc}") from None
         return updated

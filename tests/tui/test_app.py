@@ -143,6 +143,26 @@ async def test_theme_switch_is_remembered(tmp_path, settings_file) -> None:
         assert again.theme == "xtui-256"
 
 
+async def test_settings_in_a_named_folder_and_an_unwritable_place(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    monkeypatch.setenv("XTUI_CONFIG", str(folder))  # a folder, as the other XTUI_* variables name
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.theme = "xtui-256"
+        await pilot.pause()
+    assert json.loads((folder / "settings.json").read_text())["theme"] == "xtui-256"
+    monkeypatch.setenv("XTUI_CONFIG", str(tmp_path / "not-a-folder" / "x" / "settings.json"))
+    (tmp_path / "not-a-folder").write_text("a file where a folder should be")
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
+    said = notified(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.theme = "xtui-256"
+        await pilot.pause()
+        assert app.theme == "xtui-256" and app.return_code is None
+        assert any(m.startswith("settings not saved to") for m in said)
+
+
 async def test_failed_run_alerts_with_its_cause(tmp_path) -> None:
     work_dir = fixture_run(tmp_path)
     log = next(work_dir.glob("*/*.log"))
