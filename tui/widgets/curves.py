@@ -149,6 +149,7 @@ class Curves(Vertical, can_focus=True):
     TensorBoard reloads), the summary line each time; a metric, a line or a branch that is new is drawn at once."""
 
     REPLOT_S = 30.0
+    SERIES = RunSeries  # what holds the points (the run view's keeps them in columns: tui.widgets.column_series)
 
     BINDINGS = [
         Binding("m", "cycle_metric", "Metric"),
@@ -171,7 +172,7 @@ class Curves(Vertical, can_focus=True):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self._series = RunSeries()
+        self._series = self.SERIES()
         self.metric: str | None = None
         self.log_scale = False
         self._stale = False  # data arrived while the plot was off screen
@@ -259,7 +260,7 @@ class Curves(Vertical, can_focus=True):
 
     def clear(self) -> None:
         """Forget every step and validation."""
-        self._series = RunSeries()
+        self._series = self.SERIES()
         self.metric = None
         self._streaming = False
         if self.is_mounted:
