@@ -1,5 +1,5 @@
 """Jobs after training (convert, merge, export): detached processes that outlive xtui, each recorded in a folder of
-the run's work dir (its record, its log, its exit code) and read back like a run: running, finished or failed."""
+the run's work dir (its record, its log, its exit code) and read back like a run: running, finished, stopped or failed."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class JobState(StrEnum):
 
     RUNNING = "running"
     FINISHED = "finished"
+    STOPPED = "stopped"  # by the user (s in the jobs screen)
     FAILED = "failed"
 
 
@@ -77,17 +78,13 @@ class Job:
         lines = tail_lines(self.log)
         if code is None and is_alive(self.pid, self.create_time):
             return JobStatus(JobState.RUNNING, None, lines[-1] if lines else "starting…", _percent(lines))
-        stopped = (self.folder / STOPPED).exists()
         if code == 0:
             return JobStatus(JobState.FINISHED, 0, lines[-1] if lines else "done")
+        if (self.folder / STOPPED).exists():
+            return JobStatus(JobState.STOPPED, code, "stopped before it finished")
         errors = [line for line in lines if line.startswith(ERROR_PREFIX)]
-        if errors:
-            said = errors[-1][len(ERROR_PREFIX) :]
-        elif stopped:
-            said = "stopped"
-        else:
-            said = lines[-1] if lines else "ended without output"
-        if code is None and not stopped:
+        said = errors[-1][len(ERROR_PREFIX) :] if errors else lines[-1] if lines else "ended without output"
+        if code is None:
             said = f"ended without an exit code (killed?): {said}"
         return JobStatus(JobState.FAILED, code, said)
 

@@ -146,7 +146,8 @@ def result_spec(job: Job):
 def _row(job: Job, status: JobStatus) -> tuple[str, ...]:
     """A job's cells: what, state, progress, started."""
     progress = f"{status.progress:.0%}" if status.progress is not None else ""
-    state = str(status.state) if status.exit_code in (None, 0) else f"{status.state} (exit {status.exit_code})"
+    failed = status.state is JobState.FAILED and status.exit_code is not None
+    state = f"{status.state} (exit {status.exit_code})" if failed else str(status.state)
     started = time.strftime("%m-%d %H:%M", time.localtime(job.started))
     return (printable(job.label, newlines=False), state, progress, started)
 
@@ -245,10 +246,12 @@ class JobsScreen(Screen):
             self.query_one("#job-detail", Static).update("")
             return
         job, status = found
-        state = {JobState.RUNNING: "…", JobState.FINISHED: "done:", JobState.FAILED: "failed:"}[status.state]
+        state = {JobState.RUNNING: "…", JobState.FINISHED: "done:", JobState.STOPPED: "", JobState.FAILED: "failed:"}[
+            status.state
+        ]
         hint = "  (c: chat with it)" if status.state is JobState.FINISHED else ""
         self.query_one("#job-detail", Static).update(
-            printable(f"output {job.out}{hint}\n{state} {status.message}", newlines=True)
+            printable(f"output {job.out}{hint}\n{f'{state} ' if state else ''}{status.message}", newlines=True)
         )
         if job.log != self._log_of:
             self._log_of = job.log
