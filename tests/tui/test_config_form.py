@@ -227,3 +227,28 @@ async def test_a_llava_config_offers_its_visual_encoder_and_pretrained_pth_check
         (tmp_path / "clip").mkdir()
         await _type(pilot, form.query_one("#f-visual_encoder_name_or_path", Input), "./clip")
         await until(pilot, lambda: not form.query_one("#p-visual_encoder_name_or_path").display)
+
+
+async def test_a_long_diff_scrolls_inside_its_dialog_with_the_buttons_and_keys_in_view_at_80x24(tmp_path) -> None:
+    config = copy_builtin(SEED, tmp_path)
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ConfigFormScreen(config, tmp_path))
+        await until(pilot, lambda: isinstance(app.screen, ConfigFormScreen))
+        form = app.screen
+        for name, value in [("max_length", "256"), ("lr", "1e-4"), ("max_epochs", "5"), ("batch_size", "2")]:
+            await _type(pilot, form.query_one(f"#f-{name}", Input), value)
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, DiffScreen))
+        await pilot.pause(0.2)
+        box = app.screen.query_one("#diff-dialog").region
+        assert box.bottom <= 24
+        for button in ("#back", "#write"):
+            region = app.screen.query_one(button).region
+            assert region.height and box.contains_region(region), button
+        assert "y write" in _shown(app, "#diff-keys") and "esc back" in _shown(app, "#diff-keys")
+        dialog = app.screen.query_one("#diff-dialog")
+        assert dialog.max_scroll_y > 0 and dialog.scroll_y == 0
+        await pilot.press("pagedown")  # the diff scrolls, the buttons stay
+        await until(pilot, lambda: dialog.scroll_y > 0)
+        assert box.contains_region(app.screen.query_one("#write").region)

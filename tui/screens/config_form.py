@@ -88,7 +88,14 @@ def _diff_content(diff: str) -> Content:
 class DiffScreen(ModalScreen[bool]):
     """The edit as a diff: write it (True) or go back to the form."""
 
-    BINDINGS = [Binding("escape", "dismiss(False)", "Back"), Binding("y", "dismiss(True)", "Write")]
+    BINDINGS = [
+        Binding("escape", "dismiss(False)", "Back"),
+        Binding("y", "dismiss(True)", "Write"),
+        Binding("down", "scroll(1)", "Scroll down", show=False),
+        Binding("up", "scroll(-1)", "Scroll up", show=False),
+        Binding("pagedown", "scroll(10)", "Page down", show=False),
+        Binding("pageup", "scroll(-10)", "Page up", show=False),
+    ]
 
     def __init__(self, diff: str, path: Path) -> None:
         super().__init__()
@@ -98,17 +105,26 @@ class DiffScreen(ModalScreen[bool]):
         """The diff and the answers."""
         with Vertical(classes="dialog", id="diff-dialog"):
             yield Static(printable(f"Write these changes to {self.path}?", newlines=False), classes="title")
-            with VerticalScroll(id="diff"):
-                yield Static(_diff_content(self.diff))
+            yield Static(_diff_content(self.diff), id="diff")
             with Horizontal(classes="dialog-buttons"):
+                yield Static("y write · esc back", id="diff-keys")
                 yield Button("Back", id="back", compact=True)
                 yield Button("Write (y)", id="write", variant="primary", compact=True)
 
-    DEFAULT_CSS = "DiffScreen #diff { height: auto; max-height: 70vh; }"
+    DEFAULT_CSS = """
+    DiffScreen #diff-dialog { overflow-y: auto; }
+    DiffScreen #diff-dialog .title { dock: top; }
+    DiffScreen #diff-dialog .dialog-buttons { dock: bottom; }
+    DiffScreen #diff-keys { width: 1fr; color: $text-muted; }
+    """
 
     def on_mount(self) -> None:
         """Writing is one key away."""
         self.query_one("#write", Button).focus()
+
+    def action_scroll(self, lines: int) -> None:
+        """Scroll the diff between its title and its buttons, which stay in view."""
+        self.query_one("#diff-dialog").scroll_relative(y=lines, animate=False)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
