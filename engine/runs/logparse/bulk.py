@@ -67,7 +67,6 @@ class _Shape:
         literal = [c for c in range(self.length) if c not in set(digits)]
         value_cells = [c for cells in numbers[1:] for c in cells]  # by number, each number's cells in order
         self.value_cells = np.array(value_cells, dtype=np.intp)
-        self.place = np.array([10.0**p for cells in numbers[1:] for p in reversed(range(len(cells)))])
         firsts, self.column = [], []  # where each number's cells begin in value_cells; its index in the sums
         at = 0
         for cells in numbers:
@@ -79,13 +78,10 @@ class _Shape:
         words = -(-self.length // 8)
         self.words = words
         padded = bytearray(line.ljust(8 * words, b"\0"))
-        mask, low, add, high = (bytearray(8 * words) for _ in range(4))
-        for c in literal:
-            mask[c] = 0xFF
-        for c in digits:  # a digit is 0x30-0x39: high nibble 3 (with the literals), low nibble + 6 below 0x10
-            mask[c], padded[c], low[c], add[c], high[c] = 0xF0, 0x30, 0x0F, 0x06, 0x10
-        self.mask, self.low, self.add, self.high = (np.frombuffer(bytes(b), "<u8") for b in (mask, low, add, high))
-        self.pattern = np.frombuffer(bytes(padded), "<u8") & self.mask
+        self.base = np.frombuffer(bytes(padded), np.uint8).copy()  # a cell's byte less this is at most `limit`
+        self.limit = np.full(8 * words, 255, np.uint8)  # past the line: any byte
+        self.limit[literal] = 0
+        self.base[digits], self.limit[digits] = 48, 9
 
     @staticmethod
     def _float(text: str, start: int, value: str, numbers: list[list[int]]) -> tuple[int, int, int, bool, bool]:
@@ -105,21 +101,22 @@ class _Shape:
             numbers.append(list(range(start + m.start(4), start + m.end(4))))
         return mantissa, exponent, len(frac), value.startswith("-"), m.group(3) == "-"
 
-    def match(self, words: np.ndarray) -> np.ndarray:
-        """Rows (n x words, little-endian) that have this shape: the literal bytes, and digits where digits go."""
-        wrong = words & self.mask
-        wrong ^= self.pattern
-        digit = words & self.low
-        digit += self.add  # no carry leaves a byte
-        digit &= self.high
-        wrong |= digit
-        return ~wrong.any(axis=1)
+    def match(self, cells: np.ndarray) -> np.ndarray:
+        """Rows (n x 8 words of bytes) that have this shape: the literal bytes, and digits where digits go."""
+        off = cells - self.base  # modulo 256
+        return ~np.greater(off, self.limit).view(np.uint64).any(axis=1)
 
     def read(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """(iterations, max_iters, floats by key, exact) of matching rows (n x bytes)."""
         digits = np.ascontiguousarray(cells.T[self.value_cells])  # digit cell x row
-        weighted = (digits - 48) * self.place[:, None]
-        sums = [weighted[a:b].sum(axis=0) for a, b in self.spans]  # (np.add.reduceat is ten times slower)
+        digits -= 48
+        sums = []
+        for a, b in self.spans:  # Horner's rule in int64, a number's digits at a time (a matmul runs BLAS threads)
+            whole = digits[a].astype(np.int64)
+            for digit in digits[a + 1 : b]:
+                whole *= 10
+                whole += digit
+            sums.append(whole.astype(np.float64))
         zero = np.zeros(len(cells))
         n = [sums[c] if c >= 0 else zero for c in self.column]  # by number
         exact = np.ones(len(cells), bool)
@@ -163,7 +160,7 @@ class TrainLineScanner:
             candidates |= (lengths >= head) & (words[np.minimum(starts + head - 8, size)] == _TAIL)
         for length in np.unique(lengths[candidates]).tolist():
             if length in self._shapes:
-                self._take(self._shapes[length], np.flatnonzero(candidates & (lengths == length)), starts, words, out)
+                self._take(self._shapes[length], np.flatnonzero(candidates & (lengths == length)), block, starts, out)
         untaken = self._untaken(block, starts, ends, out) if block.count(MARKER) > out.taken else iter(())
         for line in untaken:
             if lengths[line] > MAX_LINE or out.learned == _LEARN_PER_BLOCK:
@@ -177,7 +174,7 @@ class TrainLineScanner:
             shapes.insert(0, shape)
             del shapes[_SHAPES_PER_LENGTH:]
             rows = np.flatnonzero(~out.taken_rows & (lengths == shape.length))
-            self._take([shape], rows, starts, words, out)
+            self._take([shape], rows, block, starts, out)
         rows = np.flatnonzero(out.taken_rows)
         return starts[rows], ends[rows], out.columns(rows)
 
@@ -189,32 +186,43 @@ class TrainLineScanner:
                 yield line
 
     @staticmethod
-    def _take(shapes: list[_Shape], rows: np.ndarray, starts: np.ndarray, words: np.ndarray, out: _Out) -> None:
-        """Read the lines `rows` (all of the shapes' length) that one of `shapes` fits."""
+    def _take(shapes: list[_Shape], rows: np.ndarray, block: bytes, starts: np.ndarray, out: _Out) -> None:
+        """Read the lines `rows` (in order, all of the shapes' length) that one of `shapes` fits."""
         if not len(rows):
             return
-        count = shapes[0].words
-        got = words[starts[rows][:, None] + 8 * np.arange(count)]  # n x words
-        cells = got.view(np.uint8)
-        left = np.ones(len(rows), bool)
+        cells = _matrix(block, rows, starts, shapes[0].length, shapes[0].words)
+        left = np.arange(len(rows))  # the rows of `cells` no shape took yet
         for shape in shapes:
-            hit = left & shape.match(got)
+            rest = cells if len(left) == len(rows) else cells[left]
+            hit = shape.match(rest)
             if not hit.any():
                 continue
-            every = hit.all()
-            mine = cells if every else cells[hit]
+            mine = rest if hit.all() else rest[hit]
             its, totals, fields, exact = shape.read(mine)
             if not exact.all():
                 hit[hit] = exact
                 mine, its, totals = mine[exact], its[exact], totals[exact]
                 fields = {k: v[exact] for k, v in fields.items()}
-            taken = rows[hit]
+            taken = rows[left[hit]]
             out.add(taken, its, totals, fields)
             out.at[taken, : shape.at[1]] = mine[:, shape.at[0] : shape.at[0] + shape.at[1]]
             out.at_len[taken] = shape.at[1]
-            left &= ~hit
-            if every or not left.any():
+            left = left[~hit]
+            if not len(left):
                 return
+
+
+def _matrix(block: bytes, rows: np.ndarray, starts: np.ndarray, length: int, words: int) -> np.ndarray:
+    """The lines `rows` (in order, each `length` bytes and a newline) as an n x 8 `words` byte matrix, zero past
+    each line's end: a run of consecutive lines is one slice of the block, so the copy is one join."""
+    cut = np.flatnonzero(np.diff(rows) != 1) + 1
+    firsts = starts[rows[np.r_[0, cut]]].tolist()
+    lasts = (starts[rows[np.r_[cut - 1, len(rows) - 1]]] + length + 1).tolist()
+    view = memoryview(block)
+    joined = np.frombuffer(b"".join([view[a:b] for a, b in zip(firsts, lasts)]), np.uint8)
+    matrix = np.zeros((len(rows), 8 * words), np.uint8)
+    matrix[:, :length] = joined.reshape(len(rows), length + 1)[:, :length]
+    return matrix
 
 
 class _Out:
