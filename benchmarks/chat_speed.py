@@ -259,6 +259,20 @@ def determinism(decoder, tokenizer, device: str, new_tokens: int) -> dict:
             "answer_divergence": _divergence(*answers)}  # fmt: skip
 
 
+def top2_margins(decoder, ids: list[int], prompt) -> list[float]:
+    """The top-2 logit margin of `decoder` at each token of the answer `ids` to `prompt`, fed those ids."""
+    import torch
+
+    margins = []
+    with torch.inference_mode():
+        logits = decoder.prefill(input_ids=prompt)
+        for token in ids:
+            top = logits.float().topk(2).values[0]
+            margins.append(float(top[0] - top[1]))
+            logits = decoder.step(torch.tensor([token], device=prompt.device))
+    return margins
+
+
 def _divergence(a: list[int], b: list[int]) -> int | None:
     """The first token index where two answers differ (None when identical)."""
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None if len(a) == len(b) else min(len(a), len(b)))
@@ -352,6 +366,13 @@ async def _switch(model_dir: Path, device: str, new_tokens: int, after: int, bud
             engine_alone.append(alone.last.tokens_per_s)
         replay = {"quick": replay_rate(switching.quick)}
         repeat = {"quick": determinism(switching.quick, loaded.tokenizer, device, new_tokens)}
+        parting = None
+        if switching.built is not None and turns[0]["ids"] != turns[-1]["ids"]:  # the margins where the answers part
+            split = _divergence(turns[0]["ids"], turns[-1]["ids"])
+            alone.reset()
+            prompt = alone.ask(PROMPT).prompt["input_ids"]  # the pane's prompt (the history was reset every turn)
+            parting = {name: top2_margins(d, turns[0]["ids"][: split + 1], prompt)[split]
+                       for name, d in (("quick", switching.quick), ("compiled", switching.built))}  # fmt: skip
         if switching.built is not None:
             replay["compiled"] = replay_rate(switching.built)
             repeat["compiled"] = determinism(switching.built, loaded.tokenizer, device, new_tokens)
@@ -375,6 +396,7 @@ async def _switch(model_dir: Path, device: str, new_tokens: int, after: int, bud
         "replay_steps_s": replay,
         "greedy_identical_across_switch": bool(quick_ids and compiled_ids) and quick_ids[0] == compiled_ids[0],
         "first_divergence_token": _divergence(quick_ids[0], compiled_ids[0]) if quick_ids and compiled_ids else None,
+        "top2_margin_at_divergence": parting,  # each decoder's, fed the graph decoder's answer up to there
         "quick_answers_all_same": all(i == quick_ids[0] for i in quick_ids),
         "compiled_answers_all_same": all(i == compiled_ids[0] for i in compiled_ids),
         "same_answer_twice_straight": repeat,
