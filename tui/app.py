@@ -76,7 +76,7 @@ class RunRecord:
     checkpoints: list[Checkpoint] = field(default_factory=list)
 
     def apply(self, events: Iterable[Event]) -> None:
-        """Fold events into the state."""
+        """Fold events into the state (a TrainSteps batch as arrays: see RunState.apply)."""
         for event in events:
             self.state.apply(event)
 
@@ -93,7 +93,7 @@ class XtuiApp(App[None]):
     TITLE = "xtui"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help"),
+        Binding("question_mark,f1", "help", "Help"),  # f1 where an Input takes ?
         Binding("ctrl+t", "change_theme", "Theme", show=False),
     ]
 
@@ -244,16 +244,20 @@ class XtuiApp(App[None]):
         folders: dict[Path, int | None] = {}  # where a new run would show first -> its mtime at the last walk
         next_discover = next_ckpt = 0.0
 
+        def watch(work_dir: Path) -> None:
+            if work_dir not in runs:  # train steps come in TrainSteps batches of columns, not one object each
+                runs[work_dir] = Run(work_dir, columns=True)
+
         def step() -> None:
             nonlocal next_discover, next_ckpt, folders
             now = time.monotonic()
             if now >= next_discover or any(_mtime(folder) != seen for folder, seen in folders.items()):
                 for work_dir in discover(self.roots):
-                    runs.setdefault(work_dir, Run(work_dir))
+                    watch(work_dir)
                 next_discover = now + DISCOVER_EVERY_S
                 folders = _watched_folders(self.roots, runs.keys())
             for work_dir in list(self.extra_dirs):
-                runs.setdefault(work_dir, Run(work_dir))
+                watch(work_dir)
             relist = now >= next_ckpt
             if relist:
                 next_ckpt = now + CHECKPOINTS_EVERY_S

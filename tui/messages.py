@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # the engine loads in the worker threads, after the first fra
 
 @dataclass
 class RunUpdate(Message, bubble=False):
-    """New events of one run (all of them on the first poll), its status and checkpoints."""
+    """New events of one run (all of them on the first poll; train steps in TrainSteps batches), its status and
+    checkpoints."""
 
     work_dir: Path
     events: list[Event]

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static, Tabb
 from textual.worker import get_current_worker
 
 from engine.runs import manifest as mf
-from engine.runs.events import DataloaderAdvance, Sample, Started, TrainStep, Validation
+from engine.runs.events import DataloaderAdvance, Started, TrainStep, TrainSteps
 from engine.runs.folders import log_files
 from engine.runs.logs import TextFollower
 from themes.colours import theme_colour
@@ -22,6 +22,7 @@ from tui.format import eta_text, status_text
 from tui.messages import LogText
 from tui.terminal_text import printable
 from tui.ticks import PAINT_EVERY_POLLS, poll_on_ticks
+from tui.widgets.column_series import RunCurves
 from tui.widgets.curves import Curves
 from tui.widgets.log_tail import LogTail
 from tui.widgets.samples_pane import SamplesPane
@@ -89,7 +90,7 @@ class RunScreen(Screen):
         self._checkpoint_rows: list[tuple[str, ...]] | None = None  # None: the table is not filled yet
         self._shown: dict[str, tuple] = {}  # selector -> what its Static shows
         self._log_backlog = ""  # log text not yet written to the log view
-        self._events: list = []  # run events not yet drawn
+        self._fed = (0, 0, 0)  # how many of the record's steps, validations and samples the tabs hold
         self._painted_state = ""
         self._stale = False  # the record changed since the last paint
 
@@ -104,7 +105,7 @@ class RunScreen(Screen):
             yield Static(id="progress-text")
         with TabbedContent(initial="samples"):
             with TabPane("Curves", id="curves"):
-                yield Curves()
+                yield RunCurves()
             with TabPane("Samples", id="samples"):
                 yield SamplesPane()
             with TabPane("Log", id="log"):
@@ -118,9 +119,7 @@ class RunScreen(Screen):
         """Fill from what the app has read so far, then tail the log."""
         self.sub_title = printable(str(self.work_dir), newlines=False)
         rec = self.app.record(self.work_dir)
-        self.query_one(Curves).add_steps(rec.state.steps)
-        self.query_one(Curves).add_validations(rec.state.validations)
-        self.query_one(SamplesPane).add_samples(rec.state.samples)
+        self._feed(rec)
         self._refresh(rec)
         self.set_interval(PAINT_EVERY_POLLS * self.app.poll_s, self._paint)  # new data is drawn on this beat
         self.tail_log()
@@ -130,10 +129,14 @@ class RunScreen(Screen):
         self._paint()
 
     def run_updated(self, rec, events) -> None:
-        """New events of some run: keep ours for the next paint (at once when the run's state changed)."""
+        """New events of some run: ours show on the next paint (at once when the run's state changed)."""
         if rec.work_dir != self.work_dir:
             return
-        self._events.extend(events)
+        for event in events:
+            if isinstance(event, DataloaderAdvance):
+                self._advancing = event.steps
+            elif isinstance(event, (TrainStep, TrainSteps, Started)):
+                self._advancing = None
         self._stale = True
         if rec.status.state != self._painted_state:
             self._paint()
@@ -146,20 +149,23 @@ class RunScreen(Screen):
         self._flush_log()
         if not self._stale:
             return
-        events, self._events, self._stale = self._events, [], False
-        for event in events:
-            if isinstance(event, DataloaderAdvance):
-                self._advancing = event.steps
-            elif isinstance(event, (TrainStep, Started)):
-                self._advancing = None
-        steps = [e for e in events if isinstance(e, TrainStep)]
-        samples = [e for e in events if isinstance(e, Sample)]
-        if steps:
-            self.query_one(Curves).add_steps(steps)
-        self.query_one(Curves).add_validations([e for e in events if isinstance(e, Validation)])
-        if samples:
-            self.query_one(SamplesPane).add_samples(samples)
-        self._refresh(self.app.record(self.work_dir))
+        self._stale = False
+        rec = self.app.record(self.work_dir)
+        self._feed(rec)
+        self._refresh(rec)
+
+    def _feed(self, rec) -> None:
+        """Hand the curves and the samples what the record gained since the last paint: the new rows of its step
+        columns as one batch (copied as arrays, no object per step), its new validations and samples."""
+        state = rec.state
+        steps, validations, samples = self._fed
+        self._fed = (len(state.steps), len(state.validations), len(state.samples))
+        curves = self.query_one(Curves)
+        if len(state.steps) > steps:
+            curves.add_steps(TrainSteps(state.steps, steps, len(state.steps)))
+        curves.add_validations(state.validations[validations:])
+        if len(state.samples) > samples:
+            self.query_one(SamplesPane).add_samples(state.samples[samples:])
 
     def _refresh(self, rec) -> None:
         """Status line, progress bar, checkpoints table."""
