@@ -165,6 +165,20 @@ def _poll_appends(path: str, columns: bool = False) -> dict:
             "rss_first": rss[0], "rss_last": rss[-1], "rss_max": max(rss)}  # fmt: skip
 
 
+def _scan(path: str) -> dict:
+    """The bulk reader alone: TrainLineScanner.scan over the file's 1 MiB blocks of whole lines (as LogFollower reads)."""
+    from engine.runs.logparse.bulk import TrainLineScanner
+
+    data = Path(path).read_bytes()
+    scanner, steps, at = TrainLineScanner(), 0, 0
+    start, cpu = time.perf_counter(), time.process_time()
+    while at < len(data):
+        end = data.rfind(b"\n", at, at + (1 << 20)) + 1 or len(data)
+        steps += len(scanner.scan(data[at:end])[2])
+        at = end
+    return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu, "steps": steps}
+
+
 def _baseline(path: str) -> dict:
     """Nothing but the imports: the peak RSS every child starts from."""
     import engine.runs.logs  # noqa: F401
@@ -180,6 +194,7 @@ SCENARIOS = {
     "poll_appends": _poll_appends,
     "columns_once": lambda path: _poll_once(path, columns=True),
     "columns_appends": lambda path: _poll_appends(path, columns=True),
+    "scan": _scan,
 }
 
 
@@ -238,6 +253,7 @@ def main() -> None:
         "poll_appends": f"LogFollower.poll after each {APPEND // 1024} KiB append (event path)",
         "columns_once": "LogFollower(columns=True).poll, whole file in one poll",
         "columns_appends": f"LogFollower(columns=True).poll after each {APPEND // 1024} KiB append",
+        "scan": "the bulk reader alone (TrainLineScanner.scan of 1 MiB blocks)",
     }
     for name, r in results.items():
         s, cpu, steps = r["seconds"], r["cpu"], r.get("steps")

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.runs.events import Event, Resumed, Started, TrainStep, TrainSteps, spread_steps
+from engine.runs.logparse.bulk import TrainLineScanner
 from engine.runs.logparse.columns import StepColumns
 from engine.runs.logs import LogFollower, LogParser
 from engine.runs.watch import RunState
@@ -173,3 +174,31 @@ def test_a_curve_keeps_what_the_curves_widget_keeps(rows: list[tuple[int, float 
     state = _state(steps)
     xs, ys = state.curve("loss")
     assert (xs.tolist(), ys.tolist()) == _curve_one_by_one(steps, "loss")
+
+
+def test_equal_length_shapes_interleaved_with_samples_read_the_same_both_ways_and_in_bulk() -> None:
+    head = "2026/11/28 14:00:52 - mmengine - INFO - "
+    line = head + "Iter(train) [{i:>3}/100]  lr: 1.0000e-04  grad_norm: {g}  loss: {loss}"
+    sample = (
+        head + "Sample output:\n<s><|im_start|>user\n你是谁<|im_end|>\n<|im_start|>assistant\n我是小助手<|im_end|>\n\n"
+    )
+    usual = [line.format(i=i, g=g, loss=loss) for i, g, loss in ((5, "1.2345", "12.345"), (15, "12.345", "1.2345"),
+             (100, "0.5000", "123.45"), (7, "9.9999", "99.999"))]  # fmt: skip
+    assert len({len(u) for u in usual}) == 1  # one length, four shapes
+    odd = [line.format(i=9, g="1.23a5", loss="12.345"), line.format(i=8, g="nan", loss="1.2345")]
+    lines = []
+    for n in range(40):
+        lines.append(usual[n % 4] + "\n")
+        if n % 3 == 0:
+            lines.append(sample)
+        if n % 5 == 0:
+            lines.append(odd[n % 2] + "\n" + head + f"Saving checkpoint at {n} iterations\n")
+    data = "".join(lines).encode()
+    for cuts in ([], list(range(0, len(data), 777)), list(range(0, len(data), 61))):
+        assert _canon(_by_columns(data, cuts)) == _canon(_by_events(data, cuts))
+    scanner = TrainLineScanner()
+    scanner.scan(data)  # learns the shapes
+    starts, _, steps = scanner.scan(data)
+    taken = {data[a : data.index(b"\n", a)].decode() for a in starts.tolist()}
+    assert len(steps) == 40 and taken == set(usual)
+    assert [s.iter for s in steps] == [(5, 15, 100, 7)[n % 4] for n in range(40)]
