@@ -31,6 +31,17 @@ def config_digest(path: Path) -> str | None:
         return None
 
 
+def _unchanged_since(config: Path, launch: mf.Launch) -> bool:
+    """Whether the config file is as it was at the launch: its hash when the launch recorded one (xtui before
+    2026-12-01 did not), else not modified since the launch started."""
+    if launch.config_sha256 is not None:
+        return config_digest(config) == launch.config_sha256
+    try:
+        return config.stat().st_mtime <= launch.started_at
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class ExitRecord:
     """How a launch's trainer ended: its exit code and, when a signal killed it, the host memory then."""
@@ -107,7 +118,7 @@ class WorkDir:
         last = self.last
         if last is not None:
             launched, dumped = Path(last.config), self.path / Path(last.config).name
-            if launched.is_file() and (last.config_sha256 in (None, config_digest(launched)) or not dumped.is_file()):
+            if launched.is_file() and (_unchanged_since(launched, last) or not dumped.is_file()):
                 return launched
             if dumped.is_file():
                 return dumped

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -66,5 +68,10 @@ def test_a_config_edited_after_the_launch_is_not_the_runs(demo, tmp_path) -> Non
         demo.config.write_bytes(original.replace(b"lr = 2e-3", b"lr = 5e-1"))  # the next run's settings
         assert WorkDir.open(work).config() == dumped
         assert Config.fromfile(str(dumped)).optim_wrapper.optimizer.lr == 2e-3  # what the run trained with
+        opened = WorkDir.open(work)  # a launch recorded by an xtui that kept no hash: the file's time tells
+        opened.record(replace(opened.manifest, launches=[replace(opened.last, config_sha256=None)]))
+        assert WorkDir.open(work).config() == dumped
+        os.utime(demo.config, (opened.last.started_at - 1,) * 2)
+        assert WorkDir.open(work).config() == demo.config
     finally:
         demo.config.write_bytes(original)
