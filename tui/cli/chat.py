@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--4bit", dest="bits4", action="store_true", help="load in 4 bits (GPU)")
     parser.add_argument(
         "--decoder", default="auto", choices=("auto", "eager", "graph", "compile"),
-        help="auto: torch.compile on a GPU (fastest, ~30 s to warm up), eager on the CPU; graph: CUDA graphs, quick start",
+        help="auto: on a GPU, answers at once on CUDA graphs while torch.compile builds in the background, then switches "
+        "between answers; eager on the CPU; graph: CUDA graphs only; compile: wait for the compiled one",
     )  # fmt: skip
     parser.set_defaults(func=run)
 
