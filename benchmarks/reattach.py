@@ -7,7 +7,8 @@ Timed: spawn in an 80x24 pty until the progress line shows the last iteration (t
 painted); the anchor is a hello-world Textual app's first frame. Medians of `--rounds`, alternating.
 First, in a child process each (engine only, no textual): the whole history read into a RunState with
 `Run.poll`, train steps as columns (`Run(columns=True)`, and the loss curve's arrays) and spread into one
-TrainStep each (what the TUI takes today). `--engine-only` skips the pty rounds.
+TrainStep each (what `xtui events` prints). `--engine-only` skips the pty rounds; `--keep` leaves the work dir (its
+path printed) to look at, e.g. `xtui PATH` in tmux.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,7 +80,7 @@ def engine_history(work_dir: Path, columns: bool) -> dict:
 
 
 def main() -> None:
-    """Build the work dir, alternate rounds of both programs, print the table."""
+    """Build the work dir, alternate rounds of both programs, print the tables; remove the work dir unless --keep."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--iters", type=int, default=20000)
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--save-every", type=int, default=500)
     parser.add_argument("--engine-only", action="store_true", help="only the engine's read of the history")
+    parser.add_argument("--keep", action="store_true", help="leave the work dir (its path is printed)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="xtui-reattach-"))
     work_dir = tmp / "work"
@@ -102,12 +105,22 @@ def main() -> None:
         ),
     }
     lines = log.read_text(encoding="utf-8").count("\n")
-    print(f"log: {lines} lines, {log.stat().st_size / 2**20:.1f} MiB, {args.iters} iterations\n")
+    print(f"log: {lines} lines, {log.stat().st_size / 2**20:.1f} MiB, {args.iters} iterations")
+    print(f"work dir: {work_dir} (kept)\n" if args.keep else "")
+    try:
+        measure(args, work_dir, programs)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp)
+
+
+def measure(args: argparse.Namespace, work_dir: Path, programs: dict) -> None:
+    """The engine-only rounds, then (unless --engine-only) the pty rounds; print the tables."""
     print("| engine only: Run.poll of the whole history | median s (CPU s) | steps | events |\n|---|---|---|---|")
     for columns in (True, False):
         runs = sorted((engine_history(work_dir, columns) for _ in range(args.rounds)), key=lambda r: r["seconds"])
         mid = runs[len(runs) // 2]
-        label = "columns (Run(columns=True), curve arrays)" if columns else "one TrainStep per step (Run())"
+        label = "columns (Run(columns=True): the TUI)" if columns else "one TrainStep per step (Run(): xtui events)"
         print(f"| {label} | {mid['seconds']:.3f} ({mid['cpu']:.3f}) | {mid['steps']} | {mid['events']} |")
     print()
     if args.engine_only:

@@ -93,7 +93,8 @@ class XtuiApp(App[None]):
     TITLE = "xtui"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
-        Binding("question_mark,f1", "help", "Help"),  # f1 where an Input takes ?
+        Binding("question_mark", "help", "Help"),
+        Binding("f1", "help", "Help", priority=True),  # where an Input takes ?, and on dialogs
         Binding("ctrl+t", "change_theme", "Theme", show=False),
     ]
 
@@ -145,15 +146,17 @@ class XtuiApp(App[None]):
         return DashboardScreen()
 
     def on_mount(self) -> None:
-        """Open the run or chat asked for."""
+        """Open the run or chat asked for; a run's history is read while the first frame is drawn."""
         if self.open_run:
             self.open_run_screen(self.open_run)
+            self.watch_runs()
         if self.chat_spec is not None:
             self.open_chat(self.chat_spec, leave_app=True)  # `xtui chat`: Esc goes back to the shell
 
     def on_ready(self) -> None:
         """The first frame is on screen: start the watchers (their engine imports would only have delayed it)."""
-        self.watch_runs()
+        if not self.open_run:
+            self.watch_runs()
         self.watch_gpus()
 
     def watch_theme(self, name: str) -> None:
@@ -179,7 +182,10 @@ class XtuiApp(App[None]):
         """Show every binding of the current screen and the app."""
         from tui.dialogs.help import HelpScreen
 
-        self.push_screen(HelpScreen(self.screen))
+        if isinstance(self.screen, HelpScreen):  # f1 again closes it
+            self.screen.dismiss()
+        else:
+            self.push_screen(HelpScreen(self.screen))
 
     def action_new_fine_tune(self) -> None:
         """Open the recipe's steps for the folder xtui watches (another one can be typed there)."""
