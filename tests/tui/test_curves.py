@@ -151,7 +151,7 @@ async def test_a_stream_of_points_repaints_the_chart_at_most_every_replot_s_and_
         for beat in range(5):  # one new point a beat, faster than REPLOT_S
             curves.add_steps([TrainStep(320 + 10 * beat, 1000, loss=0.1 - beat / 100)])
             await pilot.pause(0.05)
-            assert f"last {0.1 - beat / 100:.4f}" in summary(app) and "chart every 1 s" in summary(app)
+            assert f"last {0.1 - beat / 100:.4f}" in summary(app) and "↻ 1 s" in summary(app)
         assert renders == [] and refreshes == [] and plot.plt.monitor.x[0][-1] == 310
         await pilot.pause(1.0)
         assert len(refreshes) == 1 and renders and plot.plt.monitor.x[0][-1] == 360

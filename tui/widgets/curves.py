@@ -4,14 +4,17 @@ last and best values; the series and the drawing are shared with the runs-compar
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.color import Color
 from textual.containers import Vertical
 from textual.content import Content
+from textual.geometry import Region
 from textual.timer import Timer
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
@@ -143,12 +146,35 @@ def rgb(app, variable: str) -> tuple[int, int, int]:
     return Color.parse(app.theme_variables.get(variable, "#5f87d7")).rgb
 
 
+class SummaryLine(Static):
+    """A one-line Static whose update repaints only the cells from the first that changed to the last: a beat changes
+    a number or two of the summary, not the line."""
+
+    _shown: Content | None = None
+    _span: Region | None = None  # what the update in progress repaints
+
+    def update(self, content: Content, *, layout: bool = True) -> None:  # type: ignore[override]
+        """Show `content`, repainting only what changed (nothing when nothing did)."""
+        if self._shown is not None and (content.plain, content.spans) == (self._shown.plain, self._shown.spans):
+            return
+        old, self._shown = self._shown, content
+        self._span = _changed_cells(old.plain, content.plain) if old is not None else None
+        try:
+            super().update(content, layout=layout)
+        finally:
+            self._span = None
+
+    def refresh(self, *regions: Region, **kwargs) -> SummaryLine:
+        """The cells the update in progress changed (all of them when only styles did), else as asked."""
+        return super().refresh(*(regions or ([self._span] if self._span else [])), **kwargs)
+
+
 class Curves(Vertical, can_focus=True):
     """A focusable plot of loss, lr, grad norm, tokens/s or a validation metric against iteration; `m` cycles the
-    metric, `l` toggles log y. While data streams the chart is redrawn at most every REPLOT_S seconds (as often as
-    TensorBoard reloads), the summary line each time; a metric, a line or a branch that is new is drawn at once."""
+    metric, `l` toggles log y. While data streams the chart is redrawn at most every REPLOT_S seconds (a full chart
+    is ~8 kB to the terminal), the summary line each time; a metric, a line or a branch that is new is drawn at once."""
 
-    REPLOT_S = 30.0
+    REPLOT_S = 60.0
     SERIES = RunSeries  # what holds the points (the run view's keeps them in columns: tui.widgets.column_series)
 
     BINDINGS = [
@@ -186,7 +212,7 @@ class Curves(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         """Summary line above the plot."""
-        yield Static(id="curves-summary", markup=False)
+        yield SummaryLine(id="curves-summary", markup=False)
         yield PlotextPlot(id="curves-plot")
 
     def on_mount(self) -> None:
@@ -362,8 +388,8 @@ class Curves(Vertical, can_focus=True):
         return low, finite, first
 
     def _lag_note(self) -> list[str | tuple[str, str]]:
-        """'chart every 30 s' once a drawing was put off while data streams."""
-        return [(f"  chart every {self.REPLOT_S:.0f} s", MUTED)] if self._streaming else []
+        """'↻ 60 s' (the chart's redraw interval) once a drawing was put off while data streams."""
+        return [(f"  ↻ {self.REPLOT_S:.0f} s", MUTED)] if self._streaming else []
 
 
 def _thinned(points: list[tuple[int, float]], columns: int) -> list[tuple[int, float]]:
@@ -380,6 +406,17 @@ def _thinned(points: list[tuple[int, float]], columns: int) -> list[tuple[int, f
     if out[-1] != points[-1]:
         out.append(points[-1])
     return out
+
+
+def _changed_cells(old: str, new: str) -> Region:
+    """The cells of a line from the first that differs between `old` and `new` to the last (to the end when the lengths
+    differ: the rest moved); empty when the text is the same."""
+    start = len(os.path.commonprefix([old, new]))
+    if len(old) == len(new):
+        end = cell_len(new[: len(new) - len(os.path.commonprefix([old[::-1], new[::-1]]))])
+    else:
+        end = max(cell_len(old), cell_len(new))
+    return Region(cell_len(new[:start]), 0, max(0, end - cell_len(new[:start])), 1)
 
 
 def _spread(low: float, high: float, log: bool, whole: bool = False) -> list[float]:
