@@ -251,3 +251,35 @@ async def test_chat_opens_on_what_the_recipe_made(tmp_path) -> None:
         await until(pilot, lambda: app.screen.query_one("#adapter", Input).value == "hf")
         assert app.screen.query_one("#kind", Select).value == "adapter"
         assert app.screen.query_one("#template", Select).value == "internlm2_chat"
+
+
+async def test_f1_opens_help_on_every_step_whose_first_focus_is_an_input_and_esc_closes_only_the_help(demo) -> None:
+    from textual.widgets import Footer
+
+    from tui.dialogs.help import HelpScreen
+
+    app = _app(demo.folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.action_new_fine_tune()
+        await until(pilot, lambda: isinstance(app.screen, RecipeScreen) and app.screen.recipe is not None)
+        recipe = app.screen
+        for key in ("1", "2", "3"):
+            await pilot.press(key)
+            await until(pilot, lambda: app.screen is not recipe and isinstance(app.focused, Input))
+            step, field = app.screen, app.focused
+            before = field.value
+            shown = {(b.binding.key, b.binding.description) for b in step.active_bindings.values() if b.binding.show}
+            hints = " ".join(str(w.render()) for w in step.query(Static) if w.display)
+            assert ("f1", "Help") in shown if step.query(Footer) else "f1 help" in hints, key  # a modal has no footer
+            await pilot.press("f1")
+            await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is step)
+            assert app.focused is field and field.value == before  # the step and its fields kept
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is recipe)
+        await pilot.press("question_mark")  # no Input focused: ? still opens it
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("f1")  # and f1 closes it
+        await until(pilot, lambda: app.screen is recipe)
+

@@ -94,6 +94,7 @@ class LaunchScreen(ModalScreen[None]):
     #launch-form #configs { height: auto; max-height: 3; margin-left: 12; }
     #launch-form #config-found { margin-left: 12; color: $text-muted; }
     #launch-form #memory { color: $text-muted; }
+    #launch-form #launch-keys { width: 1fr; color: $text-muted; }
     #launch-form #memory.error { color: $error; }
     #launch-form #command { margin-top: 1; }
     """
@@ -161,6 +162,7 @@ class LaunchScreen(ModalScreen[None]):
             yield Static(id="command", classes="command", markup=False)
             yield Static(id="launch-error", classes="error", markup=False)
             with Horizontal(classes="dialog-buttons"):
+                yield Static("f1 help · esc cancel", id="launch-keys")
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button("Launch (ctrl+s)", id="launch", variant="primary", compact=True)
 
