@@ -170,6 +170,18 @@ async def test_the_summary_counts_a_stream_on_from_the_last_beat() -> None:
         assert "last 1.5000  min 1.0163 @ 100  peak" in summary(app)
 
 
+def test_a_beat_repaints_only_the_summary_cells_that_changed() -> None:
+    from textual.geometry import Region
+
+    from tui.widgets.curves import _changed_cells
+
+    before = "loss 1/4  last 11.5855  min 10.8431 @ 70  peak memory 9977 MiB"
+    assert _changed_cells(before, before.replace("11.5855", "11.0342")) == Region(18, 0, 4, 1)  # '5855' to '0342'
+    assert _changed_cells(before, before.replace("11.5855", "9.5855")) == Region(15, 0, len(before) - 15, 1)  # moved
+    assert _changed_cells(before, before + "  ↻ 60 s") == Region(len(before), 0, 8, 1)
+    assert not _changed_cells(before, before)
+
+
 async def test_a_300k_iteration_run_hands_plotext_a_widths_worth_of_points_in_bounded_time() -> None:
     long = [TrainStep(i, 300_000, loss=2.0 + math.sin(i / 997), lr=1e-4) for i in range(10, 300_001, 10)]
     long[12_345] = TrainStep(123_460, 300_000, loss=50.0, lr=1e-4)  # a spike survives the thinning
