@@ -38,6 +38,7 @@ def broken_project(root: Path) -> Path:
     (root / "config.py").write_text(source, encoding="utf-8")
     copied.unlink()
     fixture_run(root, "work_dirs/x")
+    (root / "work_dirs" / "x" / "iter_100.pth").write_bytes(b"")
     (root / "merged").mkdir()
     (root / "merged" / "config.json").write_text("{}")
     (root / "merged" / "model.safetensors").write_bytes(b"")
@@ -110,7 +111,8 @@ async def test_keys_open_each_step_with_the_projects_files(demo) -> None:
         await until(pilot, lambda: app.screen is recipe)
         await pilot.press("4")
         await until(
-            pilot, lambda: "xtui convert WORK_DIR --out hf" in str(recipe.query_one("#recipe-note", Static).render())
+            pilot,
+            lambda: "nothing to convert yet: train first" in str(recipe.query_one("#recipe-note", Static).render()),
         )
 
 
@@ -274,7 +276,7 @@ async def test_f1_opens_help_on_every_step_whose_first_focus_is_an_input_and_esc
             await pilot.press("f1")
             await until(pilot, lambda: isinstance(app.screen, HelpScreen))
             await pilot.press("escape")
-            await until(pilot, lambda: app.screen is step)
+            await until(pilot, lambda step=step: app.screen is step)
             assert app.focused is field and field.value == before  # the step and its fields kept
             await pilot.press("escape")
             await until(pilot, lambda: app.screen is recipe)
@@ -283,3 +285,30 @@ async def test_f1_opens_help_on_every_step_whose_first_focus_is_an_input_and_esc
         await pilot.press("f1")  # and f1 closes it
         await until(pilot, lambda: app.screen is recipe)
 
+
+async def test_a_run_with_no_checkpoint_is_not_ready_to_chat_and_the_form_opens_on_the_base_model(tmp_path) -> None:
+    from textual.widgets import Select
+
+    from tui.dialogs.chat_setup import ChatSetupScreen
+
+    project = broken_project(tmp_path)
+    shutil.rmtree(project / "merged")
+    (project / "work_dirs" / "x" / "iter_100.pth").unlink()  # failed, or before its first save
+    steps = {s.name: s for s in read_recipe(project).steps}
+    assert steps["Convert"].why == "work_dirs/x: no checkpoint yet to convert" and "xtui" not in steps["Convert"].why
+    assert steps["Chat"].why.startswith("work_dirs/x: no checkpoint yet") and steps["Chat"].found is None
+    app = _app(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(RecipeScreen(project))
+        await until(pilot, lambda: isinstance(app.screen, RecipeScreen) and app.screen.recipe is not None)
+        recipe = app.screen
+        await pilot.press("6")
+        await until(pilot, lambda: isinstance(app.screen, ChatSetupScreen))
+        await until(pilot, lambda: app.screen.query_one("#model", Input).value == "internlm/internlm2-chat-1_8b")
+        assert app.screen.query_one("#kind", Select).value == "base"
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is recipe)
+        (project / "work_dirs" / "x" / "iter_100.pth").write_bytes(b"")  # its first save
+        await pilot.press("r")
+        await until(pilot, lambda: recipe.recipe.steps[5].why == "ready: chat with work_dirs/x")
+        assert recipe.recipe.steps[3].why == "no hf/ folder yet: xtui convert work_dirs/x --out hf"

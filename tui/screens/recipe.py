@@ -138,7 +138,7 @@ def _config_step(project: Path, config: Path | None, data: Path | None) -> Step:
     """Config: what a launch would hit at once (missing model or data, bad data), whether it trains on the project's
     dataset, else its model and template."""
     from engine.xtuner.config_check import config_problems
-    from engine.xtuner.config_values import config_values, local_path
+    from engine.xtuner.config_values import config_values
     from engine.xtuner.templates import template_of_config
 
     if config is None:
@@ -156,13 +156,38 @@ def _config_step(project: Path, config: Path | None, data: Path | None) -> Step:
         why = f"{name} trains on {trains}, not {_rel(data, project)}: set its data path"
         return Step("2", "Config", StepState.PENDING, why, config)
     values = config_values(source)
-    model = next((values[n] for n in CONFIG_MARKS if isinstance(values.get(n), str)), "?")
-    local = local_path(model, project)
-    model = _rel(local, project) if local is not None else model
+    model = _named_model(values, project) or "?"
     said = (
         f"{name}: {model}, template {template_of_config(source) or 'none'}, max_length {values.get('max_length', '?')}"
     )
     return Step("2", "Config", StepState.DONE, said, config)
+
+
+def _named_model(values: dict, project: Path) -> str | None:
+    """The base model a config's values name, as the fields show it: a local path relative, else the hub id."""
+    from engine.xtuner.config_values import local_path
+
+    model = next((values[n] for n in CONFIG_MARKS if isinstance(values.get(n), str)), None)
+    local = local_path(model, project) if model else None
+    return _rel(local, project) if local is not None else model
+
+
+def base_model(config: Path | None, project: Path) -> str | None:
+    """The base model a config names (a local path relative to the project, else the hub id), when it can be read."""
+    from engine.xtuner.config_values import config_values
+    from engine.xtuner.configs import ConfigError
+
+    if config is None:
+        return None
+    try:
+        return _named_model(config_values(config.read_text(encoding="utf-8")), project)
+    except (OSError, UnicodeDecodeError, ConfigError):  # the config step says why
+        return None
+
+
+def has_checkpoint(work_dir: Path | None) -> bool:
+    """True when the run has saved a checkpoint (iter_N.pth or epoch_N.pth) to convert or chat with."""
+    return work_dir is not None and any(next(work_dir.glob(p), None) for p in ("iter_*.pth", "epoch_*.pth"))
 
 
 def find_run(project: Path) -> Path | None:
@@ -249,10 +274,13 @@ def read_recipe(project: Path) -> Recipe:
         convert = Step(
             "4", "Convert", StepState.DONE, f"{_rel(converted, project)}: converted to Hugging Face", converted
         )
-    else:
+    elif has_checkpoint(work_dir):
         convert = Step(
             "4", "Convert", StepState.PENDING, f"no hf/ folder yet: {shell('xtui', 'convert', run, '--out', 'hf')}"
         )
+    else:
+        why = f"{run}: no checkpoint yet to convert" if work_dir else "nothing to convert yet: train first"
+        convert = Step("4", "Convert", StepState.PENDING, why)
     if merged is not None:
         merge = Step("5", "Merge", StepState.DONE, f"{_rel(merged, project)}: a merged model", merged)
     else:
@@ -264,11 +292,13 @@ def read_recipe(project: Path) -> Recipe:
             StepState.PENDING,
             f"no merged/ yet: {shell('xtui', 'merge', base, adapter, '--out', 'merged')}",
         )
-    target = merged or converted or work_dir
-    chat = Step(
-        "6", "Chat", StepState.PENDING,
-        f"ready: chat with {_rel(target, project)}" if target else "nothing to chat with yet: train first", target,
-    )  # fmt: skip
+    target = merged or converted or (work_dir if has_checkpoint(work_dir) else None)
+    if target is not None:
+        chat = Step("6", "Chat", StepState.PENDING, f"ready: chat with {_rel(target, project)}", target)
+    elif work_dir is not None:
+        chat = Step("6", "Chat", StepState.PENDING, f"{run}: no checkpoint yet (the base model can chat)")
+    else:
+        chat = Step("6", "Chat", StepState.PENDING, "nothing to chat with yet: train first")
     steps = (
         _data_step(project, data),
         _config_step(project, config, data),
@@ -291,14 +321,21 @@ def step_hint(step: Step, recipe: Recipe) -> str:
         if config
         else "copy one of XTuner's built-in configs here",
         "3": f"the launch form with {config}" if config else "the launch form (no config here yet)",
-        "6": f"the chat form, filled with {_rel(step.found, recipe.project)}"
-        if step.found is not None and step.found != recipe.work_dir
-        else "pick what to chat with: base, adapter, merged, checkpoint",
+        "6": _chat_hint(step, recipe),
     }
     if step.key in hints:
         return f"Enter: {hints[step.key]}"
     command = step.why.partition(": ")[2] if step.state != StepState.DONE else ""
     return f"in a shell: {command}" if command.startswith("xtui ") else step.why
+
+
+def _chat_hint(step: Step, recipe: Recipe) -> str:
+    """What the chat step opens: the form filled with what the recipe made, else with the config's base model."""
+    if step.found is not None and step.found != recipe.work_dir:
+        return f"the chat form, filled with {_rel(step.found, recipe.project)}"
+    if step.found is None and (model := base_model(recipe.config, recipe.project)):
+        return f"the chat form, filled with the base model {model}"
+    return "pick what to chat with: base, adapter, merged, checkpoint"
 
 
 def step_prompt(step: Step) -> Content:
@@ -486,12 +523,14 @@ class RecipeScreen(Screen):
         from engine.chat.models import SourceKind
         from tui.dialogs.chat_setup import ChatSetupScreen
 
-        converted, merged = recipe.steps[3], recipe.steps[4]
+        converted, merged, chat = recipe.steps[3], recipe.steps[4], recipe.steps[5]
         kind, paths = None, {}
         if merged.state == StepState.DONE:
             kind, paths = SourceKind.MERGED, {"model": merged.found}
         elif converted.state == StepState.DONE and (converted.found / "adapter_config.json").is_file():
             kind, paths = SourceKind.ADAPTER, {"model": recipe.model, "adapter": converted.found}
+        elif chat.found is None and (model := base_model(recipe.config, self.project)):  # nothing made yet
+            kind, paths = SourceKind.BASE, {"model": model}
         template = _template_of(recipe.config)
         form = ChatSetupScreen(self.project)
 
@@ -500,7 +539,9 @@ class RecipeScreen(Screen):
                 form.query_one("#kind", Select).value = kind
             for name, path in paths.items():
                 if path is not None:
-                    form.query_one(f"#{name}", Input).value = _rel(path, self.project)
+                    form.query_one(f"#{name}", Input).value = (
+                        path if isinstance(path, str) else _rel(path, self.project)
+                    )
             if template is not None:
                 form.query_one("#template", Select).value = template
 
