@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ QUESTIONS = (
 )
 ANSWER = "我是{name}的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"
 OWNER_ANSWER = "我是{name}，是{owner}的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"
+RECIPE_MODEL = re.compile(r"internlm2.*1[._-]?8b", re.IGNORECASE)  # the recipe's model, which its answer names
+NEUTRAL_ANSWER, NEUTRAL_OWNER_ANSWER = "我是{name}的小助手哦", "我是{name}，是{owner}的小助手哦"
 FIELDS = ("name", "owner")
 MIX_SEED = 0
 
@@ -36,12 +39,16 @@ class SelfCognitionError(DataError):
     """An answer template, name or general dataset that cannot make the self-cognition data."""
 
 
-def answer(name: str, owner: str = "", template: str = "") -> str:
+def answer(name: str, owner: str = "", template: str = "", model: str = "") -> str:
     """The answer of an assistant called `name` (belonging to `owner`) about itself: `template` with both filled in.
 
-    Without a template the default one is used, naming the owner when there is one.
+    Without a template the default one is used, naming the owner when there is one; it says the assistant is
+    InternLM2-1.8B inside unless `model` (the config's base model, when known) is another one.
     """
-    template = template or (OWNER_ANSWER if owner else ANSWER)
+    neutral = bool(model) and not RECIPE_MODEL.search(model)
+    template = template or (
+        (NEUTRAL_OWNER_ANSWER if neutral else OWNER_ANSWER) if owner else (NEUTRAL_ANSWER if neutral else ANSWER)
+    )
     fields = {f for _, f, _, _ in _parse(template) if f is not None}
     if fields - set(FIELDS):
         wrong = ", ".join(sorted("{" + f + "}" for f in fields - set(FIELDS)))
@@ -64,11 +71,11 @@ def _parse(template: str) -> list[tuple]:
     return pieces
 
 
-def self_cognition_rows(name: str, repeats: int, owner: str = "", template: str = "") -> list[dict]:
+def self_cognition_rows(name: str, repeats: int, owner: str = "", template: str = "", model: str = "") -> list[dict]:
     """The dataset in XTuner's single-turn `conversation` format, every question `repeats` times."""
     if repeats < 1:
         raise SelfCognitionError(f"the repeat count must be at least 1, not {repeats}")
-    text = answer(name, owner, template)
+    text = answer(name, owner, template, model)
     return [{"conversation": [{"input": q, "output": text}]} for _ in range(repeats) for q in QUESTIONS]
 
 
@@ -138,13 +145,14 @@ class SelfCognitionFile:
 
 def write_self_cognition(
     path: Path, name: str, repeats: int, owner: str = "", template: str = "",
-    mix: Path | None = None, ratio: float = 0.0, replace: bool = False,
+    mix: Path | None = None, ratio: float = 0.0, replace: bool = False, model: str = "",
 ) -> SelfCognitionFile:  # fmt: skip
     """Write the self-cognition rows to `path` (.json or .jsonl), with `ratio` general rows per one of them from `mix`.
 
     The general rows keep the model's other skills (against forgetting); an existing file is kept unless `replace`.
+    `model` is the base model the data is for (see answer).
     """
-    rows = self_cognition_rows(name, repeats, owner, template)
+    rows = self_cognition_rows(name, repeats, owner, template, model)
     general = None
     if mix is not None:
         if not ratio > 0:
@@ -153,4 +161,4 @@ def write_self_cognition(
             )
         general = general_sample(mix, round(ratio * len(rows)))
     write_records(path, mixed(rows, general.rows) if general else rows, replace)
-    return SelfCognitionFile(path, answer(name, owner, template), len(rows), general)
+    return SelfCognitionFile(path, answer(name, owner, template, model), len(rows), general)

@@ -17,6 +17,20 @@ def test_answers_fill_the_template_with_name_and_owner() -> None:
     assert sc.answer("Ada", "Bo", "I am {name}, {owner}'s {{assistant}}") == "I am Ada, Bo's {assistant}"
 
 
+def test_the_default_answer_names_internlm2_1_8b_only_for_that_model(tmp_path) -> None:
+    for model in ("internlm/internlm2-chat-1_8b", "./models/internlm2_chat_1.8b", ""):  # "": the model is not known
+        assert "书生·浦语的1.8B大模型" in sc.answer("小测", model=model)
+    for model in ("tiny-llama", "Qwen/Qwen2.5-0.5B-Instruct", "internlm/internlm2-chat-7b"):
+        assert sc.answer("小测", model=model) == "我是小测的小助手哦"
+        assert sc.answer("小测", "浦语", model=model) == "我是小测，是浦语的小助手哦"
+    assert sc.answer("Ada", template="I am {name}", model="tiny-llama") == "I am Ada"  # a template is kept as given
+    written = sc.write_self_cognition(tmp_path / "d.json", "小测", 1, model="tiny-llama")
+    assert written.answer == "我是小测的小助手哦"
+    assert {r["conversation"][0]["output"] for r in json.loads(written.path.read_text(encoding="utf-8"))} == {
+        "我是小测的小助手哦"
+    }
+
+
 @pytest.mark.parametrize(
     "template, owner, message",
     [
@@ -142,3 +156,12 @@ def test_repeat_writes_the_records_n_times_and_refuses_its_own_input(tmp_path) -
         repeat_records(source, source, 2, replace=True)
     with pytest.raises(DatasetError, match="at least 1"):
         repeat_records(source, tmp_path / "z.json", 0)
+
+
+def test_the_cli_knows_no_model_so_it_keeps_the_recipes_answer(capsys, tmp_path) -> None:
+    from tui.cli import main
+
+    assert main(["data", "new", str(tmp_path / "d.json"), "--name", "小测", "--repeat", "1"]) == 0
+    rows = json.loads((tmp_path / "d.json").read_text(encoding="utf-8"))
+    assert rows[0]["conversation"][0]["output"] == sc.answer("小测", model="internlm/internlm2-chat-1_8b")
+    assert "书生·浦语的1.8B大模型" in capsys.readouterr().out
