@@ -8,7 +8,8 @@ painted); the anchor is a hello-world Textual app's first frame. Medians of `--r
 First, in a child process each (engine only, no textual): the whole history read into a RunState with
 `Run.poll`, train steps as columns (`Run(columns=True)`, and the loss curve's arrays) and spread into one
 TrainStep each (what `xtui events` prints). `--engine-only` skips the pty rounds; `--keep` leaves the work dir (its
-path printed) to look at, e.g. `xtui PATH` in tmux.
+path printed) to look at, e.g. `xtui PATH` in tmux; `--also DIR` times the xtui of another checkout (`git archive
+COMMIT | tar -x -C DIR`) in the same rounds, for a before/after on a noisy machine.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--save-every", type=int, default=500)
     parser.add_argument("--engine-only", action="store_true", help="only the engine's read of the history")
     parser.add_argument("--keep", action="store_true", help="leave the work dir (its path is printed)")
+    parser.add_argument("--also", action="append", default=[], metavar="DIR", help="another checkout to time too")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="xtui-reattach-"))
     work_dir = tmp / "work"
@@ -97,13 +99,14 @@ def main() -> None:
     log.write_text(long_log(args.iters, args.log_every, args.eval_every, args.save_every), encoding="utf-8")
     hello = tmp / "hello.py"
     hello.write_text(HELLO)
+    shown = f"iter {args.iters}/{args.iters}".encode()
     programs = {
         "hello-world Textual app (first frame)": ([sys.executable, str(hello)], b"Hello, world"),
-        "xtui WORK_DIR (whole history shown)": (
-            [sys.executable, "-m", "tui.cli", str(work_dir)],
-            f"iter {args.iters}/{args.iters}".encode(),
-        ),
+        "xtui WORK_DIR (whole history shown)": ([sys.executable, "-m", "tui.cli", str(work_dir)], shown),
     }
+    for other in args.also:  # its own tui and engine first on the path
+        code = f"import runpy, sys; sys.path.insert(0, {other!r}); runpy.run_module('tui.cli', run_name='__main__')"
+        programs[f"xtui WORK_DIR of {other}"] = ([sys.executable, "-c", code, str(work_dir)], shown)
     lines = log.read_text(encoding="utf-8").count("\n")
     print(f"log: {lines} lines, {log.stat().st_size / 2**20:.1f} MiB, {args.iters} iterations")
     print(f"work dir: {work_dir} (kept)\n" if args.keep else "")
@@ -125,7 +128,7 @@ def measure(args: argparse.Namespace, work_dir: Path, programs: dict) -> None:
     print()
     if args.engine_only:
         return
-    anchor, xtui = compare(programs, args.rounds, header="median s")
+    anchor, xtui, *_ = compare(programs, args.rounds, header="median s")
     print(f"\nxtui / hello-world: {xtui / anchor:.2f}x")
 
 
