@@ -226,3 +226,34 @@ async def test_llava_images_are_looked_for_in_the_folder_given(tmp_path) -> None
         await until(pilot, lambda: "images: 2 distinct" in _text(app, "#check-text"))
         text = _text(app, "#check-text")
         assert "record 2 (line " in text and "record 1 " not in text
+
+
+async def test_new_data_the_config_does_not_train_on_is_said_and_one_key_sets_its_data_path(demo, tmp_path) -> None:
+    from tui.screens.config_form import DiffScreen
+    from tui.screens.recipe import config_data
+
+    project = shutil.copytree(demo.folder, tmp_path / "p")
+    config = project / "config.py"
+    app = _app(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(DataScreen(project, None, config))
+        await until(pilot, lambda: isinstance(app.screen, DataScreen) and isinstance(app.focused, Input))
+        await pilot.press(*"XiaoZhi")
+        await until(pilot, lambda: "我是XiaoZhi的小助手哦" in _text(app, "#answer"))  # tiny-llama: no InternLM2 claim
+        assert "1.8B" not in _text(app, "#answer")
+        app.screen.query_one("#out", Input).value = "data/assistant.json"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "✓ wrote" in _text(app, "#new-note"))
+        note = _text(app, "#new-note")
+        assert "the config trains on " in note  # the demo's config names its file by absolute path
+        assert "self_cognition.jsonl, not this file: ctrl+g sets its alpaca_en_path to it" in note
+        rows = json.loads((project / "data" / "assistant.json").read_text(encoding="utf-8"))
+        assert {r["conversation"][0]["output"] for r in rows} == {"我是XiaoZhi的小助手哦"}
+        assert config_data(config, project).name == "self_cognition.jsonl"  # not yet
+        await pilot.press("ctrl+g")
+        await until(pilot, lambda: isinstance(app.screen, DiffScreen))
+        assert f"+alpaca_en_path = '{project}/data/assistant.json'" in app.screen.diff
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, DataScreen) and "trains on" in _text(app, "#new-note"))
+        assert _text(app, "#new-note").startswith("✓ wrote") and "data/assistant.json now" in _text(app, "#new-note")
+    assert config_data(config, project) == project / "data" / "assistant.json"

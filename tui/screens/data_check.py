@@ -78,12 +78,21 @@ class DataScreen(Screen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("ctrl+r", "check", "Check"),
         Binding("ctrl+s", "write", "Write dataset"),
+        Binding("ctrl+g", "use_data", "Train on it"),
     ]
 
     def __init__(self, project: Path, data: Path | None = None, config: Path | None = None) -> None:
+        from tui.screens.recipe import base_model
+
         super().__init__()
         self.project = project
         self.data, self.config = data, config
+        self.model = base_model(config, project) or ""  # the answer names InternLM2-1.8B only for that model
+        self.offered: Path | None = None  # a data file the config does not train on: ctrl+g sets its data path
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """ctrl+g only while a file the config does not train on is offered."""
+        return self.offered is not None if action == "use_data" else True
 
     def _shown(self, path: Path | None) -> str:
         """A path as the fields show it: relative to the project when inside it."""
@@ -159,7 +168,7 @@ class DataScreen(Screen):
 
         value = lambda field: self.query_one(f"#{field}", Input).value.strip()  # noqa: E731
         try:
-            taught = answer(value("name"), value("owner"))
+            taught = answer(value("name"), value("owner"), model=self.model)
         except SelfCognitionError as exc:
             taught = f"({exc})"
         said = f"{len(QUESTIONS)} questions x {value('repeat') or DEFAULT_REPEAT}, each answered: {taught}"
@@ -219,8 +228,59 @@ class DataScreen(Screen):
         """Show what the check found."""
         self.last_check = found
         verdict = "✓ fine" if found.ok else "✗ has problems"
-        self._check_note(f"{verdict}: {found.report.path}", error=not found.ok)
+        self._check_note(f"{verdict}: {found.report.path}{self._offer(found.report.path)}", error=not found.ok)
         self.query_one("#check-text", Static).update(_styled(lines))
+
+    def _offer(self, data: Path) -> str:
+        """When the config trains on another file: that said, and ctrl+g offered to set its data path to `data`."""
+        from tui.screens.recipe import config_data, data_setting
+
+        config = self._path("config") or self.config
+        trains = config_data(config, self.project) if config is not None and config.is_file() else None
+        setting = data_setting(config) if trains is not None else None
+        self.offered = data if setting and trains.resolve() != data.resolve() else None
+        self.refresh_bindings()
+        if self.offered is None:
+            return ""
+        return f"\nthe config trains on {self._shown(trains)}, not this file: ctrl+g sets its {setting} to it"
+
+    def action_use_data(self) -> None:
+        """Set the config's data path to the offered file: the edit shown as a diff first, as the config form does."""
+        from engine.errors import XtuiError
+        from engine.xtuner.config_edit import plan_edit, write_edit
+        from engine.xtuner.config_values import config_values
+        from tui.screens.config_form import DiffScreen
+        from tui.screens.recipe import data_setting
+
+        config, data = self._path("config") or self.config, self.offered
+        if config is None or data is None:
+            return
+        setting = data_setting(config)
+        try:
+            now = config_values(config.read_text(encoding="utf-8")).get(setting)
+            value = str(data) if isinstance(now, str) and Path(now).is_absolute() else self._shown(data)  # its style
+            edit = plan_edit(config, [f"{setting}={value!r}"], self.project)
+        except (OSError, UnicodeDecodeError, XtuiError) as exc:
+            self._note_here(f"✗ {exc}", error=True)
+            return
+
+        def write(yes: bool) -> None:
+            if not yes:
+                return
+            try:
+                write_edit(edit)
+            except XtuiError as exc:
+                self._note_here(f"✗ {exc}", error=True)
+                return
+            self.offered = None
+            self.refresh_bindings()
+            self._note_here(f"✓ wrote {config}: it trains on {self._shown(data)} now")
+
+        self.app.push_screen(DiffScreen(edit.diff, config), write)
+
+    def _note_here(self, text: str, error: bool = False) -> None:
+        """The note of the tab showing."""
+        (self._check_note if self.query_one(TabbedContent).active == "check" else self._new_note)(text, error)
 
     def action_write(self) -> None:
         """Check the form, ask first when the file exists, then write the self-cognition dataset in a worker."""
@@ -267,7 +327,7 @@ class DataScreen(Screen):
         from engine.errors import XtuiError
 
         try:
-            written = write_self_cognition(out, name, repeat, owner, "", mix, ratio, replace)
+            written = write_self_cognition(out, name, repeat, owner, "", mix, ratio, replace, self.model)
         except XtuiError as exc:
             self.app.call_from_thread(self._new_note, f"✗ {exc}", True)
             return
@@ -278,6 +338,6 @@ class DataScreen(Screen):
         general = f" + {len(written.general.rows)} general" if written.general else ""
         self._new_note(
             f"✓ wrote {written.path}: {written.records} records ({written.self_cognition} self-cognition{general}); "
-            "ctrl+r checks it"
+            f"ctrl+r checks it{self._offer(written.path)}"
         )
         self.query_one("#data", Input).value = self._shown(written.path)

@@ -92,7 +92,7 @@ def _config_files(config: Path) -> list[str]:
         return []
 
 
-def _config_data(config: Path, project: Path) -> Path | None:
+def config_data(config: Path, project: Path) -> Path | None:
     """The local data file the config trains on."""
     from engine.xtuner.config_values import local_path
 
@@ -100,9 +100,21 @@ def _config_data(config: Path, project: Path) -> Path | None:
     return next((p for p in paths if p is not None and p.suffix in (".json", ".jsonl")), None)
 
 
+def data_setting(config: Path) -> str | None:
+    """The PART 1 setting holding the config's data file path (alpaca_en_path, data_path...), when it has one."""
+    from engine.xtuner.configs import ConfigError
+    from tui.screens.config_form import DATA, MODELS, form_settings
+
+    try:
+        names = form_settings(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ConfigError, SyntaxError):
+        return None
+    return next((n for n in names if n.endswith("_path") and n not in MODELS and n not in DATA), None)
+
+
 def find_data(project: Path, config: Path | None) -> Path | None:
     """The dataset: the config's own local file, else the newest .json/.jsonl at the top of the project or in data/."""
-    if config is not None and (named := _config_data(config, project)) is not None:
+    if config is not None and (named := config_data(config, project)) is not None:
         return named
     found = []
     for folder in (project, project / "data"):
@@ -151,7 +163,7 @@ def _config_step(project: Path, config: Path | None, data: Path | None) -> Step:
         return Step("2", "Config", StepState.FAILED, f"{name}: cannot be read ({exc})", config)
     if problems:
         return Step("2", "Config", StepState.FAILED, f"{name}: {problems[0]}", config)
-    if data is not None and _config_data(config, project) is None:  # the recipe's data is not what it trains on
+    if data is not None and config_data(config, project) is None:  # the recipe's data is not what it trains on
         trains = ", ".join(_config_files(config)) or "no data file xtui can read"
         why = f"{name} trains on {trains}, not {_rel(data, project)}: set its data path"
         return Step("2", "Config", StepState.PENDING, why, config)
