@@ -252,3 +252,32 @@ async def test_a_long_diff_scrolls_inside_its_dialog_with_the_buttons_and_keys_i
         await pilot.press("pagedown")  # the diff scrolls, the buttons stay
         await until(pilot, lambda: dialog.scroll_y > 0)
         assert box.contains_region(app.screen.query_one("#write").region)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from engine.demo.build import build_demo
+
+    return build_demo(tmp_path_factory.mktemp("demo"), name="小测", cuda=False)
+
+
+async def test_advice_runs_on_the_forms_values_says_so_and_counts_the_checkpoints_kept(demo) -> None:
+    config = demo.config
+    before = config.read_text(encoding="utf-8")
+    app = _app(demo.folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ConfigFormScreen(config, demo.folder))
+        await until(pilot, lambda: "run: " in _shown(app, "#advice"), timeout=120)
+        saved = _shown(app, "#advice")
+        assert "on: config.py as saved" in saved
+        run = saved.split("run: ")[1]
+        form = app.screen
+        await _type(pilot, form.query_one("#f-max_length", Input), "256")
+        await _type(pilot, form.query_one("#f-save_steps", Input), "5")
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: "not saved yet" in _shown(app, "#advice") and "run: " in _shown(app, "#advice"))
+        edited = _shown(app, "#advice").split("run: ")[1]
+        assert edited != run and "save_steps=5: " in edited  # the packed samples of 256 tokens, not the file's 128
+        assert " saved, 2 kept" in edited  # save_total_limit = 2
+        assert config.read_text(encoding="utf-8") == before  # advised, not written
+    assert not list(config.parent.glob(".xtui-advice-*"))

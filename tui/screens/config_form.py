@@ -85,6 +85,19 @@ def _diff_content(diff: str) -> Content:
     return Content.assemble(*parts)
 
 
+def _kept(run: str, source: str) -> str:
+    """The run's length line with save_total_limit said: '5 checkpoints' is '5 saved, 2 kept' when only 2 stay."""
+    import re
+
+    from engine.xtuner.config_values import config_values
+
+    limit = config_values(source).get("save_total_limit")
+    match = re.search(r"(\d+) checkpoints$", run)
+    if match is None or not isinstance(limit, int) or not 0 < limit < int(match.group(1)):
+        return run
+    return f"{run[: match.start()]}{match.group(1)} saved, {limit} kept"
+
+
 class DiffScreen(ModalScreen[bool]):
     """The edit as a diff: write it (True) or go back to the form."""
 
@@ -317,30 +330,53 @@ class ConfigFormScreen(Screen):
         self.action_advise()
 
     def action_advise(self) -> None:
-        """Read the config's advice again, in a worker."""
+        """Read the advice on the form's values (the file as it would be written), in a worker."""
+        from engine.errors import XtuiError
+
+        try:
+            edit = self.planned()
+        except XtuiError as exc:
+            self._advice([("on", "the form's values: one is wrong"), ("problem", str(exc))])
+            return
         self.query_one("#advice", Static).update("advice: reading (the tokenizer too, when it is local)...")
-        self._advise(self.config)
+        self._advise(self.config, edit.edited if edit.edited != edit.source else None)
 
     @work(thread=True, exclusive=True, group="config-advice")
-    def _advise(self, config: Path) -> None:
-        """engine.xtuner.config_advice.advise off the UI thread, as lines."""
+    def _advise(self, config: Path, edited: str | None) -> None:
+        """engine.xtuner.config_advice.advise off the UI thread, as lines; unsaved edits go in a hidden file beside the
+        config (read, never run, then removed)."""
+        import tempfile
+
         from engine.errors import XtuiError
         from engine.xtuner.config_advice import advise
         from tui.cli.config import describe_length
 
+        on = ("on", "the form's values (not saved yet)" if edited is not None else f"{config.name} as saved")
+        target = config
         try:
-            found = advise(config, self.project)
-        except XtuiError as exc:
-            self.app.call_from_thread(self._advice, [("problem", str(exc))])
+            if edited is not None:
+                with tempfile.NamedTemporaryFile(
+                    "w", encoding="utf-8", dir=config.parent, prefix=".xtui-advice-", suffix=".py", delete=False
+                ) as file:
+                    file.write(edited)
+                target = Path(file.name)
+            found = advise(target, self.project)
+            run = describe_length(found.length, target).removeprefix("run: ") if found.length is not None else None
+        except (OSError, XtuiError) as exc:
+            self.app.call_from_thread(self._advice, [on, ("problem", str(exc).replace(str(target), str(config)))])
             return
         except Exception as exc:  # a bug: its traceback in a file, one line here
             from tui.crash import record
 
-            self.app.call_from_thread(self._advice, [("problem", record(exc))])
+            self.app.call_from_thread(self._advice, [on, ("problem", record(exc))])
             return
-        lines = [(str(a.severity), a.message) for a in found.advice] or [("ok", "nothing found to mend")]
-        if found.length is not None:
-            lines.append(("run", describe_length(found.length, config).removeprefix("run: ")))
+        finally:
+            if target != config:
+                target.unlink(missing_ok=True)
+        lines = [(str(a.severity), a.message.replace(str(target), str(config))) for a in found.advice]
+        lines = [on, *(lines or [("ok", "nothing found to mend")])]
+        if run is not None:
+            lines.append(("run", _kept(run, edited or self.source)))
         self.app.call_from_thread(self._advice, lines)
 
     def _advice(self, lines: list[tuple[str, str]]) -> None:
