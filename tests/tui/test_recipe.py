@@ -312,3 +312,23 @@ async def test_a_run_with_no_checkpoint_is_not_ready_to_chat_and_the_form_opens_
         await pilot.press("r")
         await until(pilot, lambda: recipe.recipe.steps[5].why == "ready: chat with work_dirs/x")
         assert recipe.recipe.steps[3].why == "no hf/ folder yet: xtui convert work_dirs/x --out hf"
+
+
+async def test_the_train_step_follows_a_running_run_on_the_apps_beat(tmp_path) -> None:
+    from tests.support.fakes import FIXTURE_LOG
+
+    lines = FIXTURE_LOG.read_text(encoding="utf-8").splitlines(keepends=True)
+    log = tmp_path / "work" / "20261128_135200" / "20261128_135200.log"
+    log.parent.mkdir(parents=True)
+    cut = next(i for i, line in enumerate(lines) if "Iter(train) [10/" in line) + 1
+    log.write_text("".join(lines[:cut]), encoding="utf-8")  # training: at iter 10
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(RecipeScreen(tmp_path))
+        await until(pilot, lambda: isinstance(app.screen, RecipeScreen) and app.screen.recipe is not None)
+        recipe = app.screen
+        await until(pilot, lambda: recipe.recipe.steps[2].why == "work: stopped at iter 10/40")  # no process here
+        with log.open("a", encoding="utf-8") as out:
+            out.write("".join(lines[cut:]))  # it trains on and finishes; no r pressed
+        await until(pilot, lambda: recipe.recipe.steps[2].why.startswith("work: finished at iter "))
+        assert recipe.recipe.steps[2].state == StepState.DONE

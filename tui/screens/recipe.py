@@ -213,7 +213,7 @@ def find_run(project: Path) -> Path | None:
 def _train_step(project: Path, work_dir: Path | None) -> Step:
     """Train: the newest run's status and how far it got."""
     from engine.errors import XtuiError
-    from engine.runs.watch import Run, RunStatus
+    from engine.runs.watch import Run
 
     if work_dir is None:
         return Step("3", "Train", StepState.PENDING, "no run yet: launch the config")
@@ -224,7 +224,14 @@ def _train_step(project: Path, work_dir: Path | None) -> Step:
         status = run.status()
     except XtuiError as exc:
         return Step("3", "Train", StepState.FAILED, f"{name}: {exc}", work_dir)
-    state, done, total = status.state, run.state.done_iter, run.state.max_iters
+    return train_step_of(name, work_dir, status, run.state)
+
+
+def train_step_of(name: str, work_dir: Path, status, run_state) -> Step:
+    """The Train step from a run's status and folded state (engine.runs.watch Status and RunState)."""
+    from engine.runs.watch import RunStatus
+
+    state, done, total = status.state, run_state.done_iter, run_state.max_iters
     if state == RunStatus.FINISHED:
         return Step("3", "Train", StepState.DONE, f"{name}: finished at iter {done}", work_dir)
     where = f"iter {done}/{total}" if total else f"iter {done}"
@@ -445,10 +452,23 @@ class RecipeScreen(Screen):
             return
         self.app.call_from_thread(self._show, recipe)
 
+    def run_updated(self, rec, events) -> None:
+        """The app's beat: the Train step follows the project's run as it trains (the other steps on r)."""
+        from dataclasses import replace
+
+        recipe = self.recipe
+        if recipe is None or recipe.work_dir is None or rec.work_dir.resolve() != recipe.work_dir.resolve():
+            return
+        step = train_step_of(_rel(recipe.work_dir, recipe.project), recipe.work_dir, rec.status, rec.state)
+        if step != recipe.steps[2]:
+            self._show(replace(recipe, steps=(*recipe.steps[:2], step, *recipe.steps[3:])))
+
     def _show(self, recipe: Recipe) -> None:
-        """Show the steps read (unless the folder changed meanwhile)."""
+        """Show the steps read (unless the folder changed meanwhile); the app watches the run from now on."""
         if recipe.project != self.project:
             return
+        if recipe.work_dir is not None and recipe.work_dir != getattr(self.recipe, "work_dir", None):
+            self.app.watch_dir(recipe.work_dir)
         self.recipe = recipe
         steps = self.query_one("#steps", OptionList)
         highlighted = steps.highlighted
