@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
 
 from tui.terminal_text import printable
 from tui.widgets.path_input import PathInput
@@ -212,17 +213,24 @@ class DataScreen(Screen):
         from engine.xtuner.data_check import check_data
         from tui.cli.data import describe_check
 
+        worker = get_current_worker()
+
+        def show(*args) -> None:
+            """Post to the UI unless a newer check replaced this one (a thread cannot be stopped mid-check)."""
+            if not worker.is_cancelled:
+                self.app.call_from_thread(*args)
+
         try:
             found = check_data(data, self.project, config, images)
         except XtuiError as exc:
-            self.app.call_from_thread(self._check_note, f"✗ {exc}", True)
+            show(self._check_note, f"✗ {exc}", True)
             return
         except Exception as exc:  # a bug: its traceback in a file, one line here
             from tui.crash import record
 
-            self.app.call_from_thread(self._check_note, f"✗ {record(exc)}", True)
+            show(self._check_note, f"✗ {record(exc)}", True)
             return
-        self.app.call_from_thread(self._checked, found, describe_check(found))
+        show(self._checked, found, describe_check(found))
 
     def _checked(self, found, lines: list[str]) -> None:
         """Show what the check found."""
