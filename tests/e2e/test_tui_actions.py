@@ -60,7 +60,9 @@ async def test_launch_stop_launch_into_the_used_folder_and_resume_an_older_check
             await pilot.press("s")
             await until(pilot, lambda: isinstance(app.screen, StopScreen), timeout=60)
             await pilot.press("y")
-            await until(pilot, lambda: rec().status.state == "stopped", timeout=60)
+            await until(
+                pilot, lambda: rec().status.state == "stopped", timeout=120
+            )  # TERM, up to 15 s, KILL; slow when loaded
             assert not session_members(pid)
             left_at = rec().state.done_iter  # the branch the resume will leave
 
