@@ -64,6 +64,18 @@ def test_each_step_reads_its_state_from_the_files(tmp_path) -> None:
     assert steps["Chat"].why == "ready: chat with merged"
 
 
+def test_a_merge_made_from_the_run_view_is_the_recipes_merge(tmp_path) -> None:
+    project = broken_project(tmp_path)
+    shutil.rmtree(project / "merged")
+    assert next(s for s in read_recipe(project).steps if s.name == "Merge").state == StepState.PENDING
+    made = project / "work_dirs" / "x" / "iter_40_merged"  # where the run view's `m` job writes
+    made.mkdir()
+    (made / "config.json").write_text("{}")
+    (made / "model.safetensors").write_bytes(b"")
+    merge = next(s for s in read_recipe(project).steps if s.name == "Merge")
+    assert merge.state == StepState.DONE and merge.found == made
+
+
 def test_an_empty_folder_is_all_pending_and_a_good_project_is_done(tmp_path, demo) -> None:
     assert {s.state for s in read_recipe(tmp_path).steps} == {StepState.PENDING}
     steps = read_recipe(demo.folder).steps

@@ -255,16 +255,14 @@ def find_converted(project: Path, work_dir: Path | None) -> Path | None:
     return next((p for p in places if _model_folder(p, "adapter_config.json", "config.json")), None)
 
 
-def find_merged(project: Path) -> Path | None:
-    """The merged model: merged/ or final_model/ in the project, with its config and weights."""
-    return next(
-        (
-            p
-            for p in (project / name for name in MERGED)
-            if _model_folder(p, "config.json") and any(p.glob("*.safetensors"))
-        ),
-        None,
-    )
+def find_merged(project: Path, work_dir: Path | None = None) -> Path | None:
+    """The merged model: merged/ or final_model/ in the project, or the newest merge or export of the run (the run
+    view's jobs write iter_N_merged and iter_N_export), with its config and weights."""
+    places = [project / name for name in MERGED]
+    if work_dir is not None:
+        made = [*work_dir.glob("*_merged"), *work_dir.glob("*_export")]
+        places += sorted(made, key=lambda p: p.stat().st_mtime, reverse=True)
+    return next((p for p in places if _model_folder(p, "config.json") and any(p.glob("*.safetensors"))), None)
 
 
 def _model_of(config: Path | None, project: Path) -> Path | None:
@@ -287,7 +285,7 @@ def read_recipe(project: Path) -> Recipe:
     data = find_data(project, config)
     work_dir = find_run(project)
     model = _model_of(config, project)
-    converted, merged = find_converted(project, work_dir), find_merged(project)
+    converted, merged = find_converted(project, work_dir), find_merged(project, work_dir)
     run = _rel(work_dir, project) if work_dir else "WORK_DIR"
     if converted is not None:
         convert = Step(
