@@ -161,3 +161,14 @@ def test_config_commands_do_not_import_torch(tmp_path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_runs_length_says_how_many_checkpoints_are_kept(tmp_path) -> None:
+    from engine.xtuner.config_advice import run_length
+    from tui.cli.config import describe_length
+
+    config = tmp_path / "c.py"
+    config.write_text("save_steps = 50\nsave_total_limit = 2\nmax_epochs = 1\n")
+    assert describe_length(run_length(400, {"max_epochs": 1}), config).endswith("save_steps=50: 8 saved, 2 kept")
+    config.write_text("save_steps = 50\nsave_total_limit = -1\n")
+    assert describe_length(run_length(400, {}), config).endswith("save_steps=50: 8 checkpoints")

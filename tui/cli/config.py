@@ -172,11 +172,13 @@ def describe_length(length, config: Path) -> str:
 
     values = config_values(config.read_text(encoding="utf-8"))
     save_steps = values.get("save_steps")
-    saves = (
-        f"; save_steps={save_steps}: {length.iterations // save_steps} checkpoints"
-        if isinstance(save_steps, int) and save_steps > 0
-        else ""
-    )
+    saves = ""
+    if isinstance(save_steps, int) and save_steps > 0:
+        count, limit = length.iterations // save_steps, values.get("save_total_limit")
+        kept = (
+            f"{count} saved, {limit} kept" if isinstance(limit, int) and 0 < limit < count else f"{count} checkpoints"
+        )
+        saves = f"; save_steps={save_steps}: {kept}"
     gpus = f" on {length.gpus} GPUs" if length.gpus > 1 else " on 1 GPU"
     return (
         f"run: ~{length.iterations} iterations{gpus} ({length.iterations_per_epoch} per epoch over {length.samples} samples), "

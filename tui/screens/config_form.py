@@ -85,19 +85,6 @@ def _diff_content(diff: str) -> Content:
     return Content.assemble(*parts)
 
 
-def _kept(run: str, source: str) -> str:
-    """The run's length line with save_total_limit said: '5 checkpoints' is '5 saved, 2 kept' when only 2 stay."""
-    import re
-
-    from engine.xtuner.config_values import config_values
-
-    limit = config_values(source).get("save_total_limit")
-    match = re.search(r"(\d+) checkpoints$", run)
-    if match is None or not isinstance(limit, int) or not 0 < limit < int(match.group(1)):
-        return run
-    return f"{run[: match.start()]}{match.group(1)} saved, {limit} kept"
-
-
 class DiffScreen(ModalScreen[bool]):
     """The edit as a diff: write it (True) or go back to the form."""
 
@@ -376,7 +363,7 @@ class ConfigFormScreen(Screen):
         lines = [(str(a.severity), a.message.replace(str(target), str(config))) for a in found.advice]
         lines = [on, *(lines or [("ok", "nothing found to mend")])]
         if run is not None:
-            lines.append(("run", _kept(run, edited or self.source)))
+            lines.append(("run", run))
         self.app.call_from_thread(self._advice, lines)
 
     def _advice(self, lines: list[tuple[str, str]]) -> None:
