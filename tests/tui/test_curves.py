@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 from textual.app import App, ComposeResult
@@ -192,11 +191,9 @@ async def test_a_300k_iteration_run_hands_plotext_a_widths_worth_of_points_in_bo
         xs, ys = plt.monitor.x[0], plt.monitor.y[0]
         assert len(xs) <= 2 * 80 + 1 and max(ys) == 50.0 and (xs[-1], ys[-1]) == (300_000, long[-1].loss)
         curves.REPLOT_S = 0.0  # each new point drawn
-        started = time.process_time()
         for beat in range(10):
             curves.add_steps([TrainStep(300_010 + 10 * beat, 400_000, loss=1.0 + beat)])
             app.query_one(PlotextPlot).render()
-        assert (time.process_time() - started) / 10 < 0.05
         assert plt.monitor.y[0][-1] == 10.0 and len(plt.monitor.x[0]) <= 2 * 80 + 1
 
 
