@@ -238,6 +238,18 @@ async def test_a_config_that_is_not_python_fails_its_step_and_the_form_says_why(
         assert app.screen is screen
 
 
+async def _chat_step(pilot, app, project: Path) -> RecipeScreen:
+    """Open the recipe on `project`, then its chat step (6): the recipe screen, with the chat form on top."""
+    from tui.dialogs.chat_setup import ChatSetupScreen
+
+    app.push_screen(RecipeScreen(project))
+    await until(pilot, lambda: isinstance(app.screen, RecipeScreen) and app.screen.recipe is not None)
+    recipe = app.screen
+    await pilot.press("6")
+    await until(pilot, lambda: isinstance(app.screen, ChatSetupScreen))
+    return recipe
+
+
 async def test_chat_opens_on_what_the_recipe_made(tmp_path) -> None:
     from textual.widgets import Select
 
@@ -246,11 +258,7 @@ async def test_chat_opens_on_what_the_recipe_made(tmp_path) -> None:
     project = broken_project(tmp_path)
     app = _app(project)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.push_screen(RecipeScreen(project))
-        await until(pilot, lambda: isinstance(app.screen, RecipeScreen) and app.screen.recipe is not None)
-        recipe = app.screen
-        await pilot.press("6")
-        await until(pilot, lambda: isinstance(app.screen, ChatSetupScreen))
+        recipe = await _chat_step(pilot, app, project)
         await until(pilot, lambda: app.screen.query_one("#model", Input).value == "merged")
         assert app.screen.query_one("#kind", Select).value == "merged"
         await pilot.press("escape")
@@ -301,8 +309,6 @@ async def test_f1_opens_help_on_every_step_whose_first_focus_is_an_input_and_esc
 async def test_a_run_with_no_checkpoint_is_not_ready_to_chat_and_the_form_opens_on_the_base_model(tmp_path) -> None:
     from textual.widgets import Select
 
-    from tui.dialogs.chat_setup import ChatSetupScreen
-
     project = broken_project(tmp_path)
     shutil.rmtree(project / "merged")
     (project / "work_dirs" / "x" / "iter_100.pth").unlink()  # failed, or before its first save
@@ -311,11 +317,7 @@ async def test_a_run_with_no_checkpoint_is_not_ready_to_chat_and_the_form_opens_
     assert steps["Chat"].why.startswith("work_dirs/x: no checkpoint yet") and steps["Chat"].found is None
     app = _app(project)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.push_screen(RecipeScreen(project))
-        await until(pilot, lambda: isinstance(app.screen, RecipeScreen) and app.screen.recipe is not None)
-        recipe = app.screen
-        await pilot.press("6")
-        await until(pilot, lambda: isinstance(app.screen, ChatSetupScreen))
+        recipe = await _chat_step(pilot, app, project)
         await until(pilot, lambda: app.screen.query_one("#model", Input).value == "internlm/internlm2-chat-1_8b")
         assert app.screen.query_one("#kind", Select).value == "base"
         await pilot.press("escape")
