@@ -17,7 +17,7 @@ from engine.runs.events import (
     TrainSteps,
     Validation,
 )
-from engine.runs.logparse.columns import StepColumns
+from engine.runs.logparse.columns import BIT, StepColumns
 from engine.runs.logparse.failures import NCCL_TIMEOUT, TRACEBACK, TracebackReader, process_error, run_error
 from engine.runs.logparse.lines import MAX_LINE, LineSplitter
 from engine.runs.logparse.samples import SampleText
@@ -25,6 +25,8 @@ from engine.runs.logparse.setup import ConfigDump, HookTable, TrainPlan
 from engine.runs.logparse.steps import HEAD_ONLY, LINE, STEP, EpochClock, fast_step, generic_step, key_values
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from engine.runs.logparse.bulk import TrainLineScanner
 
 _MESSAGE = re.compile(
@@ -51,6 +53,24 @@ _NOT_METRICS = frozenset(("eta", "memory"))
 _FEW_LINES = 64
 
 
+def _runs(starts: np.ndarray, ends: np.ndarray) -> tuple[list[int], list[int], list[int], list[int]]:
+    """(first, last) rows and (start, stop) bytes of each run of consecutive train lines, one list apiece."""
+    import numpy as np  # only here when bulk reading is on
+
+    breaks = np.flatnonzero(starts[1:] != ends[:-1] + 1) + 1
+    firsts = np.concatenate(([0], breaks))
+    lasts = np.concatenate((breaks, [len(starts)]))
+    return firsts.tolist(), lasts.tolist(), starts[firsts].tolist(), (ends[lasts - 1] + 1).tolist()
+
+
+def _iters_of(steps: StepColumns, row: int) -> tuple[int, int | None]:
+    """(iteration, max_iters) of a row of `steps`, without building its TrainStep."""
+    odd = steps.odd.get(row)
+    if odd is not None:
+        return odd.iter, odd.max_iters
+    return steps.iters[row], steps.ints["max_iters"][row] if steps.present[row] & BIT["max_iters"] else None
+
+
 class LogParser:
     """Stateful parser of mmengine log text (console or work-dir file), fed in arbitrary chunks.
 
@@ -65,7 +85,8 @@ class LogParser:
         self._long = False  # feed_bytes: the unfinished line went to `feed` (it is long): the rest of it goes too
         self._scanner: TrainLineScanner | None = None
         self.few_lines = _FEW_LINES  # feed_bytes reads fewer complete lines than this line by line
-        self._step: TrainStep | None = None  # the newest train step since the last (re)start
+        self._logged: int | None = None  # the iteration of the newest train step since the last (re)start
+        self._logged_max: int | None = None  # and its max_iters
         self._mark = 0  # the newest iteration known from a save or a resume
         self._saved = -1  # the iteration of the newest save
         self._resume_iter = 0
@@ -122,14 +143,13 @@ class LogParser:
         if not len(steps):
             self._slow(block, out)
             return
-        starts, ends = starts.tolist(), ends.tolist()
-        breaks = [i for i in range(1, len(starts)) if starts[i] != ends[i - 1] + 1]
+        firsts, lasts, begins, stops = _runs(starts, ends)
         at = 0
-        for first, last in zip([0, *breaks], [*breaks, len(starts)]):
-            if starts[first] > at:
-                self._slow(block[at : starts[first]], out)
+        for first, last, begin, stop in zip(firsts, lasts, begins, stops):
+            if begin > at:
+                self._slow(block[at:begin], out)
             self._bulk_steps(steps, first, last, out)
-            at = ends[last - 1] + 1
+            at = stop
         if at < len(block):
             self._slow(block[at:], out)
 
@@ -141,7 +161,7 @@ class LogParser:
             self._failures.end(None, out)
         if self._holding:
             self._release(steps.iters[first], out)
-        self._step = steps[last - 1]
+        self._logged, self._logged_max = _iters_of(steps, last - 1)
         self._sample_iter = None
         out.append(TrainSteps(steps, first, last))
 
@@ -183,10 +203,13 @@ class LogParser:
             if m is None:
                 if " - " in line and (head := HEAD_ONLY.search(line)) is not None:  # garbage or a rank before it
                     m = match(line, head.start())
-                elif self._block is not None or failures.open or line[:1] in _PLAIN_STARTS or NCCL_TIMEOUT in line:
-                    self._plain(line, out)
-                    continue
                 else:
+                    block = self._block
+                    starts = _PLAIN_STARTS if block is None else _RECORD_STARTS
+                    if failures.open or line[:1] in starts or NCCL_TIMEOUT in line:
+                        self._plain(line, out)
+                    elif block is not None and self._block_rank is None:
+                        block.add(line)  # the usual line of a sample's (or the config's) text
                     continue
             if self._block is not None:
                 self._close(out)
@@ -206,20 +229,18 @@ class LogParser:
                 step = generic_step(line, s, m.group(1), self._clock)
             if self._holding:  # samples waiting for this step
                 self._release(step.iter, out)
-            self._step = step
+            self._logged, self._logged_max = step.iter, step.max_iters
             self._sample_iter = None
             out.append(step)
         return out
 
     def _now(self) -> int:
         """The newest iteration known: the last train step, save or resume."""
-        return max(self._step.iter if self._step is not None else 0, self._mark)
+        return max(self._logged or 0, self._mark)
 
     def _max_iters(self) -> int | None:
         """The run's last iteration, when known."""
-        if self._step is not None and self._step.max_iters:
-            return self._step.max_iters
-        return self._clock.max_iters()
+        return self._logged_max or self._clock.max_iters()
 
     def _next_evaluation(self) -> int:
         """The iteration of an after_train_iter evaluation that follows the LoggerHook (XTuner >= 0.1.14).
@@ -230,7 +251,7 @@ class LogParser:
         plan = self._plan
         if plan.every_n_iters is None:
             return self._now()
-        logged = self._step.iter if self._step is not None else self._mark + 1
+        logged = self._logged if self._logged is not None else self._mark + 1
         floor = max(logged, self._evaluated + 1, self._saved + 1)
         candidates = [-(-floor // n) * n for n in (plan.every_n_iters, plan.save_every) if n]
         last = self._max_iters()
@@ -283,7 +304,8 @@ class LogParser:
         elif kind == "resumed":
             epoch, iteration = int(found["resumed_epoch"]), int(found["resumed"])
             self._clock.resumed(epoch, iteration)
-            self._step, self._mark, self._resume_iter, self._saved, self._evaluated = None, iteration, iteration, -1, -1
+            self._logged = self._logged_max = None
+            self._mark, self._resume_iter, self._saved, self._evaluated = iteration, iteration, -1, -1
             out.append(Resumed(iteration, self._checkpoint, at, epoch))
         elif kind == "load":
             self._checkpoint = found["load"].strip().removesuffix(".")
@@ -304,8 +326,8 @@ class LogParser:
         iteration = number
         if epochs:  # the iterations per epoch come from `[e][i/n]` lines, else from max_iters / max_epochs
             epoch = number
-            last, max_epochs = self._step, self._plan.max_epochs
-            per_epoch = last.max_iters // max_epochs if max_epochs and last and last.max_iters else None
+            last, max_epochs = self._logged_max, self._plan.max_epochs
+            per_epoch = last // max_epochs if max_epochs and last else None
             iteration = self._clock.end_of(number, per_epoch) or self._now()
         if self._holding:
             self._release(iteration, out)
@@ -346,11 +368,7 @@ class LogParser:
         out.append(Validation(iteration, metrics, epoch, at))
 
     def _plain(self, line: str, out: list[Event]) -> None:
-        """Handle a line without a timestamp: sample or setup text, a traceback, another logger's record, or noise."""
-        if line[:1] not in _RECORD_STARTS and not self._failures.open and NCCL_TIMEOUT not in line:
-            if self._block is not None and self._block_rank is None:
-                self._block.add(line)
-            return
+        """Handle a line without a timestamp that may be a record: a traceback's, a rank's, another logger's."""
         rank = None
         if line[:1] == "[" and (prefix := _RANK.match(line)) is not None:
             rank = int(prefix.group(1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # (user marker, assistant marker) of XTuner's PROMPT_TEMPLATE entries, most specific first; an assistant marker
 # holds the newlines the template puts before the answer, so that a blank line there is no end of the answer.
 _TEMPLATES = (
@@ -23,18 +25,15 @@ _END_TOKENS = (
     "<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>", "<eoa>", "<eoh>", "<|end|>", "<end_of_turn>",
     "<|END_OF_TURN_TOKEN|>", "<｜end▁of▁sentence｜>", "<eos>",
 )  # fmt: skip
+_END = re.compile("|".join(map(re.escape, _END_TOKENS)))  # the leftmost match is where the first token cut
 _BOS_TOKENS = ("<s>", "<|begin_of_text|>", "<bos>", "<BOS_TOKEN>")
 MAX_SAMPLE_CHARS = 1 << 18  # text of one sample kept; the rest is dropped
 
 
 def _until_end_token(text: str) -> tuple[str, bool]:
     """The text before its first template end token, and whether it had one."""
-    ended = False
-    for token in _END_TOKENS:
-        cut = text.find(token)
-        if cut >= 0:
-            text, ended = text[:cut], True
-    return text, ended
+    end = _END.search(text)
+    return (text, False) if end is None else (text[: end.start()], True)
 
 
 def _clean(text: str) -> str:
@@ -96,6 +95,6 @@ class SampleText:
 
     def parts(self, ended: bool) -> tuple[str, str, bool]:
         """(prompt, answer, complete); `ended`: a later record closed it, rather than the end of the text."""
-        prompt, raw = _split("".join(line + "\n" for line in self._lines))
+        prompt, raw = _split("\n".join(self._lines) + "\n" if self._lines else "")
         answer, seen_end = _answer(raw)
         return prompt, answer, ended or seen_end
