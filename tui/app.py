@@ -111,6 +111,7 @@ class XtuiApp(App[None]):
         self.chat_spec = chat  # a tui.screens.chat.ChatSpec to open at start
         self.roots = [r.resolve() for r in roots]
         self.open_run = open_run.resolve() if open_run else None
+        self._empty_base = Screen()  # the bottom screen under a run opened at start
         self.poll_s = poll_s
         self.monitor = monitor
         self.gpu_backend = gpu_backend
@@ -140,10 +141,22 @@ class XtuiApp(App[None]):
         return QuietLinuxDriver
 
     def get_default_screen(self) -> Screen:
-        """The dashboard is the bottom screen (one screen to compose before the first frame, not two)."""
+        """The bottom screen: the dashboard, or when xtui opens on a run an empty one under the run's view (the
+        dashboard is made when the user leaves the run): one screen to compose before the first frame."""
+        if self.open_run:
+            return self._empty_base
         from tui.screens.dashboard import DashboardScreen
 
         return DashboardScreen()
+
+    def action_back(self) -> None:
+        """Leave the screen on top for the one under it; the run opened at start gives way to the dashboard."""
+        if self.screen_stack[-2:-1] != [self._empty_base]:
+            self.pop_screen()
+            return
+        from tui.screens.dashboard import DashboardScreen
+
+        self.switch_screen(DashboardScreen())
 
     def on_mount(self) -> None:
         """Open the run or chat asked for; a run's history is read while the first frame is drawn."""

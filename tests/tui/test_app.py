@@ -93,6 +93,17 @@ async def test_opening_a_work_dir_directly(tmp_path) -> None:
         )
         await pilot.pause()
         assert "finished" in str(app.screen.query_one("#run-status", Static).render())
+        assert not any(isinstance(s, DashboardScreen) for s in app.screen_stack)  # none built before Esc
+        await pilot.press("escape")  # the run opened at start gives way to the dashboard, which lists it
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1)
+        await pilot.press("enter")  # a run opened from the dashboard goes back to it
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await pilot.press("escape")  # nothing under the dashboard to go back to
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen) and app.is_running
 
 
 def notified(app: XtuiApp) -> list[str]:

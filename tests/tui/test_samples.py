@@ -9,6 +9,7 @@ from textual.widgets import Footer
 from engine.runs.events import Sample
 from engine.runs.logs import read_events
 from tests.support import FIXTURE_LOG, FIXTURES
+from tests.support.waiting import until
 from themes import THEMES
 from tui.widgets.samples_pane import INSERTED, REMOVED, SamplesPane, answer_diff
 
@@ -189,3 +190,17 @@ async def test_a_cut_off_header_with_no_text_yet_is_not_an_empty_answer() -> Non
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 def test_snapshot_cut_off(snap_compare, size, tmp_path) -> None:
     assert snap_compare(SamplesApp([cut_log(tmp_path)]), terminal_size=size)
+
+
+async def test_a_long_history_shows_its_newest_screenful_first_and_the_rest_after() -> None:
+    history = [Sample(it, prompt, f"{prompt} answer at {it}", "11/28 14:00:10") for it in range(10, 3001, 10)
+               for prompt in (INTRO, WHO)]  # fmt: skip
+    app = SamplesApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(SamplesPane)
+        pane.add_samples(history)
+        first = list(pane._groups)
+        assert first[0] == 3000 and 3 <= len(first) < 30  # a screenful and some, not 300 groups in one go
+        assert "iter 3000" in pane.render_line(0).text
+        await until(pilot, lambda: not pane._pending)
+        assert list(group_texts(app))[:2] == [3000, 2990] and len(group_texts(app)) == 300

@@ -11,7 +11,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from engine.chat.decoding import Sampling
 from engine.chat.models import BASE, LoadedModel, LoadOptions, SourceKind
@@ -21,6 +21,7 @@ from engine.xtuner.templates import template as find_template
 from tui.messages import ChatDelta, ChatDone, ChatIdle, ChatStatus, ModelReady, NeedsDevice
 from tui.widgets.chat_column import ChatColumn, update_text
 from tui.widgets.image_preview import ImagePreview
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.path_input import PathInput
 
 SPEED_EVERY_S = 0.5  # the live tok/s in the status line
@@ -71,7 +72,7 @@ class ChatScreen(Screen):
             yield PathInput(placeholder="image path (Tab completes, Enter attaches)", id="image-path", compact=True)
             yield ImagePreview(placeholder="no image", id="image-preview")
         yield Input(placeholder="Ask something (Enter sends, Esc cancels an answer)", id="prompt", compact=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """Start loading; the prompt takes typing at once."""

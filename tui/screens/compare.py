@@ -8,13 +8,14 @@ from pathlib import Path
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Header, TabbedContent, TabPane
 
 from tui.terminal_text import printable
 from tui.ticks import PAINT_EVERY_POLLS
 from tui.widgets.compare_chart import CompareChart
 from tui.widgets.compare_samples import CompareSamples
 from tui.widgets.compared import ComparedRun
+from tui.widgets.key_bar import KeyBar
 
 
 def short_names(work_dirs: Sequence[Path]) -> list[str]:
@@ -49,7 +50,7 @@ class CompareScreen(Screen):
                 yield CompareChart()
             with TabPane("Samples", id="compare-samples"):
                 yield CompareSamples(self.names)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """Draw what the app has read of the runs; repaint on the beat."""

@@ -12,10 +12,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Select, Static
+from textual.widgets import Button, Header, Input, Label, OptionList, Select, Static
 
 from engine.xtuner.config_check import MODEL_SETTINGS
 from tui.terminal_text import printable
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.path_input import PathInput
 
 # PART 1 settings the form offers, in its order (each only when the config has it); data paths go after the models.
@@ -209,7 +210,7 @@ class ConfigFormScreen(Screen):
                 yield Static(id=f"p-{name}", classes="problem")
         yield Static("ctrl+s: the changes as a diff, then written · the config is read, never run", id="form-note")
         yield Static("advice: reading...", id="advice")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """Title, first field, advice."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from tui.messages import GpuUpdate
 from tui.terminal_text import printable
 from tui.ticks import PAINT_EVERY_POLLS
 from tui.widgets.gpu_panel import GpuPanel
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.runs_table import RunsTable
 
 
@@ -31,7 +32,7 @@ class DashboardScreen(Screen):
         yield Static("No runs yet: press n to launch one, or start xtui in a folder with work dirs.", id="no-runs")
         yield RunsTable(id="runs")
         yield GpuPanel(id="gpus")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """Show what the app already knows (a screen pushed after the first polls); repaint on a beat."""

@@ -10,10 +10,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Static, TabbedContent, TabPane
+from textual.widgets import Button, Header, Input, Label, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from tui.terminal_text import printable
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.path_input import PathInput
 
 DATA_SUFFIXES = (".json", ".jsonl")
@@ -151,7 +152,7 @@ class DataScreen(Screen):
                     yield Input(id="ratio", type="number", placeholder="1", classes="short", compact=True)
                 yield Static(id="answer")
                 yield Static("ctrl+s writes it; an existing file is replaced only if you say so", id="new-note")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """Check at once when there is something to check."""

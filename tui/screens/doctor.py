@@ -12,10 +12,11 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from themes.colours import theme_colour
 from tui.terminal_text import printable
+from tui.widgets.key_bar import KeyBar
 
 CHECKING = "Checking Python, the GPUs and each package (every import runs in a subprocess: this takes a while)…"
 STATUS_VARIABLE = {"ok": "success", "warn": "warning", "fail": "error"}  # a CheckStatus -> its theme colour
@@ -55,7 +56,7 @@ class DoctorScreen(Screen):
         yield Header()
         with VerticalScroll(id="doctor"):
             yield Static(CHECKING, id="doctor-report")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """Start the checks."""

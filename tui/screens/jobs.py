@@ -13,13 +13,14 @@ from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import get_current_worker
 
 from engine.runs.jobs import Job, JobKind, JobState, JobStatus, list_jobs
 from engine.runs.logs import TextFollower
 from tui.terminal_text import printable
 from tui.ticks import poll_on_ticks
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.log_tail import LogTail
 
 LOG_LINES = 2000
@@ -181,7 +182,7 @@ class JobsScreen(Screen):
         yield DataTable(id="jobs-table", cursor_type="row")
         yield Static(id="job-detail", markup=False)
         yield LogTail(max_lines=LOG_LINES)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """Columns, then poll the jobs in a thread."""

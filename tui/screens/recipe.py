@@ -12,11 +12,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, OptionList, Static
+from textual.widgets import Header, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui.cli.common import shell
 from tui.terminal_text import printable
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.path_input import PathInput
 
 CONFIG_MARKS = ("pretrained_model_name_or_path", "llm_name_or_path")  # words only an XTuner config's text holds
@@ -399,7 +400,7 @@ class RecipeScreen(Screen):
             yield PathInput(str(self.project), id="project", cwd=self.project, compact=True)
         yield OptionList(id="steps")
         yield Static("reading...", id="recipe-note")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """Read the folder's steps."""

@@ -10,7 +10,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from engine.runs import manifest as mf
@@ -24,6 +24,7 @@ from tui.terminal_text import printable
 from tui.ticks import PAINT_EVERY_POLLS, poll_on_ticks
 from tui.widgets.column_series import RunCurves
 from tui.widgets.curves import Curves
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.log_tail import LogTail
 from tui.widgets.samples_pane import SamplesPane
 
@@ -69,7 +70,7 @@ class RunScreen(Screen):
     """The live view of one work dir."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "app.back", "Back"),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("c", "chat", "Chat"),
@@ -113,7 +114,7 @@ class RunScreen(Screen):
             with TabPane("Checkpoints", id="checkpoints"):
                 yield DataTable(id="checkpoint-table", cursor_type="row")
                 yield Static(JOB_KEYS, id="checkpoint-keys")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """Fill from what the app has read so far, then tail the log."""

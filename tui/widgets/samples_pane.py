@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import time
 import unicodedata
@@ -141,6 +142,15 @@ def _answer_body(entry: _Entry) -> tuple[Content, list[tuple[str, str]]]:
     return body, ([("note", "rewritten")] if ratio < REWRITTEN_BELOW else [])
 
 
+@functools.lru_cache(maxsize=4)
+def _placeholder(width: int) -> tuple[Content, ...]:
+    """What shows until the first sample arrives, wrapped to `width` (once per width: each line on screen asks)."""
+    text = Content.styled(
+        "No samples yet: EvaluateChatHook answers the evaluation prompts every evaluation_freq iterations.", MUTED
+    )
+    return (Content(""), *(Content(" ") + line for line in text.wrap(max(1, width - 2))))
+
+
 class _Group:
     """The answers of one iteration: header, prompts and answers, wrapped once per width."""
 
@@ -258,13 +268,19 @@ class SamplesPane(ScrollView, can_focus=True):
             self._relayout(redraw=True)
 
     def _render_pending(self) -> None:
-        """Render waiting groups newest first; past the time slice, let the screen paint and go on after."""
+        """Render waiting groups newest first; past the time slice (or, the first time, past a screenful: a long
+        history shows at once), let the screen paint and go on after."""
         deadline = time.perf_counter() + RENDER_SLICE_S
+        screenful = 2 * self.size.height if not self._groups else None
+        width = self._text_width()
         while self._pending:
             iteration = max(self._pending)
             self._pending.discard(iteration)
-            self._group(iteration).show(self._entries[iteration])
-            if self._pending and time.perf_counter() > deadline:
+            group = self._group(iteration)
+            group.show(self._entries[iteration])
+            if screenful is not None:
+                screenful -= len(group.lines(width)) + 1
+            if self._pending and (time.perf_counter() > deadline or (screenful is not None and screenful <= 0)):
                 break
         self._relayout()
         if self._pending:
@@ -293,7 +309,7 @@ class SamplesPane(ScrollView, can_focus=True):
             self._starts.append(total)
             total += len(self._groups[iteration].lines(width)) + 1  # a blank line after each group
         if not self._iterations:
-            total = len(self._placeholder(width))
+            total = len(_placeholder(width))
         if redraw or not self._iterations:
             self._strips.clear()
         scroll_y = self.scroll_y
@@ -301,13 +317,6 @@ class SamplesPane(ScrollView, can_focus=True):
         if scroll_y and total > old_total:  # reading older answers: new ones arrive above, keep the view still
             self.scroll_to(y=scroll_y + total - old_total, animate=False, immediate=True)
         self.refresh()
-
-    def _placeholder(self, width: int) -> list[Content]:
-        """What shows until the first sample arrives."""
-        text = Content.styled(
-            "No samples yet: EvaluateChatHook answers the evaluation prompts every evaluation_freq iterations.", MUTED
-        )
-        return [Content(""), *(Content(" ") + line for line in text.wrap(max(1, width - 2)))]
 
     def render_line(self, y: int) -> Strip:
         """Line `y` of the view: a group's line, the blank after a group, or the placeholder."""
@@ -323,7 +332,7 @@ class SamplesPane(ScrollView, can_focus=True):
             key = (group.iteration, group.version, index - self._starts[position])
         strip = self._strips.get(key)
         if strip is None:
-            lines = self._placeholder(width) if key[0] == -1 else self._groups[key[0]].lines(width)
+            lines = _placeholder(width) if key[0] == -1 else self._groups[key[0]].lines(width)
             line = lines[key[2]] if 0 <= key[2] < len(lines) else Content("")
             strip = Visual.to_strips(self, line, width, 1, style, pad=True)[0]
             self._strips[key] = strip
