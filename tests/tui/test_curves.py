@@ -12,6 +12,7 @@ from textual_plotext import PlotextPlot
 from engine.runs.events import TrainStep, Validation
 from engine.runs.logs import read_events
 from tests.support import FIXTURE_LOG
+from tests.support.waiting import until
 from tests.support.workdirs import add_validations, fixture_workdir
 from themes import THEMES
 from tui.widgets.curves import Curves
@@ -156,6 +157,42 @@ async def test_a_stream_of_points_repaints_the_chart_at_most_every_replot_s_and_
         assert len(refreshes) == 1 and renders and plot.plt.monitor.x[0][-1] == 360
 
 
+class BeatApp(CurvesApp):
+    """The curves under a line that changes on each beat, as the run view's progress line above its tabs does."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("iter 0", id="above")
+        yield from super().compose()
+
+
+async def test_a_beat_renders_the_summary_not_the_plot_which_still_redraws_on_points_a_metric_and_a_resize() -> None:
+    app = BeatApp(steps())
+    async with app.run_test(size=(80, 24)) as pilot:
+        curves, plot, summary = app.query_one(Curves), app.query_one(PlotextPlot), app.query_one("#curves-summary")
+        curves.REPLOT_S = 2.0
+        await pilot.pause(2.1)
+        curves.add_steps([TrainStep(310, 1000, loss=0.2)])  # past REPLOT_S: drawn at once
+        await pilot.pause()
+        rendered: dict[str, list] = {"plot": [], "summary": [], "chart": []}
+        for name, widget in (("plot", plot), ("summary", summary)):
+            widget.render_lines = lambda crop, was=widget.render_lines, seen=rendered[name]: seen.append(1) or was(crop)
+        plot.render = lambda was=plot.render: rendered["chart"].append(1) or was()
+        for beat in range(4):  # the summary line and the line above change, the chart waits for REPLOT_S
+            curves.add_steps([TrainStep(320 + 10 * beat, 1000, loss=0.1 - beat / 100)])
+            app.query_one("#above", Static).update(f"iter {320 + 10 * beat}")
+            await pilot.pause(0.05)
+            assert len(rendered["summary"]) == beat + 1
+        assert rendered["plot"] == [] and rendered["chart"] == [] and plot.plt.monitor.x[0][-1] == 310
+        await until(pilot, lambda: rendered["chart"], timeout=5)  # REPLOT_S after the last drawing
+        assert rendered["plot"] and plot.plt.monitor.x[0][-1] == 350
+        for change in (lambda: pilot.press("m"), lambda: pilot.resize_terminal(100, 30)):
+            rendered["plot"].clear(), rendered["chart"].clear()
+            await change()
+            await pilot.pause()
+            assert rendered["plot"] and rendered["chart"]
+        assert curves.metric == "lr" and plot.size.width == 100
+
+
 async def test_the_summary_counts_a_stream_on_from_the_last_beat() -> None:
     app = CurvesApp(steps(100))
     async with app.run_test(size=(80, 24)) as pilot:
@@ -266,7 +303,6 @@ async def test_a_validation_without_an_iteration_is_left_out() -> None:
 
 async def test_the_run_view_plots_a_runs_validation_metrics(tmp_path) -> None:
     from tests.support.fakes import NoGpus
-    from tests.support.waiting import until
     from tui.app import XtuiApp
     from tui.screens.run import RunScreen
 

@@ -169,6 +169,14 @@ class SummaryLine(Static):
         return super().refresh(*(regions or ([self._span] if self._span else [])), **kwargs)
 
 
+class ChartBox(Vertical):
+    """The plot's own box, blank behind it: Textual's compositor renders every widget whose parent's region meets the
+    area a frame repaints, so inside Curves itself the plot would be rendered again on each beat for the summary
+    line above it."""
+
+    BLANK = True  # what it would draw is under the plot
+
+
 class Curves(Vertical, can_focus=True):
     """A focusable plot of loss, lr, grad norm, tokens/s or a validation metric against iteration; `m` cycles the
     metric, `l` toggles log y. While data streams the chart is redrawn at most every REPLOT_S seconds (a full chart
@@ -190,6 +198,9 @@ class Curves(Vertical, can_focus=True):
     Curves > #curves-summary {
         height: 1;
         padding: 0 1;
+    }
+    Curves > ChartBox {
+        height: 1fr;
     }
     Curves:focus > #curves-summary {
         background: $primary-muted;
@@ -213,7 +224,8 @@ class Curves(Vertical, can_focus=True):
     def compose(self) -> ComposeResult:
         """Summary line above the plot."""
         yield SummaryLine(id="curves-summary", markup=False)
-        yield PlotextPlot(id="curves-plot")
+        with ChartBox():
+            yield PlotextPlot(id="curves-plot")
 
     def on_mount(self) -> None:
         """Draw the empty state; redraw in the new colours when the theme changes."""
