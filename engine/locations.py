@@ -11,6 +11,7 @@ DATA_ENV = "XTUI_DATA"  # saved transcripts (default: the user data folder)
 CONFIG_ENV = "XTUI_CONFIG"  # the settings file itself (default: settings.json in the user config folder)
 STATE_ENV = "XTUI_STATE"  # crash logs (default: the user state folder)
 IMAGE_MODE_ENV = "XTUI_IMAGE_MODE"  # how images are drawn: halfblock | kitty | sixel | auto
+GPU_CLAIMS_ENV = "XTUI_GPU_CLAIMS"  # GPU memory claimed by queued runs starting (default: xtui-gpu-claims in /tmp)
 
 
 def _override(name: str) -> Path | None:
@@ -54,3 +55,11 @@ def crash_log_dir() -> Path:
     import platformdirs
 
     return _override(STATE_ENV) or platformdirs.user_state_path(APP)
+
+
+def gpu_claims_dir() -> Path:
+    """Where queued runs that are starting claim GPU memory, for every user of the machine: $XTUI_GPU_CLAIMS, else
+    xtui-gpu-claims in the temporary folder."""
+    import tempfile
+
+    return _override(GPU_CLAIMS_ENV) or Path(tempfile.gettempdir()) / "xtui-gpu-claims"

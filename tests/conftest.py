@@ -11,7 +11,9 @@ from engine import locations
 def private_locations(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's ~/.cache, ~/.local or ~/.config; each sees fresh, empty folders."""
     home = tmp_path_factory.mktemp("xtui-home")
-    for name, folder in ((locations.CACHE_ENV, "cache"), (locations.DATA_ENV, "data"), (locations.STATE_ENV, "state")):
+    places = ((locations.CACHE_ENV, "cache"), (locations.DATA_ENV, "data"), (locations.STATE_ENV, "state"),
+              (locations.GPU_CLAIMS_ENV, "gpu-claims"))  # fmt: skip
+    for name, folder in places:
         monkeypatch.setenv(name, str(home / folder))
     monkeypatch.setenv(locations.CONFIG_ENV, str(home / "settings.json"))
     return home

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.errors import XtuiError
 from engine.gpu import GpuBackend, GpuReading, NvmlBackend
-from engine.runs import launch
+from engine.runs import gpu_claims, launch
 from engine.runs import manifest as mf
 from engine.runs.folders import is_run_dir
 from engine.runs.launch import LaunchError, LaunchSpec, check_spec, check_work_dir, locked, prepare, waiting
@@ -79,7 +79,8 @@ class AfterRun:
 
 
 class FreeMemory:
-    """Waits until each chosen GPU has `need` bytes free, and has kept them free for `hold` seconds."""
+    """Waits until each chosen GPU has `need` bytes free, less what starting runs claimed, and has kept them free for
+    `hold` seconds; then claims them (engine.runs.gpu_claims), so that another waiter does not start into them too."""
 
     def __init__(self, gpus: list[int], need: int, backend: GpuBackend, hold: float = FREE_FOR_S) -> None:
         self.gpus, self.need, self.backend, self.hold = gpus, need, backend, hold
@@ -88,21 +89,41 @@ class FreeMemory:
     def check(self, now: float | None = None) -> Verdict:
         """Go when the memory has been free long enough; else how much is free on the GPUs that lack it."""
         now = time.monotonic() if now is None else now
-        readings, error = self.backend.read(with_processes=False)
-        by_index = {gpu.index: gpu for gpu in readings}
-        lacking = [i for i in self.gpus if _free(by_index.get(i)) is None or _free(by_index[i]) < self.need]
+        free, error, claims = self._free()
+        lacking = [i for i in self.gpus if free.get(i) is None or free[i] - gpu_claims.claimed(claims, i) < self.need]
         if not lacking:
             self.free_since = now if self.free_since is None else self.free_since
             if now - self.free_since >= self.hold:
                 return Verdict(True, f"{_gib(self.need)} GiB free on {_gpus(self.gpus)}")
             return Verdict(False, f"{_gib(self.need)} GiB free on {_gpus(self.gpus)}: holding {self.hold:.0f} s")
         self.free_since = None
-        free = [_free(by_index.get(i)) for i in lacking]
         have = ", ".join(
-            f"{'' if len(self.gpus) == 1 else f'GPU {i}: '}{'no reading' if f is None else f'{_gib(f)} GiB free'}"
-            for i, f in zip(lacking, free)
+            f"{'' if len(self.gpus) == 1 else f'GPU {i}: '}{_have(free.get(i), gpu_claims.claimed(claims, i))}"
+            for i in lacking
         )
         return Verdict(False, f"waiting for {_gib(self.need)} GiB free on {_gpus(self.gpus)} ({error or have})")
+
+    def claim(self, work_dir: Path) -> Path | None:
+        """Claim the memory if it is still free, less others' claims (checked and written under the claims' lock);
+        the claim's file, or None when another run claimed it first (the hold starts over)."""
+        with gpu_claims.claims_lock():
+            free, _error, claims = self._free()
+            if all(free.get(i) is not None and free[i] - gpu_claims.claimed(claims, i) >= self.need for i in self.gpus):
+                return gpu_claims.record(gpu_claims.Claim(tuple(self.gpus), self.need, time.time(), str(work_dir)))
+        self.free_since = None
+        return None
+
+    def _free(self) -> tuple[dict[int, int | None], str | None, list[gpu_claims.Claim]]:
+        """(free bytes by GPU, the reading's error, the claims standing) now."""
+        readings, error = self.backend.read(with_processes=False)
+        return {gpu.index: _free(gpu) for gpu in readings}, error, gpu_claims.standing()
+
+
+def _have(free: int | None, claimed: int) -> str:
+    """What a GPU has: `12 GiB free`, with what starting runs claimed of it."""
+    if free is None:
+        return "no reading"
+    return f"{_gib(free)} GiB free" + (f", {_gib(claimed)} GiB of it claimed by a run starting" if claimed else "")
 
 
 def _free(gpu: GpuReading | None) -> int | None:
@@ -262,6 +283,8 @@ def wait_and_start(spec: LaunchSpec, wait: Wait, poll: float = POLL_S, backend: 
     """The waiter: look at its conditions until they hold, then start the run as any launch; or record why it never
     will (the run it followed did not finish, the launch was refused)."""
     checks = conditions(spec, wait, backend)
+    memory = next((check for check in checks if isinstance(check, FreeMemory)), None)
+    claim = None
     while True:
         verdicts = [check.check() for check in checks]
         end = next((v.end for v in verdicts if v.end), None)
@@ -270,18 +293,31 @@ def wait_and_start(spec: LaunchSpec, wait: Wait, poll: float = POLL_S, backend: 
             return
         holding = next((v for v in verdicts if not v.go), None)
         if holding is None:
-            break
+            if memory is None or (claim := memory.claim(spec.work_dir)) is not None:
+                break
+            holding = Verdict(False, "another run claimed that memory first: waiting again")
         if not _note(spec.work_dir, reason=holding.reason):
             return  # the entry was cancelled or replaced
         time.sleep(poll)
     why = "; ".join(v.reason for v in verdicts)
     if not _note(spec.work_dir, reason=f"starting: {why}"):
+        _drop(claim)
         return
     print(f"### xtui queue: starting at {time.strftime('%Y/%m/%d %H:%M:%S')} ({why})", flush=True)
     try:
-        launch.start(spec)
+        started = launch.start(spec)
     except XtuiError as exc:
+        _drop(claim)
         _end(spec.work_dir, f"not started: {exc}", failed=True)
+        return
+    if claim is not None:
+        gpu_claims.started(claim, started.pid, started.create_time)
+
+
+def _drop(claim: Path | None) -> None:
+    """Give up a memory claim (the run will not start)."""
+    if claim is not None:
+        claim.unlink(missing_ok=True)
 
 
 def _end(folder: Path, why: str, failed: bool) -> None:

@@ -255,3 +255,51 @@ def test_dry_run_shows_the_wait_and_the_command_and_queues_nothing(cfg, tmp_path
     out = capsys.readouterr().out
     assert f"-m xtuner.tools.train {cfg} --work-dir {work}" in out
     assert f"# queued, it would start after {after} ends, only if it finished" in out and not work.exists()
+
+
+def test_two_waiters_that_see_the_same_memory_free_do_not_both_start_into_it() -> None:
+    gpus = Gpus(30)
+    first, second = (FreeMemory([0], 20 * GIB, gpus, hold=0) for _ in range(2))
+    assert first.check(now=0).go and second.check(now=0).go  # both see 30 GiB free
+    claim = first.claim(Path("/runs/a"))
+    assert claim is not None and claim.exists()
+    assert second.claim(Path("/runs/b")) is None  # 30 - 20 claimed < 20
+    assert second.check(now=1).reason == (
+        "waiting for 20 GiB free on GPU 0 (30 GiB free, 20 GiB of it claimed by a run starting)"
+    )
+    gpus.free[0] = 45  # room for both
+    assert second.check(now=2).go and second.claim(Path("/runs/b")) is not None
+
+
+def test_of_waiters_that_claim_at_the_same_moment_exactly_one_gets_the_memory() -> None:
+    import threading
+
+    gpus = Gpus(30)
+    waiters = [FreeMemory([0], 20 * GIB, gpus, hold=0) for _ in range(8)]
+    barrier, got = threading.Barrier(len(waiters)), []
+
+    def race(waiter: FreeMemory, n: int) -> None:
+        barrier.wait()
+        got.append(waiter.claim(Path(f"/runs/{n}")))
+
+    threads = [threading.Thread(target=race, args=(w, n)) for n, w in enumerate(waiters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(claim is not None for claim in got) == 1
+
+
+def test_a_claim_ends_when_its_trainer_dies_or_its_time_is_up() -> None:
+    from engine.runs import gpu_claims
+
+    gpus = Gpus(30)
+    first, second = (FreeMemory([0], 20 * GIB, gpus, hold=0) for _ in range(2))
+    claim = first.claim(Path("/runs/a"))
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    gpu_claims.started(claim, trainer.pid, psutil.Process(trainer.pid).create_time())
+    assert second.claim(Path("/runs/b")) is None  # the trainer lives: its claim stands
+    trainer.wait()
+    late = second.claim(Path("/runs/b"))
+    assert late is not None and not claim.exists()  # gone with its trainer, its file removed
+    assert gpu_claims.standing(now=time.time() + gpu_claims.CLAIM_S + 1) == [] and not late.exists()
