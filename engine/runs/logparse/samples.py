@@ -25,8 +25,9 @@ _END_TOKENS = (
     "<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>", "<eoa>", "<eoh>", "<|end|>", "<end_of_turn>",
     "<|END_OF_TURN_TOKEN|>", "<｜end▁of▁sentence｜>", "<eos>",
 )  # fmt: skip
-_END = re.compile("|".join(map(re.escape, _END_TOKENS)))  # the leftmost match is where the first token cut
-_BOS_TOKENS = ("<s>", "<|begin_of_text|>", "<bos>", "<BOS_TOKEN>")
+_END = re.compile("|".join(map(re.escape, _END_TOKENS)))  # its leftmost match: the first end token
+_BOS_TOKENS = ("<s>", "<|begin_of_text|>", "<bos>", "<BOS_TOKEN>")  # each starts with "<"
+_SPACES = re.compile(r"\s*")  # what str.lstrip() strips
 MAX_SAMPLE_CHARS = 1 << 18  # text of one sample kept; the rest is dropped
 
 
@@ -38,9 +39,10 @@ def _until_end_token(text: str) -> tuple[str, bool]:
 
 def _clean(text: str) -> str:
     """Text without special tokens and outer whitespace."""
-    for token in _BOS_TOKENS:
-        if token in text:
-            text = text.replace(token, "")
+    if "<" in text:
+        for token in _BOS_TOKENS:
+            if token in text:
+                text = text.replace(token, "")
     return text.strip()
 
 
@@ -55,7 +57,7 @@ def _split(text: str) -> tuple[str, str]:
             if mid < 0:
                 break
             after = mid + len(bot)
-            if not text[after:].lstrip().startswith(user):
+            if not text.startswith(user, _SPACES.match(text, after).end()):
                 return _clean(_until_end_token(text[start + len(user) : mid])[0]), text[after:]
             start = text.find(user, after)
     return "", text
