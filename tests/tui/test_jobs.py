@@ -215,3 +215,20 @@ def test_replace_dialog(snap_compare, snap_jobs) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=opened)
+
+
+@pytest.mark.parametrize(
+    "ago, progress, state, shown",
+    [
+        (20, None, JobState.RUNNING, "<1 min"),
+        (125, None, JobState.RUNNING, "2 min"),
+        (3700, None, JobState.RUNNING, "1 h 01"),
+        (125, 0.4, JobState.RUNNING, "40%"),
+        (125, None, JobState.FINISHED, ""),
+    ],
+)
+def test_a_running_job_without_a_bar_shows_its_time_so_far(ago, progress, state, shown, tmp_path) -> None:
+    from tui.screens.jobs import _row
+
+    job = jobs.Job(JobKind.MERGE, "merge iter_40", [], "out", None, None, 1, 0.0, time.time() - ago, tmp_path)
+    assert _row(job, jobs.JobStatus(state, None, "", progress))[2] == shown

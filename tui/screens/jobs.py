@@ -144,9 +144,20 @@ def result_spec(job: Job):
     return build_spec(SourceKind.MERGED if job.kind is not JobKind.CONVERT else None, model=out, template=template)
 
 
+def _running_for(seconds: float) -> str:
+    """A running job's time so far, to the minute (the row is drawn again only when it changes): `<1 min`, `7 min`,
+    `1 h 05`."""
+    minutes = max(0, int(seconds // 60))
+    if minutes < 1:
+        return "<1 min"
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d}"
+
+
 def _row(job: Job, status: JobStatus) -> tuple[str, ...]:
-    """A job's cells: what, state, progress, started."""
+    """A job's cells: what, state, progress (a running job that shows no bar: its time so far), started."""
     progress = f"{status.progress:.0%}" if status.progress is not None else ""
+    if not progress and status.state is JobState.RUNNING:
+        progress = _running_for(time.time() - job.started)
     failed = status.state is JobState.FAILED and status.exit_code is not None
     state = f"{status.state} (exit {status.exit_code})" if failed else str(status.state)
     started = time.strftime("%m-%d %H:%M", time.localtime(job.started))
