@@ -14,15 +14,21 @@ second (10 iterations each), an evaluation (two EvaluateChatHook samples) every 
 every 500, into both the mmengine log and xtui's console file, with a manifest naming the writer as the live
 trainer. Not time-compressed unless `--eval-every` says so. Rows: the dashboard, the run's view on its samples,
 log and curves tabs.
+
+`--only WORD...`: only the rows whose name holds one of the words (and the anchor). `--probe`: each xtui row once,
+through benchmarks/render_probe.py, printing what its frames rendered in the window (per frame: the compositor's
+and the driver's ms, each widget's render_lines ms); its CPU figure includes the probe's own cost.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import select
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -45,10 +51,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(
-    argv: list[str], marker: bytes, window: float, steps=lambda: 0, keys: bytes = b""
+    argv: list[str], marker: bytes, window: float, steps=lambda: 0, keys: bytes = b"", probe: Path | None = None
 ) -> tuple[float, float, float]:
     """% of one core, bytes/s and new training log lines (`steps()`) per minute over `window` s after the first frame
-    (and `keys` typed, a second after it)."""
+    (and `keys` typed, a second after it); with `probe` (the JSON file of a program run through render_probe.py),
+    the probe counts the window's frames."""
     pid, fd = spawn(argv)
     try:
         read_until(fd, marker)
@@ -58,11 +65,19 @@ def measure(
         time.sleep(1.0)
         while select.select([fd], [], [], 0)[0]:
             os.read(fd, 65536)
+        if probe:
+            os.kill(pid, signal.SIGUSR1)
         cpu0, t0, written, steps0 = cpu_seconds(pid), time.monotonic(), 0, steps()
         while time.monotonic() - t0 < window:
             if select.select([fd], [], [], 0.2)[0]:
                 written += len(os.read(fd, 65536))
         elapsed = time.monotonic() - t0
+        if probe:
+            os.kill(pid, signal.SIGUSR2)
+            deadline = time.monotonic() + 10
+            while not probe.exists() and time.monotonic() < deadline:  # written on the app's next turn of its loop
+                if select.select([fd], [], [], 0.2)[0]:
+                    os.read(fd, 65536)
         return 100 * (cpu_seconds(pid) - cpu0) / elapsed, written / elapsed, 60 * (steps() - steps0) / elapsed
     finally:
         end(pid, fd)
@@ -74,6 +89,26 @@ def median_of(
     """Medians of CPU %, bytes/s and log lines a minute over `repeat` windows, a fresh process each."""
     runs = [measure(argv, marker, window, steps, keys) for _ in range(repeat)]
     return tuple(statistics.median(column) for column in zip(*runs))
+
+
+def probed(argv: list[str], marker: bytes, window: float, keys: bytes) -> str:
+    """One window of `argv` (xtui's arguments after `python -m tui.cli`) run through render_probe.py: CPU %, and
+    per frame the compositor's and the driver's ms and the widgets' render_lines ms, most first."""
+    out = Path(tempfile.mkdtemp(prefix="xtui-probe-")) / "counts.json"
+    probe = [sys.executable, str(ROOT / "benchmarks" / "render_probe.py"), str(out), *argv[3:]]
+    measure(probe, marker, window, keys=keys, probe=out)
+    counts = json.loads(out.read_text())
+    frames = max(1, len(counts["frames"]))
+    ms = counts["ms"]
+    lines = [
+        f"  probed: {100 * counts['cpu_s'] / counts['wall_s']:.2f} % of a core, {len(counts['frames'])} partial frames"
+        f" in {counts['wall_s']:.0f} s; per frame: render_update {ms.get('render_update', 0) / frames:.2f} ms,"
+        f" _display {ms.get('_display', 0) / frames:.2f} ms, render_lines {ms.get('render_lines', 0) / frames:.2f} ms:"
+    ]
+    widgets = sorted(counts["widgets"].items(), key=lambda item: -item[1][1])
+    lines += [f"    {name}: {n / frames:.1f} calls, {spent / frames:.3f} ms" for name, (n, spent) in widgets]
+    lines += [f"  last frames' dirty regions (x, y, width, height): {counts['frames'][-3:]}"]
+    return "\n".join(lines)
 
 
 def log_lines(work_dir: Path) -> int:
@@ -139,6 +174,8 @@ def main() -> None:
     )
     parser.add_argument("--live-only", action="store_true", help="only the two live rows (and the anchor)")
     parser.add_argument("--real-shaped", action="store_true", help="watch a written real-shaped run, not the demo")
+    parser.add_argument("--only", nargs="+", default=[], help="only the rows whose name holds one of these words")
+    parser.add_argument("--probe", action="store_true", help="what each xtui row's frames render (render_probe.py)")
     parser.add_argument("--write-run", type=Path, help=argparse.SUPPRESS)  # the writer process of --real-shaped
     args = parser.parse_args()
     args.eval_every = args.eval_every or (500 if args.real_shaped or args.write_run else 20)
@@ -155,10 +192,16 @@ def main() -> None:
 
     def row(name: str, argv: list[str], marker: bytes, steps=lambda: 0, keys: bytes = b"") -> None:
         """Measure and print one table row (as it comes: a long run keeps what it has measured)."""
+        if argv != anchor and args.only and not any(word in name for word in args.only):
+            return
+        if argv != anchor and args.probe:
+            print(f"{name}:\n{probed(argv, marker, args.window, keys)}", flush=True)
+            return
         cpu, rate, lines = median_of(args.repeat, argv, marker, args.window, steps, keys)
         print(f"| {name} | {cpu:.2f} | {rate:.0f} | {lines:.0f} |", flush=True)
 
-    row("hello-world Textual app", [sys.executable, str(hello)], b"Hello, world")
+    anchor = [sys.executable, str(hello)]
+    row("hello-world Textual app", anchor, b"Hello, world")
     if args.real_shaped:
         work_dir, writer = real_shaped(tmp, args.eval_every)
         steps = functools.partial(log_lines, work_dir)

@@ -150,6 +150,8 @@ class SummaryLine(Static):
     """A one-line Static whose update repaints only the cells from the first that changed to the last: a beat changes
     a number or two of the summary, not the line."""
 
+    auto_links = False  # it holds none: styling links is a fifth of each beat's render of the line
+
     _shown: Content | None = None
     _span: Region | None = None  # what the update in progress repaints
 
@@ -183,7 +185,8 @@ class Curves(Vertical, can_focus=True):
     is ~8 kB to the terminal), the summary line each time; a metric, a line or a branch that is new is drawn at once."""
 
     REPLOT_S = 60.0
-    SERIES = RunSeries  # what holds the points (the run view's keeps them in columns: tui.widgets.column_series)
+    SERIES = RunSeries
+    BLANK = True  # its children cover it: a beat's frame, which renders it whole, has nothing of it to draw  # what holds the points (the run view's keeps them in columns: tui.widgets.column_series)
 
     BINDINGS = [
         Binding("m", "cycle_metric", "Metric"),
