@@ -54,7 +54,8 @@ class RunState:
     """Everything read so far from one run's files; the train steps are columns (StepColumns), not objects."""
 
     steps: StepColumns = field(default_factory=StepColumns)  # a Sequence of TrainStep
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)  # every sample read, in log order (branches left too)
+    resumes: list[tuple[int, int]] = field(default_factory=list)  # (samples read before it, iteration resumed from)
     saved: list[int] = field(default_factory=list)
     saved_epochs: dict[int, int] = field(default_factory=dict)  # epoch -> the global iteration it was saved at
     validations: list[Validation] = field(default_factory=list)
@@ -76,6 +77,16 @@ class RunState:
         else:
             logged = self.resumed_iter if self.resumed_iter is not None else (self.last.iter if self.last else 0)
         return max([logged, *self.saved])
+
+    def branch_samples(self) -> list[Sample]:
+        """The samples of the current branch: a resume from an older checkpoint leaves behind those made past it."""
+        if not self.resumes:
+            return self.samples
+        return [
+            sample
+            for i, sample in enumerate(self.samples)
+            if not any(i < before and sample.iter > resumed for before, resumed in self.resumes)
+        ]
 
     @property
     def reached_max(self) -> bool:
@@ -108,6 +119,7 @@ class RunState:
         elif isinstance(event, Resumed):
             self.resumed_iter = event.iter
             self.saved = [it for it in self.saved if it <= event.iter]  # saves past it belong to the abandoned branch
+            self.resumes.append((len(self.samples), event.iter))
         elif isinstance(event, RunError):
             self.errors.append(event)
 

@@ -281,3 +281,21 @@ def test_snapshot(snap_compare, runs, size, tab) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=opened)
+
+
+async def test_after_a_resume_from_an_older_checkpoint_the_abandoned_branch_is_not_compared(runs) -> None:
+    from engine.runs.events import Resumed
+
+    app = _app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _compare(pilot, app, runs["newer"], QUEUED)
+        first = [Sample(it, "你是谁", f"first branch {it}") for it in (10, 20, 30)]
+        app.post_message(RunUpdate(QUEUED, first, Status(RunStatus.RUNNING, pid=1), []))
+        await pilot.press("2")
+        samples = screen.query_one(CompareSamples)
+        await until(pilot, lambda: 30 in samples.iterations)
+        resumed = [Resumed(10), Sample(10, "你是谁", "again 10"), Sample(20, "你是谁", "second branch 20")]
+        app.post_message(RunUpdate(QUEUED, resumed, Status(RunStatus.RUNNING, pid=1), []))
+        await until(pilot, lambda: 30 not in samples.iterations)  # 30 was of the branch left behind
+        head, answer = _columns(screen)["queued"]
+        assert head.startswith("■ queued  iter 20") and answer == "second branch 20"

@@ -152,3 +152,22 @@ def test_a_resume_from_an_older_checkpoint_leaves_the_abandoned_branch_behind(tm
     assert state.done_iter == 50 and not state.reached_max
     state.apply(TrainStep(60, 100))
     assert state.done_iter == 60 and state.saved == [50]
+
+
+def test_the_current_branch_keeps_the_samples_up_to_each_resume_and_all_of_them_are_still_read() -> None:
+    from engine.runs.events import Resumed, Sample, Started
+    from engine.runs.watch import RunState
+
+    state = RunState()
+    old = [Sample(it, "who?", f"old {it}") for it in (50, 100, 150)]
+    new = [Sample(it, "who?", f"new {it}") for it in (100, 150)]
+    again = [Sample(it, "who?", f"again {it}") for it in (150,)]
+    events = [Started("a"), *old, Started("b"), Resumed(100), *new, Started("c"), Resumed(50), *again]
+    for event in events:
+        state.apply(event)
+    assert state.samples == [*old, *new, *again]  # every sample stays read, in log order (the run view shows them)
+    assert [s.answer for s in state.branch_samples()] == ["old 50", "again 150"]
+    state = RunState()
+    for event in events[:8]:
+        state.apply(event)
+    assert [s.answer for s in state.branch_samples()] == ["old 50", "old 100", "new 100", "new 150"]

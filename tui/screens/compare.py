@@ -77,7 +77,7 @@ class CompareScreen(Screen):
         for name, work_dir in zip(self.names, self.work_dirs, strict=True):
             rec = self.app.record(work_dir)
             state = rec.state
-            runs.append(ComparedRun(name, rec.status.state, state.steps, state.validations, state.samples))
+            runs.append(ComparedRun(name, rec.status.state, state.steps, state.validations, state.branch_samples()))
         self.query_one(CompareChart).show(runs)
         self.query_one(CompareSamples).show(runs)
 
