@@ -31,7 +31,7 @@ class LineSplitter:
         if rest:
             self._pending.append(rest)
         limit = self._limit
-        if max(map(len, lines)) > limit:
+        if len(text) > limit and max(map(len, lines)) > limit:  # no line is longer than the text
             lines = [line[:limit] for line in lines]
         if self._carriage_returns and "\r" in text:
             lines = [seg for line in lines for seg in ([p for p in line.split("\r") if p] or ("",))]
