@@ -1,7 +1,7 @@
 """What xtui costs while it only watches: CPU of one core and bytes written to the terminal per second.
 
-Each program runs in an 80x24 pty; after its first frame and a settling second, the window counts the
-bytes it writes and its CPU time (utime + stime from /proc). Rows: a hello-world Textual app (anchor),
+Each program runs in an 80x24 pty; after its first frame (and what typed keys open, drawn) and a settling second,
+the window counts the bytes it writes and its CPU time (utime + stime from /proc). Rows: a hello-world Textual app (anchor),
 xtui on a folder without runs, xtui on a finished run (the fixture log as plain `xtuner train` leaves it:
 nothing changes), xtui watching a live training run (the demo, launched first) from the dashboard and from the
 run's own view, with the training log lines written per minute meanwhile (the demo logs every 10 iterations,
@@ -16,8 +16,8 @@ trainer. Not time-compressed unless `--eval-every` says so. Rows: the dashboard,
 log and curves tabs.
 
 `--only WORD...`: only the rows whose name holds one of the words (and the anchor). `--probe`: each xtui row once,
-through benchmarks/render_probe.py, printing what its frames rendered in the window (per frame: the compositor's
-and the driver's ms, each widget's render_lines ms); its CPU figure includes the probe's own cost.
+through benchmarks/render_probe.py, printing what its frames rendered in the window (each widget's render_lines
+calls and ms a frame, the widgets that asked for a repaint); its CPU figure includes the probe's own cost.
 """
 
 from __future__ import annotations
@@ -50,11 +50,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def settle(fd: int, quiet: float = 1.0, cap: float = 15.0) -> None:
+    """Read the program's output until it has written something and then nothing for `quiet` s (at most `cap` s): what
+    typed keys open (a tab's first drawing, late when the start is still busy) is drawn before the window."""
+    wrote, t0 = False, time.monotonic()
+    while time.monotonic() - t0 < cap:
+        if select.select([fd], [], [], quiet)[0]:
+            wrote = bool(os.read(fd, 65536)) or wrote
+        elif wrote:
+            return
+
+
 def measure(
     argv: list[str], marker: bytes, window: float, steps=lambda: 0, keys: bytes = b"", probe: Path | None = None
 ) -> tuple[float, float, float]:
     """% of one core, bytes/s and new training log lines (`steps()`) per minute over `window` s after the first frame
-    (and `keys` typed, a second after it); with `probe` (the JSON file of a program run through render_probe.py),
+    (and `keys` typed a second after it, and what they opened drawn); with `probe` (the JSON file of a program run through render_probe.py),
     the probe counts the window's frames."""
     pid, fd = spawn(argv)
     try:
@@ -62,6 +73,7 @@ def measure(
         if keys:
             time.sleep(1.0)
             os.write(fd, keys)
+            settle(fd)
         time.sleep(1.0)
         while select.select([fd], [], [], 0)[0]:
             os.read(fd, 65536)
@@ -92,22 +104,21 @@ def median_of(
 
 
 def probed(argv: list[str], marker: bytes, window: float, keys: bytes) -> str:
-    """One window of `argv` (xtui's arguments after `python -m tui.cli`) run through render_probe.py: CPU %, and
-    per frame the compositor's and the driver's ms and the widgets' render_lines ms, most first."""
+    """One window of `argv` (xtui's arguments after `python -m tui.cli`) run through render_probe.py: CPU %, frames,
+    each widget's render_lines calls and ms a frame (most first), the widgets that asked for a repaint."""
     out = Path(tempfile.mkdtemp(prefix="xtui-probe-")) / "counts.json"
     probe = [sys.executable, str(ROOT / "benchmarks" / "render_probe.py"), str(out), *argv[3:]]
     measure(probe, marker, window, keys=keys, probe=out)
     counts = json.loads(out.read_text())
-    frames = max(1, len(counts["frames"]))
-    ms = counts["ms"]
+    frames = max(1, counts["frames"])
+    rendered = sorted(counts["rendered"].items(), key=lambda item: -item[1][1])
     lines = [
-        f"  probed: {100 * counts['cpu_s'] / counts['wall_s']:.2f} % of a core, {len(counts['frames'])} partial frames"
-        f" in {counts['wall_s']:.0f} s; per frame: render_update {ms.get('render_update', 0) / frames:.2f} ms,"
-        f" _display {ms.get('_display', 0) / frames:.2f} ms, render_lines {ms.get('render_lines', 0) / frames:.2f} ms:"
+        f"  probed: {100 * counts['cpu_s'] / counts['wall_s']:.2f} % of a core, {counts['frames']} frames in"
+        f" {counts['wall_s']:.0f} s, render_lines {sum(ms for _, ms in counts['rendered'].values()) / frames:.2f} ms"
+        " a frame:"
     ]
-    widgets = sorted(counts["widgets"].items(), key=lambda item: -item[1][1])
-    lines += [f"    {name}: {n / frames:.1f} calls, {spent / frames:.3f} ms" for name, (n, spent) in widgets]
-    lines += [f"  last frames' dirty regions (x, y, width, height): {counts['frames'][-3:]}"]
+    lines += [f"    {name}: {n / frames:.1f} calls, {ms / frames:.3f} ms" for name, (n, ms) in rendered]
+    lines.append(f"  asked for a repaint (times): {counts['refreshed']}")
     return "\n".join(lines)
 
 

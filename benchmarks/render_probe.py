@@ -1,9 +1,9 @@
-"""`python benchmarks/render_probe.py OUT ARGS...`: the `xtui ARGS` command, counting what each frame renders.
+"""`python benchmarks/render_probe.py OUT ARGS...`: the `xtui ARGS` command, counting what its frames render.
 
-Wraps Textual's `Widget.render_lines` (per widget: calls and time), `Compositor.render_update` and `App._display`
-(per frame) and notes each partial frame's dirty regions. SIGUSR1 starts the count afresh, SIGUSR2 writes it to
-OUT as JSON (idle_cost.py --probe sends them at the start and the end of its window). The wrapping costs some CPU
-itself: the CPU figures come from runs without it.
+Wraps Textual's public `Widget.render_lines` (per widget: calls and time; a frame renders its screen once, so the
+screen's calls count the frames) and `Widget.refresh` (which widgets asked for a repaint). SIGUSR1 starts the
+count afresh, SIGUSR2 writes it to OUT as JSON (idle_cost.py --probe sends them at the start and the end of its
+window). The wrapping costs some CPU itself: the CPU figures come from runs without it.
 """
 
 from __future__ import annotations
@@ -15,66 +15,59 @@ import signal
 import sys
 import time
 
-from textual._compositor import Compositor  # private: a benchmark's probe, not part of tui/
-from textual.app import App
+from textual.screen import Screen
 from textual.widget import Widget
 
 
 class Counts:
-    """What the frames since the last reset rendered."""
+    """What the frames since the last reset rendered, and who asked for them."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self, *_) -> None:
         """Start afresh (the window begins)."""
-        self.widgets: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
-        self.totals: dict[str, float] = collections.defaultdict(float)
-        self.frames: list[list[tuple[int, int, int, int]]] = []
+        self.rendered: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
+        self.refreshed: dict[str, int] = collections.Counter()
+        self.frames = 0
         self.start = time.process_time(), time.monotonic()
 
     def write(self, path: str) -> None:
-        """The counts as JSON: CPU s of the process and wall s since the reset, ms totals, per widget, the frames."""
+        """The counts as JSON: CPU s of the process and wall s since the reset, frames, per widget ms and calls."""
         cpu, wall = time.process_time() - self.start[0], time.monotonic() - self.start[1]
-        widgets = {name: [n, 1000 * s] for name, (n, s) in self.widgets.items()}
-        totals = {name: 1000 * s for name, s in self.totals.items()}
+        rendered = {name: [n, 1000 * s] for name, (n, s) in self.rendered.items()}
+        counts = {
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "frames": self.frames,
+            "rendered": rendered,
+            "refreshed": self.refreshed,
+        }
         with open(path + ".part", "w") as out:
-            json.dump({"cpu_s": cpu, "wall_s": wall, "ms": totals, "widgets": widgets, "frames": self.frames}, out)
+            json.dump(counts, out)
         os.replace(path + ".part", path)  # whole when it appears
 
 
-def timed(cls, name: str, counts: Counts, per_widget: bool = False) -> None:
-    """Wrap the method `name` of `cls` to add its time to the counts."""
-    original = getattr(cls, name)
+def install(out: str) -> None:
+    """Wrap the two methods and answer the two signals."""
+    counts = Counts()
+    render_lines, refresh = Widget.render_lines, Widget.refresh
 
-    def wrapper(self, *args, **kwargs):
+    def timed(self, crop):
         start = time.perf_counter()
         try:
-            return original(self, *args, **kwargs)
+            return render_lines(self, crop)
         finally:
-            spent = time.perf_counter() - start
-            counts.totals[name] += spent
-            if per_widget:
-                entry = counts.widgets[f"{type(self).__name__}#{self.id or ''}"]
-                entry[0] += 1
-                entry[1] += spent
+            entry = counts.rendered[f"{type(self).__name__}#{self.id or ''}"]
+            entry[0] += 1
+            entry[1] += time.perf_counter() - start
+            counts.frames += isinstance(self, Screen)
 
-    setattr(cls, name, wrapper)
+    def noted(self, *regions, **kwargs):
+        counts.refreshed[f"{type(self).__name__}#{self.id or ''}"] += 1
+        return refresh(self, *regions, **kwargs)
 
-
-def install(out: str) -> None:
-    """Wrap Textual's rendering and answer the two signals."""
-    counts = Counts()
-    timed(Widget, "render_lines", counts, per_widget=True)
-    timed(Compositor, "render_update", counts)
-    timed(App, "_display", counts)
-    partial = Compositor.render_partial_update
-
-    def noted(self):
-        counts.frames.append(sorted(tuple(region) for region in self._dirty_regions))
-        return partial(self)
-
-    Compositor.render_partial_update = noted
+    Widget.render_lines, Widget.refresh = timed, noted
     signal.signal(signal.SIGUSR1, counts.reset)
     signal.signal(signal.SIGUSR2, lambda *_: counts.write(out))
 
