@@ -21,7 +21,6 @@ from tui.screens.doctor import CHECKING, DoctorScreen
 
 pytestmark = pytest.mark.anyio
 SIZES = [(80, 24), (120, 40)]
-ROOT = Path("/tmp")
 FIXED = [
     Check("python", CheckStatus.OK, "3.12.3 (/opt/venv/bin/python)"),
     Check("gpu", CheckStatus.OK, "1 x NVIDIA H200 (140 GiB), driver 580.159.04, CUDA 13.0"),
@@ -49,8 +48,8 @@ def _report(app) -> str:
     return console.export_text()
 
 
-async def test_d_on_the_dashboard_checks_this_machine_in_a_thread_and_r_checks_again() -> None:
-    app = XtuiApp(roots=[ROOT], gpu_backend=NoGpus(), poll_s=0.2)
+async def test_d_on_the_dashboard_checks_this_machine_in_a_thread_and_r_checks_again(tmp_path) -> None:
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.2)  # an empty folder: no run's alert in the picture
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("d")
         await until(pilot, lambda: isinstance(app.screen, DoctorScreen))
@@ -73,11 +72,11 @@ async def test_d_on_the_dashboard_checks_this_machine_in_a_thread_and_r_checks_a
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_doctor_screen(snap_compare, size, monkeypatch) -> None:
+def test_doctor_screen(snap_compare, size, monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(doctor, "doctor", lambda work_dir: FIXED)  # another machine's checks: a fixed picture
-    host = HostReading(12.0, 6 << 30, 24 << 30, 80 << 30, str(ROOT))
-    monitor = GpuMonitor(backend=FakeGpus(), disk_path=ROOT, read_host=lambda path: host)
-    app = XtuiApp(roots=[ROOT], monitor=monitor, poll_s=0.1)
+    host = HostReading(12.0, 6 << 30, 24 << 30, 80 << 30, "/data/runs")
+    monitor = GpuMonitor(backend=FakeGpus(), disk_path=tmp_path, read_host=lambda path: host)
+    app = XtuiApp(roots=[tmp_path], monitor=monitor, poll_s=0.1)  # an empty folder: no run's alert in the picture
 
     async def checked(pilot) -> None:
         app.push_screen(DoctorScreen(Path("/data/runs")))

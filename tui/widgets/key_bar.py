@@ -2,8 +2,8 @@
 
 Textual's Footer mounts a widget per key and builds them again whenever the bindings change (each focus move);
 with xtui's style sheet that cost about 0.5 s of the main thread on opening a run. This draws the same hints
-from `Screen.active_bindings` on each change, leaves out whole hints that do not fit (never a cut word), and
-runs a hint's key when it is clicked.
+from `Screen.active_bindings` on each change, leaves out whole hints that do not fit (never a cut word; the
+command palette's key first), and runs a hint's key when it is clicked.
 """
 
 from __future__ import annotations
@@ -81,10 +81,12 @@ class KeyBar(Widget, can_focus=False):
         return list(shown.values()), palette
 
     def render(self) -> Content:
-        """The hints that fit the width, whole, left to right; the palette's key at the right end."""
+        """The hints that fit the width, whole, left to right; the palette's key at the right end when all fit."""
         styles = {"key": self.get_visual_style("key-bar--key"), "text": self.get_visual_style("key-bar--description")}
         hints, palette = self.hints()
         width = self.size.width
+        if palette and sum(map(_width, hints)) + _width(palette) > width:
+            palette = None  # too narrow for all: the screen's own keys first (its help names the palette's key)
         room = width - (_width(palette) if palette else 0)
         parts: list[tuple[str, Style]] = []
         self._spans = []
