@@ -116,12 +116,12 @@ class LogParser:
             if not end:
                 return out
             data, self._long = data[end:], False
-        if self._carry:
-            data, self._carry = self._carry + data, b""
         end = data.rfind(b"\n") + 1
-        if end:
-            self._bulk(data[:end] if end < len(data) else data, out)
-        rest = data[end:]
+        if end:  # the carried line and the complete lines of `data`, copied once at most
+            block = data if not self._carry and end == len(data) else self._carry + memoryview(data)[:end]
+            self._carry = b""
+            self._bulk(block, out)
+        rest = data[end:] if end else self._carry + data
         if len(rest) > MAX_LINE:  # the event parser bounds it
             self._slow(rest, out)
             self._long = True
