@@ -65,6 +65,13 @@ class StepColumns(Sequence[TrainStep]):
     def __repr__(self) -> str:
         return f"StepColumns({len(self)} steps)"
 
+    def iteration(self, row: int) -> tuple[int, int | None]:
+        """(iteration, max_iters) of a row, without building its TrainStep."""
+        odd = self.odd.get(row)
+        if odd is not None:
+            return odd.iter, odd.max_iters
+        return self.iters[row], self.ints["max_iters"][row] if self.present[row] & BIT["max_iters"] else None
+
     def _row(self, i: int) -> TrainStep:
         """The TrainStep of row `i`."""
         odd = self.odd.get(i)

@@ -17,7 +17,7 @@ from engine.runs.events import (
     TrainSteps,
     Validation,
 )
-from engine.runs.logparse.columns import BIT, StepColumns
+from engine.runs.logparse.columns import StepColumns
 from engine.runs.logparse.failures import NCCL_TIMEOUT, TRACEBACK, TracebackReader, process_error, run_error
 from engine.runs.logparse.lines import MAX_LINE, LineSplitter
 from engine.runs.logparse.samples import SampleText
@@ -61,14 +61,6 @@ def _runs(starts: np.ndarray, ends: np.ndarray) -> tuple[list[int], list[int], l
     firsts = np.concatenate(([0], breaks))
     lasts = np.concatenate((breaks, [len(starts)]))
     return firsts.tolist(), lasts.tolist(), starts[firsts].tolist(), (ends[lasts - 1] + 1).tolist()
-
-
-def _iters_of(steps: StepColumns, row: int) -> tuple[int, int | None]:
-    """(iteration, max_iters) of a row of `steps`, without building its TrainStep."""
-    odd = steps.odd.get(row)
-    if odd is not None:
-        return odd.iter, odd.max_iters
-    return steps.iters[row], steps.ints["max_iters"][row] if steps.present[row] & BIT["max_iters"] else None
 
 
 class LogParser:
@@ -161,7 +153,7 @@ class LogParser:
             self._failures.end(None, out)
         if self._holding:
             self._release(steps.iters[first], out)
-        self._logged, self._logged_max = _iters_of(steps, last - 1)
+        self._logged, self._logged_max = steps.iteration(last - 1)
         self._sample_iter = None
         out.append(TrainSteps(steps, first, last))
 
