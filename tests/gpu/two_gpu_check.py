@@ -56,8 +56,10 @@ GPU_SETTINGS = {  # the seed's QLoRA config at GPU.md's length, short: ~80 packe
 GPU_REPEATS = 140  # x 12 rows of ~48 tokens: ~80 sequences of 1024 tokens, 40 iterations a rank on 2 GPUs
 CPU_SETTINGS = {"max_epochs": "1", "save_steps": "20", "evaluation_freq": "1000"}
 BASELINE_STEPS = 3  # logged steps (10 iterations each) the one-GPU run is watched for
-FREED_SLACK = 512 << 20  # a GPU's memory after a stop may exceed what it was before by this much (driver noise)
+FREED_SLACK = 512  # MiB a GPU's memory after a stop may exceed what it was before by (driver noise)
+CPU_NOTE = "xtui refuses --gpus 2 without GPUs: on CPU the torchrun cycle runs 1 rank; the two nodes run 2 over gloo"
 PARTS = ("baseline", "torchrun", "zero2", "zero3", "nodes")
+PANEL_S = 20  # seconds the headless app is given to show both GPUs' processes as the run's
 CLEANUP: list[tuple[Path, int]] = []  # (work dir, node) of every launch, killed at the end
 FOLLOWERS: list[Follower] = []
 
@@ -155,6 +157,8 @@ class Check:
     def __init__(self, args: argparse.Namespace) -> None:
         self.cpu, self.out, self.folder = args.cpu, Path(args.out), Path(args.folder)
         self.report: dict = {"machine": machine(), "mode": "cpu" if self.cpu else "gpu", "steps": {}}
+        if self.cpu:
+            self.report["note"] = CPU_NOTE
         self.config: Path | None = None
         self.baseline: dict | None = None
         self.parts, self.budget = set(args.parts.split(",")), args.budget
@@ -198,9 +202,12 @@ class Check:
             paths = build_demo(self.folder / "demo", cuda=False)
             source, settings = paths.config.read_text(encoding="utf-8"), CPU_SETTINGS
         else:
-            from benchmarks.gpu_train import SHAPE, build
+            from benchmarks.gpu_train import SHAPE
 
-            source, settings = build(self.folder, GPU_REPEATS).read_text(encoding="utf-8"), GPU_SETTINGS
+            # in a process of its own: this one holds no CUDA context (the GPUs' memory and processes stay the runs')
+            code = f"from benchmarks.gpu_train import build; build(__import__('pathlib').Path({str(self.folder)!r}), {GPU_REPEATS})"
+            subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=left(deadline))
+            source, settings = (self.folder / "qlora.py").read_text(encoding="utf-8"), GPU_SETTINGS
         self.config = self.folder / "check.py"
         self.config.write_text(configs.edit_settings(source, settings), encoding="utf-8")
         return {"ok": True, "config": str(self.config), "settings": settings,
@@ -236,7 +243,7 @@ class Check:
         steps = follower.steps()
         seen = {
             "printed": done.stdout.strip().splitlines(), "ranks": gpus,
-            "events": summary(steps, 0.0) | {"logged_steps": len(steps)},
+            "events": figures(steps),
             "gpu_memory_before": before, "gpu_memory_during": gpu_memory(), "run_gpu_processes": run_gpu_processes(work),
         }  # fmt: skip
         return seen, follower
@@ -257,32 +264,14 @@ class Check:
         """The steps of one launcher choice, each after the one it needs."""
         label = deepspeed or "torchrun"
         if deepspeed and not package("deepspeed"):
-            for what in (
-                "launch and watch",
-                "stop",
-                "checkpoint",
-                "pre-flight refuses the other DeepSpeed choice",
-                "world-size pre-flight",
-                "resume",
-            ):
-                self.skip(f"{label}: {what}", "deepspeed not installed")
-            return
+            return self.skip_from(label, "launch and watch", deepspeed, "deepspeed not installed")
         work, gpus = self.folder / f"work-{label}", 1 if self.cpu else 2
         state: dict = {}
         launched = self.step(
             f"{label}: launch and watch", 300, self.watch_until_checkpoint, work, gpus, deepspeed, state
         )
         if not launched["ok"] and not (work / "xtui-run.json").is_file():
-            for what in (
-                "GPU panel",
-                "stop",
-                "checkpoint",
-                "pre-flight refuses the other DeepSpeed choice",
-                "world-size pre-flight",
-                "resume",
-            ):
-                self.skip(f"{label}: {what}", "the launch failed")
-            return
+            return self.skip_from(label, "GPU panel", deepspeed, "the launch failed")
         if deepspeed is None:
             if self.cpu:
                 self.skip(f"{label}: GPU panel", "no GPU")
@@ -290,19 +279,24 @@ class Check:
                 self.step(f"{label}: GPU panel", 90, self.panel, work)
         stopped = self.step(f"{label}: stop", 90, self.stop, work, state)
         if not stopped["ok"]:
-            for what in (
-                "checkpoint",
-                "pre-flight refuses the other DeepSpeed choice",
-                "world-size pre-flight",
-                "resume",
-            ):
-                self.skip(f"{label}: {what}", "the stop failed")
-            return
+            return self.skip_from(label, "checkpoint", deepspeed, "the stop failed")
         self.step(f"{label}: checkpoint", 30, self.checkpoint_kind, work, deepspeed)
-        self.step(f"{label}: pre-flight refuses the other DeepSpeed choice", 60, self.other_choice, work, deepspeed)
+        self.step(f"{label}: pre-flight as the resume runs", 60, self.plain_check, work)
         if deepspeed:
             self.step(f"{label}: world-size pre-flight", 60, self.world_size_preflight, work)
+        else:
+            self.step(f"{label}: pre-flight refuses --deepspeed", 60, self.other_choice, work)
         self.step(f"{label}: resume", 300, self.resume, work)
+        return None
+
+    def skip_from(self, label: str, first: str, deepspeed: str | None, why: str) -> None:
+        """Skip the cycle's steps from `first` on."""
+        steps = ["launch and watch", "GPU panel", "stop", "checkpoint", "pre-flight as the resume runs",
+                 "world-size pre-flight" if deepspeed else "pre-flight refuses --deepspeed", "resume"]  # fmt: skip
+        if deepspeed:
+            steps.remove("GPU panel")
+        for what in steps[steps.index(first) if first in steps else 0 :]:
+            self.skip(f"{label}: {what}", why)
 
     def watch_until_checkpoint(
         self, deadline: float, work: Path, gpus: int, deepspeed: str | None, state: dict
@@ -358,13 +352,17 @@ class Check:
         return {"ok": bool(ckpts) and kind_ok and ckpts[-1]["problem"] is None,
                 "checkpoints": ckpts, "is_folder": folder}  # fmt: skip
 
-    def other_choice(self, deadline: float, work: Path, deepspeed: str | None) -> dict:
-        """`xtui resume --check` with the other DeepSpeed choice (ZeRO for a plain checkpoint, none for ZeRO's): refused."""
-        other = [] if deepspeed else ["--deepspeed", "deepspeed_zero2"]
-        done = cli("resume", work, "--check", *other, timeout=left(deadline))
+    def plain_check(self, deadline: float, work: Path) -> dict:
+        """`xtui resume --check` with no options passes: it checks what `xtui resume` (the next step) would run."""
+        done = cli("resume", work, "--check", timeout=left(deadline))
+        return {"ok": done.returncode == 0, "exit": done.returncode, "printed": done.stdout.strip().splitlines()}
+
+    def other_choice(self, deadline: float, work: Path) -> dict:
+        """`xtui resume --check --deepspeed deepspeed_zero2` on a plain checkpoint: refused."""
+        done = cli("resume", work, "--check", "--deepspeed", "deepspeed_zero2", timeout=left(deadline))
         lines = done.stdout.strip().splitlines()
-        named = any(("resume without --deepspeed" if other else "resume with --deepspeed") in line for line in lines)
-        return {"ok": done.returncode == 1 and named, "exit": done.returncode, "asked": other, "printed": lines}
+        named = any("resume without --deepspeed" in line for line in lines)
+        return {"ok": done.returncode == 1 and named, "exit": done.returncode, "printed": lines}
 
     def world_size_preflight(self, deadline: float, work: Path) -> dict:
         """`xtui resume --check --gpus 1` on a 2-rank ZeRO checkpoint: refused, for that reason only, naming both sizes."""
@@ -438,7 +436,7 @@ class Check:
         world = "Distributed training: True" in WorkDir.open(work).console.read_text(errors="replace")
         return {"ok": world and all(p.nnodes == 2 and p.node_rank == r for r, p in parts.items()),
                 "dry_run": dry.stdout.strip().splitlines(), "ran": given, "printed": printed, "distributed": world,
-                "events": summary(follower.steps(), 0.0), "gpu_memory_during": gpu_memory()}  # fmt: skip
+                "events": figures(follower.steps()), "gpu_memory_during": gpu_memory()}  # fmt: skip
 
     def hang(self, deadline: float, work: Path) -> dict:
         """SIGSTOP node 1's rank; `xtui status` of each part until one says stalled; what it names; SIGCONT."""
@@ -472,7 +470,7 @@ class Check:
         statuses = {n: json.loads(cli("status", work, "--json", "--node-rank", n).stdout)[0] for n in (0, 1)}
         seen = {n: {k: s[k] for k in ("status", "cause", "iter", "max_iters", "node")} for n, s in statuses.items()}
         return {"ok": all(s["status"] == "finished" for s in seen.values()), "parts": seen,
-                "events": summary(follower.steps(), 0.0)}  # fmt: skip
+                "events": figures(follower.steps())}  # fmt: skip
 
     # --- the whole ---
 
@@ -506,7 +504,7 @@ async def panel_reading(root: Path, out: Path, label: str) -> tuple[dict, str]:
     app = XtuiApp(roots=[root], poll_s=1.0)
     async with app.run_test(size=(120, 40)) as pilot:
         gpus: dict = {}
-        for _ in range(60):
+        for _ in range(PANEL_S):
             await pilot.pause(1.0)
             update = app.gpu
             if update is None:
@@ -519,6 +517,11 @@ async def panel_reading(root: Path, out: Path, label: str) -> tuple[dict, str]:
         out.mkdir(parents=True, exist_ok=True)
         (out / "two-gpu-check-panel-120x40.txt").write_text(text)
     return gpus, text
+
+
+def figures(steps: list[TrainStep]) -> dict:
+    """What `xtui events` gave of the steps: benchmarks/gpu_train.py's medians (first logged step left out)."""
+    return {k: v for k, v in summary(steps, 0.0).items() if k != "wall_s"} | {"logged_steps": len(steps)}
 
 
 def _int(text: str | None) -> int | None:
