@@ -13,11 +13,14 @@ source archive and its pure-Python needs, fetched with `pip download`; see ../sh
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
       .whl/*.whl .whl-bnb/*.whl .whl-ds/*.whl \
+    && export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH NCCL_NVLS_ENABLE=0 \
     && python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --target /tmp/site \
       .whl-ds/deepspeed-0.16.2.tar.gz \
-    && export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH NCCL_NVLS_ENABLE=0 \
     && python3 -c 'import deepspeed, bitsandbytes, xtuner' \
-    && python3 -m tests.gpu.two_gpu_check --out $OUT/two-gpu-check-h200x2.json
+    && python3 -m tests.gpu.two_gpu_check --budget 480 --out $OUT/two-gpu-check-h200x2.json
+
+(--budget keeps it inside the device's 10 minutes with the installs; steps it skips for time can be run in a
+second call with --parts and a fresh --folder.)
 
 The rehearsal here: `.venv/bin/python -m tests.gpu.two_gpu_check --cpu --out docs/results/two-gpu-check-cpu-rehearsal.json`
 (xtui refuses `--gpus 2` on a machine without GPUs, so on CPU the torchrun cycle runs one rank; the two nodes give 2
