@@ -252,14 +252,20 @@ class Check:
         return seen, follower
 
     def one_gpu(self, deadline: float) -> dict:
-        """The per-GPU baseline: one GPU, watched for a few logged steps, then stopped."""
-        seen, follower = self.launch(
-            deadline, self.folder / "work-1gpu", 1, None, lambda f: len(f.steps()) >= BASELINE_STEPS, {}
-        )
-        stopped = cli("stop", self.folder / "work-1gpu", "--grace", 20, timeout=left(deadline))
-        follower.close()
+        """The per-GPU baseline: one GPU, watched for a few logged steps, then stopped (whatever the watch saw)."""
+        work = self.folder / "work-1gpu"
+        try:
+            seen, follower = self.launch(deadline, work, 1, None, lambda f: len(f.steps()) >= BASELINE_STEPS, {})
+            follower.close()
+        finally:
+            alive = (work / "xtui-run.json").is_file() and WorkDir.open(work).alive_pid()
+            stopped = cli("stop", work, "--grace", 20, timeout=60) if alive else None
         self.baseline = seen["events"]
-        return {"ok": stopped.returncode == 0, **seen, "stop": stopped.stdout.strip()}
+        return {
+            "ok": stopped is not None and stopped.returncode == 0,
+            **seen,
+            "stop": stopped and stopped.stdout.strip(),
+        }
 
     # --- one cycle: launch, panel, stop, checkpoint, pre-flight, resume ---
 
@@ -274,7 +280,7 @@ class Check:
             f"{label}: launch and watch", 300, self.watch_until_checkpoint, work, gpus, deepspeed, state
         )
         if not launched["ok"] and not (work / "xtui-run.json").is_file():
-            return self.skip_from(label, "GPU panel", deepspeed, "the launch failed")
+            return self.skip_from(label, "GPU panel", deepspeed, launched.get("skipped") or "the launch failed")
         if deepspeed is None:
             if self.cpu:
                 self.skip(f"{label}: GPU panel", "no GPU")
@@ -282,7 +288,7 @@ class Check:
                 self.step(f"{label}: GPU panel", 90, self.panel, work)
         stopped = self.step(f"{label}: stop", 90, self.stop, work, state)
         if not stopped["ok"]:
-            return self.skip_from(label, "checkpoint", deepspeed, "the stop failed")
+            return self.skip_from(label, "checkpoint", deepspeed, stopped.get("skipped") or "the stop failed")
         self.step(f"{label}: checkpoint", 30, self.checkpoint_kind, work, deepspeed)
         self.step(f"{label}: pre-flight as the resume runs", 60, self.plain_check, work)
         if deepspeed:
@@ -398,18 +404,17 @@ class Check:
 
     def two_nodes(self) -> None:
         """Node 1's then node 0's part from the commands `xtui train --dry-run` prints, one GPU each; then the hang."""
-        work, state = self.folder / "work-nodes", {}
-        started = self.step("two nodes: launch from the per-node commands", 300, self.start_nodes, work, state)
-        if "commands" not in state:
-            self.skip("hang: one rank stopped with SIGSTOP", "the nodes did not start")
-        else:
-            self.step("hang: one rank stopped with SIGSTOP", 150, self.hang, work)
-        if started["ok"]:
-            self.step("two nodes: train to the end", 240, self.nodes_end, work)
-        else:
-            self.skip("two nodes: train to the end", "the nodes did not train")
+        work = self.folder / "work-nodes"
+        started = self.step("two nodes: launch from the per-node commands", 300, self.start_nodes, work)
+        if not started["ok"]:
+            why = started.get("skipped") or "the nodes did not train"
+            self.skip("hang: one rank stopped with SIGSTOP", why)
+            self.skip("two nodes: train to the end", why)
+            return
+        self.step("hang: one rank stopped with SIGSTOP", 150, self.hang, work)
+        self.step("two nodes: train to the end", 240, self.nodes_end, work)
 
-    def start_nodes(self, deadline: float, work: Path, state: dict) -> dict:
+    def start_nodes(self, deadline: float, work: Path) -> dict:
         """Dry run for the commands, each node's `xtui train` (node 1 first: it waits at the rendezvous), a few steps."""
         config, port = self.nodes_config(), free_port()
         dry = cli("train", config, "--work-dir", work, "--gpus", 1, "--nnodes", 2, "--master-addr", "127.0.0.1",
@@ -418,7 +423,6 @@ class Check:
         given = [line.removeprefix(prefix) for line in dry.stdout.splitlines() if line.startswith(prefix)]
         if dry.returncode or len(given) != 2:
             raise StepFailed(f"xtui train --dry-run exited {dry.returncode}: {dry.stdout[-800:]}{dry.stderr[-800:]}")
-        state["commands"] = given
         printed = {}
         for rank in (1, 0):
             words = shlex.split(given[rank])[2:]  # `xtui train ...` as printed, run the same way
@@ -493,6 +497,7 @@ class Check:
             self.report["cleanup"] = cleanup()
         failed = [name for name, seen in self.report["steps"].items() if seen.get("ok") is False]
         self.report["failed"] = failed
+        self.report["skipped"] = [name for name, seen in self.report["steps"].items() if seen.get("ok") is None]
         self.report["seconds"] = round(time.monotonic() - self.end + self.budget, 1)
         self.write()
         print(json.dumps(self.report, indent=2, default=str, ensure_ascii=False))
