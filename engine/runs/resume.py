@@ -64,15 +64,21 @@ def _gpus_per_node(last: mf.Launch | None, gpus: int | None) -> int:
     return options.tasks_per_node if options else gpus or (last.gpus if last else 1)
 
 
+def _deepspeed(last: mf.Launch | None, deepspeed: str | None) -> str | None:
+    """The DeepSpeed config a resume runs with: `deepspeed` when given, else the last launch's."""
+    return deepspeed if deepspeed is not None or last is None else last.deepspeed
+
+
 def preflight(
     work_dir: Path | WorkDir, checkpoint: Path | None = None, deepspeed: str | None = None, gpus: int | None = None,
 ) -> Preflight:  # fmt: skip
     """Check that resuming from `checkpoint` (default: latest good one) would really continue.
 
     A relative `checkpoint` is looked for in the run first, then in the current folder. The resume's ranks are `gpus`
-    (default: the last launch's) per node times the last launch's nodes.
+    (default: the last launch's) per node times the last launch's nodes; its DeepSpeed, the last launch's unless given.
     """
     opened = work_dir if isinstance(work_dir, WorkDir) else WorkDir.open(work_dir)
+    deepspeed = _deepspeed(opened.last, deepspeed)
     world_size = _gpus_per_node(opened.last, gpus) * (opened.last.nnodes if opened.last else 1)
     work_dir = opened.path
     problems: list[str] = []
@@ -139,8 +145,7 @@ def resume(
     """
     opened = WorkDir.open(work_dir)
     last = opened.last
-    if deepspeed is None and last is not None:
-        deepspeed = last.deepspeed
+    deepspeed = _deepspeed(last, deepspeed)
     check_ = preflight(opened, checkpoint, deepspeed, gpus)
     if not check_.ok:
         raise LaunchError("cannot resume: " + "; ".join(check_.problems))

@@ -214,6 +214,8 @@ def test_resume_on_another_world_size_under_zero_is_refused(tmp_path) -> None:
     mf.write_manifest(tmp_path, mf.Manifest(str(tmp_path), "here", [launch]))
     assert zero_world_size(tmp_path / "iter_50.pth") == 4
     assert preflight(tmp_path, Path("iter_50.pth"), "deepspeed_zero2").ok  # 2 GPUs x 2 nodes, as saved
+    assert preflight(tmp_path, Path("iter_50.pth")).ok  # DeepSpeed as the last launch, as `xtui resume` runs it
+    assert main(["resume", str(tmp_path), "--from", "iter_50.pth", "--check"]) == 0
     changed = preflight(tmp_path, Path("iter_50.pth"), "deepspeed_zero2", gpus=1)
     assert not changed.ok
     assert any("shards of 4 ranks and the resume would run 2" in p for p in changed.problems), changed.problems
