@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Collection, Iterable
@@ -121,7 +120,7 @@ class XtuiApp(App[None]):
             Path, Status
         ] = {}  # runs launched or resumed here, with their status before, until they end
         self._wake_runs = threading.Event()  # set: the runs watcher polls now instead of at its next tick
-        self._pgid_labels: dict[int, str] = {}
+        self._run_labels: dict[int, str] = {}  # a live run's session (its launch pid) -> its name
         self.gpu: GpuUpdate | None = None  # the newest GPU/host snapshot (posted only when what it shows changed)
         self.crash_message: str | None = None  # the line shown on exit after an exception nothing caught
         route_uncaught_exceptions(self, self.crashed)
@@ -291,7 +290,7 @@ class XtuiApp(App[None]):
                 last[work_dir] = (status, ckpts)
                 if status.pid:
                     labels[status.pid] = f"{work_dir.parent.name}/{work_dir.name}"
-            self._pgid_labels = labels
+            self._run_labels = labels
 
         # read on the screens' paint beat: what came between two paints would not show sooner
         period = PAINT_EVERY_POLLS * self.poll_s
@@ -301,6 +300,7 @@ class XtuiApp(App[None]):
     def watch_gpus(self) -> None:
         """Read GPUs and host about once a second; mark GPU processes that belong to a run; post what would repaint."""
         from engine.gpu import GpuMonitor
+        from engine.runs.processes import launch_of
         from tui.widgets.gpu_panel import shown
 
         monitor = self.monitor or GpuMonitor(disk_path=self.roots[0])
@@ -314,10 +314,7 @@ class XtuiApp(App[None]):
             run_of_pid = {}
             for gpu in snapshot.gpus:
                 for proc in gpu.processes:
-                    try:
-                        label = self._pgid_labels.get(os.getpgid(proc.pid))
-                    except OSError:
-                        label = None
+                    label = self._run_labels.get(launch_of(proc.pid, self._run_labels))
                     if label:
                         run_of_pid[proc.pid] = label
             history = {i: tuple(h) for i, h in monitor.history.items()}

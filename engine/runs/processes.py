@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,23 @@ def launch_members(sid: int, since: float = 0.0) -> list[Member]:
         members |= found
         grown = bool(found)
     return [live[pid][0] for pid in sorted(members)]
+
+
+def launch_of(pid: int, launches: Collection[int]) -> int | None:
+    """The launch among `launches` (pids that lead a session, or a trainer found running) that `pid` belongs to: it
+    or a parent is one, or is in one's session (torchrun starts each rank in a session of its own, under torchrun in
+    the launch's); None when it belongs to none of them."""
+    for _ in range(64):  # parent after parent, up to init
+        fields = _stat_fields(str(pid))
+        if not fields or len(fields) < 4:
+            return None
+        for found in (pid, int(fields[3])):
+            if found in launches:
+                return found
+        pid = int(fields[1])
+        if pid <= 1:
+            return None
+    return None
 
 
 def session_members(sid: int, since: float = 0.0) -> list[int]:

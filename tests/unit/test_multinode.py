@@ -17,7 +17,7 @@ import pytest
 
 from engine.runs import manifest as mf
 from engine.runs.launch import stop
-from engine.runs.processes import launch_members, session_members
+from engine.runs.processes import launch_members, launch_of, session_members
 from engine.runs.ranks import SPAWN_S
 from engine.runs.resume import preflight, zero_world_size
 from engine.runs.watch import Run, RunStatus
@@ -107,7 +107,10 @@ def _free_port() -> int:
 WORKER = "import time\ntime.sleep(120)\n"
 
 
-def test_a_rank_that_died_while_the_others_live_is_flagged_at_once(tmp_path) -> None:
+@pytest.fixture
+def torchrun(tmp_path):
+    """A real torchrun agent in a session of its own with two sleeping ranks, recorded as the run's launch; (agent,
+    a function giving its ranks once each has a session of its own); stopped after the test."""
     import psutil
 
     worker = tmp_path / "worker.py"
@@ -123,20 +126,41 @@ def test_a_rank_that_died_while_the_others_live_is_flagged_at_once(tmp_path) -> 
     try:
         # each rank gets a session of its own (once forked): found as the agent's children, not by session
         _until(lambda: len(workers()) == 2 and not {m.pid for m in workers()} & _own_session(agent.pid))
-        run = Run(tmp_path)
-        run.poll()
-        assert run.status(now=time.time() + SPAWN_S).state == RunStatus.RUNNING
-        agent.send_signal(signal.SIGSTOP)  # torchrun would end the others within 0.1 s: hold it where it is
-        os.kill(max(workers(), key=lambda m: m.pid).pid, signal.SIGKILL)
-        _until(lambda: len(workers()) == 1)
-        status = run.status(now=time.time() + SPAWN_S)
-        assert status.state == RunStatus.FAILED and status.pid == agent.pid
-        assert status.cause.startswith("rank 1 died while rank 0 live (2 on this host)"), status.cause
+        yield agent, workers
     finally:
         agent.send_signal(signal.SIGCONT)
         stop(tmp_path, grace=5)
         agent.wait(10)
     assert not session_members(agent.pid)
+
+
+def test_a_rank_that_died_while_the_others_live_is_flagged_at_once(tmp_path, torchrun) -> None:
+    agent, workers = torchrun
+    run = Run(tmp_path)
+    run.poll()
+    assert run.status(now=time.time() + SPAWN_S).state == RunStatus.RUNNING
+    agent.send_signal(signal.SIGSTOP)  # torchrun would end the others within 0.1 s: hold it where it is
+    os.kill(max(workers(), key=lambda m: m.pid).pid, signal.SIGKILL)
+    _until(lambda: len(workers()) == 1)
+    status = run.status(now=time.time() + SPAWN_S)
+    assert status.state == RunStatus.FAILED and status.pid == agent.pid
+    assert status.cause.startswith("rank 1 died while rank 0 live (2 on this host)"), status.cause
+
+
+@pytest.mark.anyio
+async def test_the_gpu_panel_names_the_run_of_each_torchrun_rank(tmp_path, torchrun) -> None:
+    from tests.support.fakes import FakeGpus
+    from tests.support.waiting import until
+    from tui.app import XtuiApp
+
+    agent, workers = torchrun
+    ranks = tuple(m.pid for m in workers())  # each in a session of its own, under the agent in the launch's
+    assert [launch_of(pid, {agent.pid}) for pid in ranks] == [agent.pid, agent.pid]
+    assert launch_of(os.getpid(), {agent.pid}) is None and launch_of(agent.pid, {agent.pid}) == agent.pid
+    app = XtuiApp(roots=[tmp_path], open_run=tmp_path, gpu_backend=FakeGpus(ranks), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:  # NVML's processes are these ranks (no GPU here)
+        await until(pilot, lambda: app.gpu is not None and set(app.gpu.run_of_pid) == set(ranks))
+        assert set(app.gpu.run_of_pid.values()) == {f"{tmp_path.parent.name}/{tmp_path.name}"}
 
 
 def _own_session(sid: int) -> set[int]:
