@@ -54,9 +54,15 @@ def hang_details(work_dir: WorkDir) -> list[str]:
     launch = work_dir.last
     members = launch_members(launch.pid, launch.create_time) if launch else []
     parts = [f"{len(members)} processes of the launch alive"] if members else []
-    parts += [f"pid {m.pid} {STOPPED[m.state]}" for m in members if m.state in STOPPED]
+    parts += [f"{_who(m, launch)} {STOPPED[m.state]}" for m in members if m.state in STOPPED]
     line = last_logged([*work_dir.log_files()[-1:], work_dir.console])
     return parts + ([f"last logged: {line}"] if line else [])
+
+
+def _who(member: Member, launch: mf.Launch) -> str:
+    """A process as the user knows it: `rank 1 (pid N)` for a torchrun worker, else `pid N`."""
+    rank = _rank(member, launch) if environ_value(member.pid, "LOCAL_RANK") else None
+    return f"rank {rank} (pid {member.pid})" if rank is not None else f"pid {member.pid}"
 
 
 def last_logged(paths: list[Path]) -> str | None:

@@ -147,6 +147,22 @@ def test_a_rank_that_died_while_the_others_live_is_flagged_at_once(tmp_path, tor
     assert status.cause.startswith("rank 1 died while rank 0 live (2 on this host)"), status.cause
 
 
+def test_a_stopped_torchrun_rank_is_named_by_its_rank(tmp_path, torchrun) -> None:
+    import psutil
+
+    from engine.runs.processes import environ_value
+    from engine.runs.ranks import hang_details
+
+    _agent, workers = torchrun
+    victim = max(workers(), key=lambda m: m.pid)
+    rank = int(environ_value(victim.pid, "RANK"))  # what torchrun gave it
+    os.kill(victim.pid, signal.SIGSTOP)
+    _until(lambda: psutil.Process(victim.pid).status() == psutil.STATUS_STOPPED)
+    details = hang_details(WorkDir.open(tmp_path))
+    assert rank in (0, 1) and f"rank {rank} (pid {victim.pid}) stopped (SIGSTOP or ctrl-z)" in details, details
+    os.kill(victim.pid, signal.SIGCONT)
+
+
 @pytest.mark.anyio
 async def test_the_gpu_panel_names_the_run_of_each_torchrun_rank(tmp_path, torchrun) -> None:
     from tests.support.fakes import FakeGpus
