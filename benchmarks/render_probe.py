@@ -74,6 +74,7 @@ def install(out: str) -> None:
 
 if __name__ == "__main__":
     install(sys.argv[1])
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this tree's xtui, not another
     from tui.cli import main
 
     sys.exit(main(sys.argv[2:]))
