@@ -48,15 +48,20 @@ def _load(config: Path, cwd: Path):
         os.chdir(here)
 
 
+async def _open_form(pilot, app, config: Path, folder: Path) -> ConfigFormScreen:
+    """The config form on `config`, once it is the screen."""
+    app.push_screen(ConfigFormScreen(config, folder))
+    await until(pilot, lambda: isinstance(app.screen, ConfigFormScreen))
+    return app.screen
+
+
 async def test_typed_edits_are_checked_shown_as_a_diff_and_written_keeping_the_rest(tmp_path) -> None:
     config = copy_builtin(SEED, tmp_path)
     (tmp_path / "data.json").write_text(json.dumps([{"instruction": "q", "input": "", "output": "a"}]))
     before = config.read_text(encoding="utf-8")
     app = _app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        app.push_screen(ConfigFormScreen(config, tmp_path))
-        await until(pilot, lambda: isinstance(app.screen, ConfigFormScreen))
-        form = app.screen
+        form = await _open_form(pilot, app, config, tmp_path)
         await _type(pilot, form.query_one("#f-max_length", Input), "0")
         await until(pilot, lambda: "at least 1" in _shown(app, "#p-max_length"))
         await pilot.press("ctrl+s")  # a wrong value: no diff, the form says why
@@ -97,8 +102,7 @@ async def test_back_from_the_diff_writes_nothing_and_a_map_fn_missing_is_importe
     before = config.read_text(encoding="utf-8")
     app = _app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.push_screen(ConfigFormScreen(config, tmp_path))
-        await until(pilot, lambda: isinstance(app.screen, ConfigFormScreen))
+        await _open_form(pilot, app, config, tmp_path)
         app.screen.query_one("#f-dataset_map_fn", Select).value = "openai_map_fn"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: isinstance(app.screen, DiffScreen))
@@ -156,8 +160,7 @@ async def test_a_config_that_writes_a_file_when_run_is_shown_advised_and_edited_
     (tmp_path / "data.json").write_text(json.dumps([{"conversation": [{"input": "你是谁", "output": "我"}]}]))
     app = _app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.push_screen(ConfigFormScreen(config, tmp_path))
-        await until(pilot, lambda: isinstance(app.screen, ConfigFormScreen))
+        await _open_form(pilot, app, config, tmp_path)
         await until(pilot, lambda: "save_steps=100000 is more than the whole run" in _shown(app, "#advice"))
         assert "evaluation_inputs is empty" in _shown(app, "#advice")
         assert "not in the local Hugging Face cache" in _shown(app, "#advice")  # no tokenizer: said, not raised
@@ -216,9 +219,7 @@ async def test_a_llava_config_offers_its_visual_encoder_and_pretrained_pth_check
     config = copy_builtin(name, tmp_path)
     app = _app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.push_screen(ConfigFormScreen(config, tmp_path))
-        await until(pilot, lambda: isinstance(app.screen, ConfigFormScreen))
-        form = app.screen
+        form = await _open_form(pilot, app, config, tmp_path)
         assert form.names[:3] == ["llm_name_or_path", "visual_encoder_name_or_path", "pretrained_pth"]
         assert {"data_root", "data_path", "image_folder"} <= set(form.names)
         assert form.query_one("#f-max_length", Input).value == "int(2048 - (336 / 14) ** 2)"
@@ -233,9 +234,7 @@ async def test_a_long_diff_scrolls_inside_its_dialog_with_the_buttons_and_keys_i
     config = copy_builtin(SEED, tmp_path)
     app = _app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.push_screen(ConfigFormScreen(config, tmp_path))
-        await until(pilot, lambda: isinstance(app.screen, ConfigFormScreen))
-        form = app.screen
+        form = await _open_form(pilot, app, config, tmp_path)
         for name, value in [("max_length", "256"), ("lr", "1e-4"), ("max_epochs", "5"), ("batch_size", "2")]:
             await _type(pilot, form.query_one(f"#f-{name}", Input), value)
         await pilot.press("ctrl+s")

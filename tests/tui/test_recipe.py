@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, OptionList, Static
+from textual.widgets import Input, OptionList, Select, Static
 
 from engine.xtuner.configs import copy_builtin, edit_settings
 from tests.support.fakes import NoGpus, fixture_run
@@ -250,19 +250,23 @@ async def _chat_step(pilot, app, project: Path) -> RecipeScreen:
     return recipe
 
 
-async def test_chat_opens_on_what_the_recipe_made(tmp_path) -> None:
-    from textual.widgets import Select
+async def _chat_step_offers(pilot, app, project: Path, model: str, kind: str) -> RecipeScreen:
+    """Open the chat step, check the model and kind its form starts with, close it: the recipe screen again."""
+    recipe = await _chat_step(pilot, app, project)
+    await until(pilot, lambda: app.screen.query_one("#model", Input).value == model)
+    assert app.screen.query_one("#kind", Select).value == kind
+    await pilot.press("escape")
+    await until(pilot, lambda: app.screen is recipe)
+    return recipe
 
+
+async def test_chat_opens_on_what_the_recipe_made(tmp_path) -> None:
     from tui.dialogs.chat_setup import ChatSetupScreen
 
     project = broken_project(tmp_path)
     app = _app(project)
     async with app.run_test(size=(80, 24)) as pilot:
-        recipe = await _chat_step(pilot, app, project)
-        await until(pilot, lambda: app.screen.query_one("#model", Input).value == "merged")
-        assert app.screen.query_one("#kind", Select).value == "merged"
-        await pilot.press("escape")
-        await until(pilot, lambda: app.screen is recipe)
+        recipe = await _chat_step_offers(pilot, app, project, "merged", "merged")
         shutil.rmtree(project / "merged")
         (project / "hf").mkdir()
         (project / "hf" / "adapter_config.json").write_text("{}")
@@ -306,8 +310,6 @@ async def test_f1_opens_help_on_every_step_whose_first_focus_is_an_input_and_esc
 
 
 async def test_a_run_with_no_checkpoint_is_not_ready_to_chat_and_the_form_opens_on_the_base_model(tmp_path) -> None:
-    from textual.widgets import Select
-
     project = broken_project(tmp_path)
     shutil.rmtree(project / "merged")
     (project / "work_dirs" / "x" / "iter_100.pth").unlink()  # failed, or before its first save
@@ -316,11 +318,7 @@ async def test_a_run_with_no_checkpoint_is_not_ready_to_chat_and_the_form_opens_
     assert steps["Chat"].why.startswith("work_dirs/x: no checkpoint yet") and steps["Chat"].found is None
     app = _app(project)
     async with app.run_test(size=(80, 24)) as pilot:
-        recipe = await _chat_step(pilot, app, project)
-        await until(pilot, lambda: app.screen.query_one("#model", Input).value == "internlm/internlm2-chat-1_8b")
-        assert app.screen.query_one("#kind", Select).value == "base"
-        await pilot.press("escape")
-        await until(pilot, lambda: app.screen is recipe)
+        recipe = await _chat_step_offers(pilot, app, project, "internlm/internlm2-chat-1_8b", "base")
         (project / "work_dirs" / "x" / "iter_100.pth").write_bytes(b"")  # its first save
         await pilot.press("r")
         await until(pilot, lambda: recipe.recipe.steps[5].why == "ready: chat with work_dirs/x")
