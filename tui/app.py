@@ -110,7 +110,7 @@ class XtuiApp(App[None]):
         self.chat_spec = chat  # a tui.screens.chat.ChatSpec to open at start
         self.roots = [r.resolve() for r in roots]
         self.open_run = open_run.resolve() if open_run else None
-        self._empty_base = Screen()  # the bottom screen under a run opened at start
+        self._empty_base = Screen() if self.open_run else None  # the bottom screen under a run opened at start
         self.poll_s = poll_s
         self.monitor = monitor
         self.gpu_backend = gpu_backend
