@@ -284,7 +284,8 @@ class XtuiApp(App[None]):
                 events, status = run.poll_status()
                 saved = any(e.type == "checkpoint_saved" for e in events)
                 previous = last.get(work_dir)
-                ckpts = run.checkpoints() if relist or saved or previous is None else previous[1]
+                writing = previous is not None and any(not c.ok for c in previous[1])  # complete it as soon as it is
+                ckpts = run.checkpoints() if relist or saved or writing or previous is None else previous[1]
                 if events or previous is None or (status, ckpts) != previous:
                     self.post_message(RunUpdate(work_dir, events, status, ckpts))
                 last[work_dir] = (status, ckpts)

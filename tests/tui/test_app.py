@@ -261,3 +261,18 @@ async def test_launch_form_cancel_button_closes_it(tmp_path) -> None:
         await until(pilot, lambda: isinstance(app.screen, LaunchScreen))
         await pilot.click("#cancel")
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+
+
+async def test_a_checkpoint_being_written_shows_complete_on_the_next_poll_not_the_next_relisting(tmp_path) -> None:
+    import torch
+
+    from tui.app import CHECKPOINTS_EVERY_S
+
+    work_dir = fixture_run(tmp_path)
+    (work_dir / "iter_20.pth").write_bytes(b"PK\x03\x04 half written")  # as mmengine leaves it mid-save
+    app = XtuiApp(roots=[tmp_path], gpu_backend=NoGpus(), poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        rec = lambda: app.runs[work_dir.resolve()]  # noqa: E731
+        await until(pilot, lambda: [c.ok for c in rec().checkpoints] == [False])
+        torch.save({"state_dict": {}}, work_dir / "iter_20.pth")  # the save completes
+        await until(pilot, lambda: [c.ok for c in rec().checkpoints] == [True], timeout=CHECKPOINTS_EVERY_S / 2)
