@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.files import read_head, write_atomic
 from engine.locations import gpu_claims_dir
 from engine.runs.processes import is_alive
 
+MAX_CLAIM_BYTES = 4096  # a claim is ~150 bytes; a bigger file is not one
 CLAIM_S = 180.0  # how long a claim stands at most: a trainer loads its model and takes its memory within this
 
 
@@ -65,11 +67,12 @@ def standing(now: float | None = None) -> list[Claim]:
     folder = gpu_claims_dir()
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_head(path, MAX_CLAIM_BYTES))  # a shared folder: no FIFO, no huge file read
             claim = Claim(**{**data, "gpus": tuple(data["gpus"])})
+            stands = claim.stands(now)
         except (OSError, ValueError, TypeError, KeyError):
             continue  # another user's file being written, or not a claim
-        if claim.stands(now):
+        if stands:
             found.append(claim)
         else:
             with contextlib.suppress(OSError):
@@ -80,19 +83,15 @@ def standing(now: float | None = None) -> list[Claim]:
 def record(claim: Claim) -> Path:
     """Write a claim (the caller holds the lock); its file's path, to update once the trainer is known."""
     path = _folder() / f"{os.getpid()}-{int(claim.at * 1000)}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(claim)), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(asdict(claim)))
     return path
 
 
 def started(path: Path, pid: int, create_time: float) -> None:
     """The claim's trainer started: the claim ends early if it dies."""
     with contextlib.suppress(OSError, ValueError):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**data, "pid": pid, "create_time": create_time}), encoding="utf-8")
-        tmp.replace(path)
+        data = json.loads(read_head(path, MAX_CLAIM_BYTES))
+        write_atomic(path, json.dumps({**data, "pid": pid, "create_time": create_time}))
 
 
 def _folder() -> Path:

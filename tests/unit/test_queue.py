@@ -303,3 +303,19 @@ def test_a_claim_ends_when_its_trainer_dies_or_its_time_is_up() -> None:
     late = second.claim(Path("/runs/b"))
     assert late is not None and not claim.exists()  # gone with its trainer, its file removed
     assert gpu_claims.standing(now=time.time() + gpu_claims.CLAIM_S + 1) == [] and not late.exists()
+
+
+def test_what_is_not_a_claim_in_the_shared_folder_is_passed_over() -> None:
+    import os
+
+    from engine.locations import gpu_claims_dir
+    from engine.runs import gpu_claims
+
+    folder = gpu_claims_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "fifo.json")  # would block a plain read
+    (folder / "list.json").write_text("[1, 2]")
+    (folder / "typed.json").write_text('{"gpus": [0], "need": 1, "at": "noon", "work_dir": "/w"}')
+    (folder / "huge.json").write_text("{" + " " * 100_000 + "}")
+    assert gpu_claims.standing() == []
+    assert FreeMemory([0], 20 * GIB, Gpus(30), hold=0).claim(Path("/runs/a")) is not None
